@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * The records the sensor writes into its ring buffer.
+ *
+ * This header is the one contract between the kernel side (bpf/) and user space
+ * (native/ copies records by their size, src/sensor/layout.ts decodes them).
+ * test/unit/layout.test.ts compares the TypeScript offsets with the BTF that
+ * clang emits for these structs, so the two cannot drift silently.
+ *
+ * Rules that keep the layout identical for clang -target bpf and x86_64:
+ * fixed-width types only, every field naturally aligned, explicit padding.
+ */
+#ifndef RINGFENCE_EVENTS_H
+#define RINGFENCE_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define RF_COMM_LEN 16
+#define RF_FILENAME_MAX 256
+#define RF_ARGS_MAX 1024
+#define RF_STDIO_FDS 3
+#define RF_LAYOUT_VERSION 1
+
+enum rf_event_type {
+	RF_EVENT_EXEC = 1,
+	RF_EVENT_FORK = 2,
+	RF_EVENT_EXIT = 3,
+	RF_EVENT_CONNECT = 4,
+	RF_EVENT_PTRACE = 5,
+	RF_EVENT_VM_ACCESS = 6,
+	RF_EVENT_PROC_MEM_OPEN = 7,
+	RF_EVENT_STDIO_DUP = 8,
+};
+
+/* One counter slot per probe; index of the per-CPU `counters` map. */
+enum rf_probe {
+	RF_PROBE_EXEC = 0,
+	RF_PROBE_FORK,
+	RF_PROBE_EXIT,
+	RF_PROBE_CONNECT,
+	RF_PROBE_PTRACE,
+	RF_PROBE_VM_ACCESS,
+	RF_PROBE_PROC_MEM_OPEN,
+	RF_PROBE_STDIO_DUP,
+	RF_PROBE_COUNT,
+};
+
+struct rf_counter {
+	__u64 hits;     /* probe invocations, machine-wide */
+	__u64 seen;     /* invocations inside a tracked cgroup */
+	__u64 emitted;  /* records committed to the ring buffer */
+	__u64 dropped;  /* ring-buffer reservations that failed */
+};
+
+/* Common to every record. `size` is the number of valid bytes of the record. */
+struct rf_event_header {
+	__u32 size;
+	__u16 type;          /* enum rf_event_type */
+	__u16 flags;         /* per-type RF_*_F_* bits */
+	__u64 ktime_ns;      /* bpf_ktime_get_boot_ns(): CLOCK_BOOTTIME */
+	__u64 cgroup_id;     /* cgroup v2 id (inode) of the task */
+	__u64 job_cgroup_id; /* the tracked cgroup this task is in or below */
+	__u32 pid;           /* thread id, initial pid namespace */
+	__u32 tgid;          /* process id, initial pid namespace */
+	__u32 ppid;          /* real parent's tgid */
+	__u32 uid;           /* real uid, initial user namespace */
+	char comm[RF_COMM_LEN];
+};
+
+/* An IPv4 or IPv6 endpoint. IPv4 sits in addr[0..3]; port in host order. */
+struct rf_sockaddr {
+	__u16 family;        /* AF_INET, AF_INET6, AF_UNIX, ... ; 0 = none */
+	__u16 port;
+	__u8 addr[16];
+};
+
+/* What one of fd 0-2 is. kind: enum rf_fd_kind. */
+enum rf_fd_kind {
+	RF_FD_NONE = 0,      /* not open */
+	RF_FD_OTHER = 1,     /* open, not a socket */
+	RF_FD_SOCKET = 2,
+};
+
+struct rf_fd_info {
+	__u8 kind;
+	__u8 sock_type;      /* SOCK_STREAM, SOCK_DGRAM, ... */
+	__u16 protocol;      /* IPPROTO_* */
+	__u32 _pad;
+	struct rf_sockaddr peer;  /* family is the socket's; addr/port its peer */
+};
+
+#define RF_EXEC_F_ARGS_TRUNCATED     (1 << 0)
+#define RF_EXEC_F_FILENAME_TRUNCATED (1 << 1)
+#define RF_EXEC_F_MNTNS_NOT_INIT     (1 << 2)
+#define RF_EXEC_F_USERNS_INIT        (1 << 3)
+
+struct rf_exec_event {
+	struct rf_event_header hdr;
+	__u64 cap_effective;
+	__u64 cap_permitted;
+	__u32 pidns_level;   /* 0 = initial pid namespace */
+	__u32 seccomp_mode;  /* 0 disabled, 1 strict, 2 filter */
+	__u32 mntns_inum;
+	__u32 userns_inum;
+	__u32 argc;
+	__u16 filename_len;  /* bytes in filename, without the NUL */
+	__u16 args_len;      /* bytes in args: NUL-separated argv */
+	struct rf_fd_info stdio[RF_STDIO_FDS];
+	char filename[RF_FILENAME_MAX];
+	char args[RF_ARGS_MAX];  /* the record ends after args_len bytes */
+};
+
+struct rf_fork_event {
+	struct rf_event_header hdr;  /* the parent */
+	__u32 child_pid;
+	__u32 child_tgid;
+};
+
+struct rf_exit_event {
+	struct rf_event_header hdr;
+	__u32 exit_code;     /* wait(2) status: code << 8 | signal */
+	__u32 _pad;
+};
+
+#define RF_CONNECT_F_ADDR_UNREADABLE (1 << 0)
+
+struct rf_connect_event {
+	struct rf_event_header hdr;
+	__s32 fd;
+	__s32 ret;           /* 0 or -errno (-EINPROGRESS for non-blocking) */
+	__u8 sock_type;
+	__u8 _pad;
+	__u16 protocol;
+	__u32 _pad2;
+	struct rf_sockaddr addr;
+	__u32 _pad3;
+};
+
+struct rf_ptrace_event {
+	struct rf_event_header hdr;
+	__s64 request;
+	__u32 target_pid;    /* as the caller named it (its pid namespace) */
+	__u32 _pad;
+};
+
+#define RF_VM_F_WRITE (1 << 0)
+
+struct rf_vm_access_event {
+	struct rf_event_header hdr;  /* flags: RF_VM_F_WRITE */
+	__u32 target_pid;    /* as the caller named it */
+	__u32 _pad;
+};
+
+#define RF_MEM_F_SELF     (1 << 0)  /* the file's mm is the opener's own */
+#define RF_MEM_F_WRITABLE (1 << 1)  /* opened for writing */
+
+struct rf_proc_mem_event {
+	struct rf_event_header hdr;
+	__u32 target_tgid;   /* from the proc inode, initial pid namespace */
+	__s32 fd;
+};
+
+struct rf_stdio_dup_event {
+	struct rf_event_header hdr;
+	__s32 fd;            /* the new descriptor: 0, 1 or 2 */
+	__u32 _pad;
+	struct rf_fd_info info;
+};
+
+#endif /* RINGFENCE_EVENTS_H */

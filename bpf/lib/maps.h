@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * Maps and configuration shared by every program of the sensor.
+ *
+ * The programs are compiled one file per area and statically linked into one
+ * object (bpftool gen object); lib/maps.bpf.c defines these once with
+ * RF_DEFINE_MAPS, every other file sees them as externs.
+ */
+#ifndef RINGFENCE_LIB_MAPS_H
+#define RINGFENCE_LIB_MAPS_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include "../events.h"
+
+#ifdef RF_DEFINE_MAPS
+#define RF_SHARED
+#else
+#define RF_SHARED extern
+#endif
+
+#define RF_MAX_TRACKED_CGROUPS 4096
+#define RF_CGROUP_CACHE_SIZE 16384
+#define RF_MAX_CGROUP_DEPTH 16
+#define RF_MAX_PENDING_CONNECTS 16384
+
+/* Records for user space. The loader sizes it (max_entries) before load. */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 24);
+} events SEC(".maps");
+
+/* Per-probe counters (struct rf_counter), indexed by enum rf_probe. */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, RF_PROBE_COUNT);
+	__type(key, __u32);
+	__type(value, struct rf_counter);
+} counters SEC(".maps");
+
+/* Job cgroups the agent registered: cgroup id -> 1. */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RF_MAX_TRACKED_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u64);
+} tracked_cgroups SEC(".maps");
+
+/*
+ * Answers of "which tracked cgroup is this cgroup in or below", so that the
+ * ancestor walk happens once per cgroup rather than once per event. An entry
+ * is valid only while its generation equals tracked_generation, which the
+ * loader bumps after every change to tracked_cgroups.
+ */
+struct rf_cgroup_cache_entry {
+	__u64 generation;
+	__u64 job_cgroup_id;  /* 0: not tracked */
+};
+
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, RF_CGROUP_CACHE_SIZE);
+	__type(key, __u64);
+	__type(value, struct rf_cgroup_cache_entry);
+} cgroup_cache SEC(".maps");
+
+/* Written by user space through the skeleton's mmap of .bss. */
+RF_SHARED volatile __u64 tracked_generation;
+
+/* Set by the loader before load. */
+RF_SHARED const volatile __u32 cfg_init_mntns_inum;  /* mount ns of PID 1 */
+RF_SHARED const volatile __u64 cfg_mem_open_addr;    /* kallsyms mem_open, 0 = unknown */
+
+#endif

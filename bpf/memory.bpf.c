@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * Access to another process's memory: ptrace requests, process_vm_readv and
+ * process_vm_writev, and successful opens of /proc/PID/mem.
+ *
+ * A /proc/PID/mem open is recognised by the opened file itself, not by the
+ * path string, so relative paths, /proc/self, symlinks and bind mounts of
+ * /proc all look the same: its file_operations' open is mem_open (address
+ * from kallsyms) and its proc inode names the target.
+ */
+#include "lib/task.h"
+
+#define RF_PROC_SUPER_MAGIC 0x9fa0
+#define RF_FMODE_WRITE 0x2
+
+SEC("tracepoint/syscalls/sys_enter_ptrace")
+int handle_sys_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_PTRACE);
+	struct rf_ptrace_event *e;
+
+	rf_count(cnt, hits);
+	e = rf_reserve(struct rf_ptrace_event, RF_EVENT_PTRACE, cnt);
+	if (!e)
+		return 0;
+	e->request = ctx->args[0];
+	e->target_pid = ctx->args[1];
+	rf_submit(e, cnt);
+	return 0;
+}
+
+static __always_inline int rf_vm_access(struct trace_event_raw_sys_enter *ctx, __u16 flags)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_VM_ACCESS);
+	struct rf_vm_access_event *e;
+
+	rf_count(cnt, hits);
+	e = rf_reserve(struct rf_vm_access_event, RF_EVENT_VM_ACCESS, cnt);
+	if (!e)
+		return 0;
+	e->hdr.flags = flags;
+	e->target_pid = ctx->args[0];
+	rf_submit(e, cnt);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_readv")
+int handle_sys_enter_process_vm_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_vm_access(ctx, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_process_vm_writev")
+int handle_sys_enter_process_vm_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	return rf_vm_access(ctx, RF_VM_F_WRITE);
+}
+
+static __always_inline bool rf_is_proc_mem(struct file *file)
+{
+	const struct file_operations *fops = BPF_CORE_READ(file, f_op);
+	struct dentry *dentry;
+	char name[4] = {};
+
+	if (cfg_mem_open_addr)
+		return (__u64)BPF_CORE_READ(fops, open) == cfg_mem_open_addr;
+
+	/* Without kallsyms: a file named "mem" on procfs. */
+	if (BPF_CORE_READ(file, f_inode, i_sb, s_magic) != RF_PROC_SUPER_MAGIC)
+		return false;
+	dentry = BPF_CORE_READ(file, f_path.dentry);
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 0;
+}
+
+static __always_inline int rf_open_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_PROC_MEM_OPEN);
+	struct task_struct *task;
+	struct rf_proc_mem_event *e;
+	struct proc_inode *pi;
+	struct inode *inode;
+	struct file *file;
+	__u64 job;
+	struct pid *pid;
+	int fd = ctx->ret;
+
+	rf_count(cnt, hits);
+	if (fd < 0)
+		return 0;
+	job = rf_current_job();
+	if (!job)
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	file = rf_task_file(task, fd);
+	if (!file || !rf_is_proc_mem(file))
+		return 0;
+
+	e = rf_reserve_in(struct rf_proc_mem_event, RF_EVENT_PROC_MEM_OPEN, cnt, job);
+	if (!e)
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	pi = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
+	pid = BPF_CORE_READ(pi, pid);
+	e->target_tgid = BPF_CORE_READ(pid, numbers[0].nr);
+	e->fd = fd;
+	/* mem_open stores the target's mm as the file's private data. */
+	if (BPF_CORE_READ(file, private_data) == (void *)BPF_CORE_READ(task, mm))
+		e->hdr.flags |= RF_MEM_F_SELF;
+	if (BPF_CORE_READ(file, f_mode) & RF_FMODE_WRITE)
+		e->hdr.flags |= RF_MEM_F_WRITABLE;
+	rf_submit(e, cnt);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat")
+int handle_sys_exit_openat(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_open_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_openat2")
+int handle_sys_exit_openat2(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_open_exit(ctx);
+}
+
+SEC("tracepoint/syscalls/sys_exit_open")
+int handle_sys_exit_open(struct trace_event_raw_sys_exit *ctx)
+{
+	return rf_open_exit(ctx);
+}

@@ -1,0 +1,117 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * Process lifecycle: exec (with argv, container facts and what fd 0-2 are),
+ * fork and exit, so that user space can keep a process tree of each job.
+ *
+ * Raw tracepoints rather than the formatted ones: they hand us the task and
+ * the linux_binprm, which the formatted records do not carry.
+ */
+#include "lib/task.h"
+
+#define RF_USERNS_INIT_INUM 0xEFFFFFFDU /* PROC_USER_INIT_INO */
+
+static __always_inline void rf_read_argv(struct rf_exec_event *e, struct task_struct *task)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start);
+	unsigned long end = BPF_CORE_READ(mm, arg_end);
+	unsigned long len = end > start ? end - start : 0;
+
+	if (len > RF_ARGS_MAX) {
+		len = RF_ARGS_MAX;
+		e->hdr.flags |= RF_EXEC_F_ARGS_TRUNCATED;
+	}
+	barrier_var(len);
+	if (len > RF_ARGS_MAX)
+		len = RF_ARGS_MAX;
+	if (bpf_probe_read_user(e->args, len, (void *)start) < 0)
+		len = 0;
+	e->args_len = len;
+}
+
+static __always_inline void rf_read_container_facts(struct rf_exec_event *e,
+						    struct task_struct *task)
+{
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+
+	/* kernel_cap_t is a u64 since 6.3 and two u32 before: 8 bytes either way. */
+	bpf_core_read(&e->cap_effective, sizeof(e->cap_effective), &cred->cap_effective);
+	bpf_core_read(&e->cap_permitted, sizeof(e->cap_permitted), &cred->cap_permitted);
+	e->pidns_level = BPF_CORE_READ(task, thread_pid, level);
+	e->seccomp_mode = BPF_CORE_READ(task, seccomp.mode);
+	e->mntns_inum = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->userns_inum = BPF_CORE_READ(cred, user_ns, ns.inum);
+	if (cfg_init_mntns_inum && e->mntns_inum != cfg_init_mntns_inum)
+		e->hdr.flags |= RF_EXEC_F_MNTNS_NOT_INIT;
+	if (e->userns_inum == RF_USERNS_INIT_INUM)
+		e->hdr.flags |= RF_EXEC_F_USERNS_INIT;
+}
+
+SEC("raw_tp/sched_process_exec")
+int BPF_PROG(handle_sched_process_exec, struct task_struct *task, pid_t old_pid,
+	     struct linux_binprm *bprm)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_EXEC);
+	struct rf_exec_event *e;
+	long n;
+
+	rf_count(cnt, hits);
+	e = rf_reserve(struct rf_exec_event, RF_EVENT_EXEC, cnt);
+	if (!e)
+		return 0;
+
+	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename),
+				      BPF_CORE_READ(bprm, filename));
+	if (n < 1)
+		n = 1;
+	if (n == sizeof(e->filename))
+		e->hdr.flags |= RF_EXEC_F_FILENAME_TRUNCATED;
+	e->filename_len = n - 1;
+	e->argc = BPF_CORE_READ(bprm, argc);
+	rf_read_argv(e, task);
+	rf_read_container_facts(e, task);
+	for (int fd = 0; fd < RF_STDIO_FDS; fd++)
+		rf_describe_fd(task, fd, &e->stdio[fd]);
+
+	e->hdr.size = offsetof(struct rf_exec_event, args) + e->args_len;
+	rf_submit(e, cnt);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_fork")
+int BPF_PROG(handle_sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_FORK);
+	struct rf_fork_event *e;
+	__u32 child_pid = BPF_CORE_READ(child, pid);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+
+	rf_count(cnt, hits);
+	if (child_pid != child_tgid)
+		return 0; /* a new thread, not a new process */
+	e = rf_reserve(struct rf_fork_event, RF_EVENT_FORK, cnt);
+	if (!e)
+		return 0;
+	e->child_pid = child_pid;
+	e->child_tgid = child_tgid;
+	rf_submit(e, cnt);
+	return 0;
+}
+
+SEC("raw_tp/sched_process_exit")
+int BPF_PROG(handle_sched_process_exit, struct task_struct *task)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_EXIT);
+	struct rf_exit_event *e;
+
+	rf_count(cnt, hits);
+	/* Report the process once: when its last thread exits. */
+	if (BPF_CORE_READ(task, signal, live.counter) != 0)
+		return 0;
+	e = rf_reserve(struct rf_exit_event, RF_EVENT_EXIT, cnt);
+	if (!e)
+		return 0;
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	rf_submit(e, cnt);
+	return 0;
+}
