@@ -1,0 +1,45 @@
+#include "btf_layout.h"
+
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include <cstring>
+#include <memory>
+
+#include "events.h"
+#include "sensor.skel.h"
+
+namespace ringfence {
+
+Napi::Value EventLayoutFromBtf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  // Opening (not loading) the embedded object parses its BTF; no privileges.
+  std::unique_ptr<sensor, void (*)(sensor*)> skel(sensor__open(), sensor__destroy);
+  if (!skel) throw Napi::Error::New(env, "cannot open the embedded BPF object");
+  const struct btf* btf = bpf_object__btf(skel->obj);
+  if (!btf) throw Napi::Error::New(env, "the embedded BPF object has no BTF");
+
+  Napi::Object layout = Napi::Object::New(env);
+  for (__u32 id = 1; id < btf__type_cnt(btf); id++) {
+    const struct btf_type* type = btf__type_by_id(btf, id);
+    if (!btf_is_struct(type)) continue;
+    const char* name = btf__name_by_offset(btf, type->name_off);
+    if (!name || strncmp(name, "rf_", 3) != 0 || layout.Has(name)) continue;
+
+    Napi::Object fields = Napi::Object::New(env);
+    const struct btf_member* member = btf_members(type);
+    for (__u16 i = 0; i < btf_vlen(type); i++, member++) {
+      Napi::Object field = Napi::Object::New(env);
+      field.Set("offset", btf_member_bit_offset(type, i) / 8);
+      field.Set("size", static_cast<double>(btf__resolve_size(btf, member->type)));
+      fields.Set(btf__name_by_offset(btf, member->name_off), field);
+    }
+    Napi::Object entry = Napi::Object::New(env);
+    entry.Set("size", type->size);
+    entry.Set("fields", fields);
+    layout.Set(name, entry);
+  }
+  return layout;
+}
+
+}  // namespace ringfence
