@@ -21,7 +21,7 @@ Napi::Value Clocks(const Napi::CallbackInfo& info) {
   clock_gettime(CLOCK_REALTIME, &real);
   clock_gettime(CLOCK_BOOTTIME, &boot);
   auto ns = [](const struct timespec& t) {
-    return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+    return static_cast<uint64_t>(t.tv_sec) * uint64_t{1000000000} + static_cast<uint64_t>(t.tv_nsec);
   };
   Napi::Object result = Napi::Object::New(info.Env());
   result.Set("realtimeNs", Napi::BigInt::New(info.Env(), ns(real)));

@@ -1,0 +1,275 @@
+/**
+ * Decodes the batches the native reader hands over (one Buffer, many records)
+ * into typed events, with DataView reads at the offsets of layout.ts.
+ */
+import { ARGS_MAX, EventType, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
+import type { AddressFamily, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
+
+const H = LAYOUT.rf_event_header.fields;
+const HEADER_SIZE = LAYOUT.rf_event_header.size;
+const EXEC = LAYOUT.rf_exec_event.fields;
+const FORK = LAYOUT.rf_fork_event.fields;
+const EXIT = LAYOUT.rf_exit_event.fields;
+const CONNECT = LAYOUT.rf_connect_event.fields;
+const PTRACE = LAYOUT.rf_ptrace_event.fields;
+const VM = LAYOUT.rf_vm_access_event.fields;
+const MEM = LAYOUT.rf_proc_mem_event.fields;
+const DUP = LAYOUT.rf_stdio_dup_event.fields;
+const FD = LAYOUT.rf_fd_info.fields;
+const FD_SIZE = LAYOUT.rf_fd_info.size;
+const SOCKADDR = LAYOUT.rf_sockaddr.fields;
+
+const AF_UNIX = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+const PTRACE_REQUESTS: Record<number, string> = {
+  0: 'PTRACE_TRACEME', 1: 'PTRACE_PEEKTEXT', 2: 'PTRACE_PEEKDATA', 3: 'PTRACE_PEEKUSER',
+  4: 'PTRACE_POKETEXT', 5: 'PTRACE_POKEDATA', 6: 'PTRACE_POKEUSER', 7: 'PTRACE_CONT',
+  8: 'PTRACE_KILL', 9: 'PTRACE_SINGLESTEP', 12: 'PTRACE_GETREGS', 13: 'PTRACE_SETREGS',
+  16: 'PTRACE_ATTACH', 17: 'PTRACE_DETACH', 24: 'PTRACE_SYSCALL', 0x4200: 'PTRACE_SETOPTIONS',
+  0x4201: 'PTRACE_GETEVENTMSG', 0x4202: 'PTRACE_GETSIGINFO', 0x4204: 'PTRACE_GETREGSET',
+  0x4205: 'PTRACE_SETREGSET', 0x4206: 'PTRACE_SEIZE', 0x4207: 'PTRACE_INTERRUPT',
+  0x4208: 'PTRACE_LISTEN',
+};
+
+/** Converts CLOCK_BOOTTIME nanoseconds to wall-clock milliseconds. */
+export type ClockMapper = (ktimeNs: bigint) => number;
+
+export class DecodeError extends Error {}
+
+export interface DecodedBatch {
+  events: SensorEvent[];
+  /** Records of a type this decoder does not know (a newer probe set). */
+  unknown: number;
+}
+
+const utf8 = new TextDecoder('utf-8');
+
+function cString(bytes: Uint8Array, start: number, max: number): string {
+  let end = start;
+  const limit = start + max;
+  while (end < limit && bytes[end] !== 0) end++;
+  return utf8.decode(bytes.subarray(start, end));
+}
+
+export function familyName(family: number): AddressFamily {
+  if (family === AF_INET) return 'inet';
+  if (family === AF_INET6) return 'inet6';
+  if (family === AF_UNIX) return 'unix';
+  return `af${family}`;
+}
+
+/** Formats 4 (IPv4) or 16 (IPv6) address bytes; IPv6 in RFC 5952 form. */
+export function formatAddress(family: number, bytes: Uint8Array, at: number): string {
+  if (family === AF_INET) return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
+  if (family !== AF_INET6) return '';
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push((bytes[at + 2 * i] << 8) | bytes[at + 2 * i + 1]);
+  // IPv4-mapped (::ffff:a.b.c.d) is written with its IPv4 tail, as people read it.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return `::ffff:${bytes[at + 12]}.${bytes[at + 13]}.${bytes[at + 14]}.${bytes[at + 15]}`;
+  }
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+function readPeer(view: DataView, bytes: Uint8Array, at: number): SocketPeer {
+  const family = view.getUint16(at + SOCKADDR.family.offset, true);
+  return {
+    family: familyName(family),
+    address: formatAddress(family, bytes, at + SOCKADDR.addr.offset),
+    port: view.getUint16(at + SOCKADDR.port.offset, true),
+  };
+}
+
+function readFdInfo(view: DataView, bytes: Uint8Array, at: number): FdInfo {
+  const kind = view.getUint8(at + FD.kind.offset);
+  if (kind === FdKind.NONE) return { kind: 'none' };
+  if (kind !== FdKind.SOCKET) return { kind: 'other' };
+  return {
+    kind: 'socket',
+    socketType: view.getUint8(at + FD.sock_type.offset),
+    protocol: view.getUint16(at + FD.protocol.offset, true),
+    peer: readPeer(view, bytes, at + FD.peer.offset),
+  };
+}
+
+function splitArgs(bytes: Uint8Array, start: number, length: number): string[] {
+  const argv: string[] = [];
+  let from = start;
+  const end = start + length;
+  for (let i = start; i < end; i++) {
+    if (bytes[i] === 0) {
+      argv.push(utf8.decode(bytes.subarray(from, i)));
+      from = i + 1;
+    }
+  }
+  if (from < end) argv.push(utf8.decode(bytes.subarray(from, end)));
+  return argv;
+}
+
+function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: number, toWallMs: ClockMapper): SensorEvent | null {
+  const type = view.getUint16(at + H.type.offset, true);
+  const flags = view.getUint16(at + H.flags.offset, true);
+  const ktimeNs = view.getBigUint64(at + H.ktime_ns.offset, true);
+  const base: EventBase = {
+    ktimeNs,
+    timeMs: toWallMs(ktimeNs),
+    cgroupId: view.getBigUint64(at + H.cgroup_id.offset, true),
+    jobCgroupId: view.getBigUint64(at + H.job_cgroup_id.offset, true),
+    pid: view.getUint32(at + H.pid.offset, true),
+    tgid: view.getUint32(at + H.tgid.offset, true),
+    ppid: view.getUint32(at + H.ppid.offset, true),
+    uid: view.getUint32(at + H.uid.offset, true),
+    comm: cString(bytes, at + H.comm.offset, H.comm.size),
+  };
+  const need = (layoutSize: number) => {
+    if (size < layoutSize) throw new DecodeError(`record of type ${type} is ${size} bytes, expected ${layoutSize}`);
+  };
+
+  switch (type) {
+    case EventType.EXEC: {
+      need(EXEC.args.offset);
+      const filenameLength = Math.min(view.getUint16(at + EXEC.filename_len.offset, true), FILENAME_MAX);
+      const argsLength = Math.min(view.getUint16(at + EXEC.args_len.offset, true), ARGS_MAX, size - EXEC.args.offset);
+      const stdioAt = at + EXEC.stdio.offset;
+      return {
+        ...base,
+        type: 'exec',
+        filename: utf8.decode(bytes.subarray(at + EXEC.filename.offset, at + EXEC.filename.offset + filenameLength)),
+        filenameTruncated: (flags & ExecFlags.FILENAME_TRUNCATED) !== 0,
+        argv: splitArgs(bytes, at + EXEC.args.offset, argsLength),
+        argc: view.getUint32(at + EXEC.argc.offset, true),
+        argsTruncated: (flags & ExecFlags.ARGS_TRUNCATED) !== 0,
+        container: {
+          pidnsLevel: view.getUint32(at + EXEC.pidns_level.offset, true),
+          mntnsInum: view.getUint32(at + EXEC.mntns_inum.offset, true),
+          mntnsNotInit: (flags & ExecFlags.MNTNS_NOT_INIT) !== 0,
+          usernsInum: view.getUint32(at + EXEC.userns_inum.offset, true),
+          usernsInit: (flags & ExecFlags.USERNS_INIT) !== 0,
+          seccompMode: view.getUint32(at + EXEC.seccomp_mode.offset, true),
+          capEffective: view.getBigUint64(at + EXEC.cap_effective.offset, true),
+          capPermitted: view.getBigUint64(at + EXEC.cap_permitted.offset, true),
+        },
+        stdio: [
+          readFdInfo(view, bytes, stdioAt),
+          readFdInfo(view, bytes, stdioAt + FD_SIZE),
+          readFdInfo(view, bytes, stdioAt + 2 * FD_SIZE),
+        ],
+      };
+    }
+    case EventType.FORK:
+      need(LAYOUT.rf_fork_event.size);
+      return {
+        ...base,
+        type: 'fork',
+        childPid: view.getUint32(at + FORK.child_pid.offset, true),
+        childTgid: view.getUint32(at + FORK.child_tgid.offset, true),
+      };
+    case EventType.EXIT: {
+      need(LAYOUT.rf_exit_event.size);
+      const status = view.getUint32(at + EXIT.exit_code.offset, true);
+      const signal = status & 0x7f;
+      return {
+        ...base,
+        type: 'exit',
+        status,
+        exitCode: signal === 0 ? (status >> 8) & 0xff : null,
+        signal: signal === 0 ? null : signal,
+      };
+    }
+    case EventType.CONNECT: {
+      need(LAYOUT.rf_connect_event.size);
+      const addrAt = at + CONNECT.addr.offset;
+      const family = view.getUint16(addrAt + SOCKADDR.family.offset, true);
+      return {
+        ...base,
+        type: 'connect',
+        fd: view.getInt32(at + CONNECT.fd.offset, true),
+        errno: -view.getInt32(at + CONNECT.ret.offset, true),
+        family: familyName(family),
+        address: formatAddress(family, bytes, addrAt + SOCKADDR.addr.offset),
+        port: view.getUint16(addrAt + SOCKADDR.port.offset, true),
+        socketType: view.getUint8(at + CONNECT.sock_type.offset),
+        protocol: view.getUint16(at + CONNECT.protocol.offset, true),
+      };
+    }
+    case EventType.PTRACE: {
+      need(LAYOUT.rf_ptrace_event.size);
+      const request = Number(view.getBigInt64(at + PTRACE.request.offset, true));
+      return {
+        ...base,
+        type: 'ptrace',
+        request,
+        requestName: PTRACE_REQUESTS[request] ?? `PTRACE_${request}`,
+        targetPid: view.getUint32(at + PTRACE.target_pid.offset, true),
+      };
+    }
+    case EventType.VM_ACCESS:
+      need(LAYOUT.rf_vm_access_event.size);
+      return {
+        ...base,
+        type: 'vm_access',
+        write: (flags & VmAccessFlags.WRITE) !== 0,
+        targetPid: view.getUint32(at + VM.target_pid.offset, true),
+      };
+    case EventType.PROC_MEM_OPEN:
+      need(LAYOUT.rf_proc_mem_event.size);
+      return {
+        ...base,
+        type: 'proc_mem_open',
+        targetTgid: view.getUint32(at + MEM.target_tgid.offset, true),
+        fd: view.getInt32(at + MEM.fd.offset, true),
+        self: (flags & ProcMemFlags.SELF) !== 0,
+        writable: (flags & ProcMemFlags.WRITABLE) !== 0,
+      };
+    case EventType.STDIO_DUP:
+      need(LAYOUT.rf_stdio_dup_event.size);
+      return {
+        ...base,
+        type: 'stdio_dup',
+        fd: view.getInt32(at + DUP.fd.offset, true),
+        socket: readFdInfo(view, bytes, at + DUP.info.offset),
+      };
+    default:
+      return null;
+  }
+}
+
+/**
+ * Decodes `records` records from a batch. Throws DecodeError when the batch
+ * is inconsistent (a record claims more bytes than the batch holds), which
+ * would mean the layouts disagree: never silently skip.
+ */
+export function decodeBatch(batch: Uint8Array, records: number, toWallMs: ClockMapper): DecodedBatch {
+  const view = new DataView(batch.buffer, batch.byteOffset, batch.byteLength);
+  const events: SensorEvent[] = [];
+  let unknown = 0;
+  let at = 0;
+  for (let i = 0; i < records; i++) {
+    if (at + HEADER_SIZE > batch.byteLength) {
+      throw new DecodeError(`batch ends after ${i} of ${records} records`);
+    }
+    const size = view.getUint32(at + H.size.offset, true);
+    if (size < HEADER_SIZE || at + size > batch.byteLength) {
+      throw new DecodeError(`record ${i} at offset ${at} has size ${size}, batch is ${batch.byteLength} bytes`);
+    }
+    const event = decodeRecord(view, batch, at, size, toWallMs);
+    if (event) events.push(event);
+    else unknown++;
+    at += Math.ceil(size / RECORD_ALIGN) * RECORD_ALIGN;
+  }
+  return { events, unknown };
+}
+

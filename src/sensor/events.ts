@@ -1,0 +1,137 @@
+/** Typed sensor events: what the kernel probes report, decoded. */
+
+export type ProbeName =
+  | 'exec'
+  | 'fork'
+  | 'exit'
+  | 'connect'
+  | 'ptrace'
+  | 'vm_access'
+  | 'proc_mem_open'
+  | 'stdio_dup';
+
+export interface EventBase {
+  /** Nanoseconds since boot (CLOCK_BOOTTIME) when the probe ran. */
+  ktimeNs: bigint;
+  /** Wall-clock milliseconds since the epoch, derived from ktimeNs. */
+  timeMs: number;
+  /** cgroup v2 id of the task, and of the tracked (job) cgroup it is in or below. */
+  cgroupId: bigint;
+  jobCgroupId: bigint;
+  /** Thread id and process id in the initial pid namespace; ppid is the real parent's tgid. */
+  pid: number;
+  tgid: number;
+  ppid: number;
+  uid: number;
+  comm: string;
+}
+
+export type AddressFamily = 'inet' | 'inet6' | 'unix' | `af${number}`;
+
+export interface SocketPeer {
+  family: AddressFamily;
+  /** Textual IPv4/IPv6 address ('' for non-inet families). */
+  address: string;
+  port: number;
+}
+
+export type FdInfo =
+  | { kind: 'none' }
+  | { kind: 'other' }
+  | { kind: 'socket'; socketType: number; protocol: number; peer: SocketPeer };
+
+export interface ContainerFacts {
+  /** Depth of the pid namespace: 0 is the initial one. */
+  pidnsLevel: number;
+  mntnsInum: number;
+  /** The mount namespace differs from PID 1's. */
+  mntnsNotInit: boolean;
+  usernsInum: number;
+  /** The credentials belong to the initial user namespace (capabilities are real). */
+  usernsInit: boolean;
+  seccompMode: number;
+  capEffective: bigint;
+  capPermitted: bigint;
+}
+
+export interface ExecEvent extends EventBase {
+  type: 'exec';
+  filename: string;
+  filenameTruncated: boolean;
+  argv: string[];
+  argc: number;
+  argsTruncated: boolean;
+  container: ContainerFacts;
+  stdio: [FdInfo, FdInfo, FdInfo];
+}
+
+export interface ForkEvent extends EventBase {
+  type: 'fork';
+  childPid: number;
+  childTgid: number;
+}
+
+export interface ExitEvent extends EventBase {
+  type: 'exit';
+  /** wait(2) status as the kernel keeps it. */
+  status: number;
+  /** Exit code when the process exited, else null. */
+  exitCode: number | null;
+  /** Terminating signal number when it was killed, else null. */
+  signal: number | null;
+}
+
+export interface ConnectEvent extends EventBase {
+  type: 'connect';
+  fd: number;
+  /** 0 on success, else the positive errno (EINPROGRESS for non-blocking). */
+  errno: number;
+  family: AddressFamily;
+  address: string;
+  port: number;
+  socketType: number;
+  protocol: number;
+}
+
+export interface PtraceEvent extends EventBase {
+  type: 'ptrace';
+  request: number;
+  requestName: string;
+  /** As the caller named it, in its pid namespace. */
+  targetPid: number;
+}
+
+export interface VmAccessEvent extends EventBase {
+  type: 'vm_access';
+  write: boolean;
+  targetPid: number;
+}
+
+export interface ProcMemOpenEvent extends EventBase {
+  type: 'proc_mem_open';
+  /** The process whose memory the file exposes (initial pid namespace). */
+  targetTgid: number;
+  fd: number;
+  /** The file is the opener's own memory (e.g. /proc/self/mem). */
+  self: boolean;
+  writable: boolean;
+}
+
+export interface StdioDupEvent extends EventBase {
+  type: 'stdio_dup';
+  /** 0, 1 or 2: the descriptor that is now a socket. */
+  fd: number;
+  socket: FdInfo;
+}
+
+export type SensorEvent =
+  | ExecEvent
+  | ForkEvent
+  | ExitEvent
+  | ConnectEvent
+  | PtraceEvent
+  | VmAccessEvent
+  | ProcMemOpenEvent
+  | StdioDupEvent;
+
+export type SensorEventType = SensorEvent['type'];

@@ -1,0 +1,58 @@
+/** Human and JSON renderings of sensor events (for `ringfence trace`). */
+import type { FdInfo, SensorEvent } from './events';
+
+function fd(info: FdInfo): string {
+  if (info.kind !== 'socket') return info.kind;
+  const { family, address, port } = info.peer;
+  return address ? `socket(${family} ${family === 'inet6' ? `[${address}]` : address}:${port})` : `socket(${family})`;
+}
+
+function endpoint(family: string, address: string, port: number): string {
+  return family === 'inet6' ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** One line per event: time, type, process, then what happened. */
+export function formatEvent(event: SensorEvent, ancestry?: string[]): string {
+  const time = new Date(event.timeMs).toISOString().slice(11, 23);
+  const who = `${event.comm}[${event.tgid}]`;
+  let what: string;
+  switch (event.type) {
+    case 'exec': {
+      const stdio = event.stdio.some((s) => s.kind === 'socket') ? ` stdio=${event.stdio.map(fd).join(',')}` : '';
+      const c = event.container;
+      const container = c.pidnsLevel > 0 || c.mntnsNotInit ? ` container(pidns=${c.pidnsLevel} caps=0x${c.capEffective.toString(16)}${c.usernsInit ? '' : ' userns'})` : '';
+      what = `${event.filename} ${JSON.stringify(event.argv)}${event.argsTruncated ? '…' : ''} ppid=${event.ppid} uid=${event.uid}${stdio}${container}`;
+      break;
+    }
+    case 'fork':
+      what = `child=${event.childTgid}`;
+      break;
+    case 'exit':
+      what = event.signal !== null ? `signal=${event.signal}` : `code=${event.exitCode}`;
+      break;
+    case 'connect':
+      what = `${endpoint(event.family, event.address, event.port)} proto=${event.protocol} ${event.errno === 0 ? 'ok' : `errno=${event.errno}`}`;
+      break;
+    case 'ptrace':
+      what = `${event.requestName} target=${event.targetPid}`;
+      break;
+    case 'vm_access':
+      what = `process_vm_${event.write ? 'writev' : 'readv'} target=${event.targetPid}`;
+      break;
+    case 'proc_mem_open':
+      what = `/proc/${event.targetTgid}/mem fd=${event.fd}${event.self ? ' self' : ''}${event.writable ? ' rw' : ''}`;
+      break;
+    case 'stdio_dup':
+      what = `fd ${event.fd} := ${fd(event.socket)}`;
+      break;
+  }
+  const chain = ancestry && ancestry.length > 1 ? `  ← ${ancestry.slice(1).join(' ← ')}` : '';
+  return `${time} ${event.type.padEnd(13)} ${who} ${what}${chain}`;
+}
+
+/** JSON with bigints as decimal strings. */
+export function eventToJson(event: SensorEvent, ancestry?: string[]): string {
+  return JSON.stringify({ ...event, time: new Date(event.timeMs).toISOString(), ancestry }, (_key, value) =>
+    typeof value === 'bigint' ? value.toString() : value,
+  );
+}

@@ -1,0 +1,138 @@
+/**
+ * The ring-buffer record layouts of bpf/events.h, for the decoder.
+ *
+ * Hand-written so that reading a record costs nothing but DataView reads;
+ * test/unit/layout.test.ts checks every offset and size here against the BTF
+ * of the compiled BPF object, so a change to events.h that is not mirrored
+ * here fails the suite.
+ */
+
+export interface FieldLayout {
+  offset: number;
+  size: number;
+}
+
+export interface StructLayout {
+  size: number;
+  fields: Record<string, FieldLayout>;
+}
+
+const f = (offset: number, size: number): FieldLayout => ({ offset, size });
+
+export const LAYOUT_VERSION = 1;
+export const COMM_LEN = 16;
+export const FILENAME_MAX = 256;
+export const ARGS_MAX = 1024;
+export const RECORD_ALIGN = 8;
+
+export const LAYOUT = {
+  rf_event_header: {
+    size: 64,
+    fields: {
+      size: f(0, 4),
+      type: f(4, 2),
+      flags: f(6, 2),
+      ktime_ns: f(8, 8),
+      cgroup_id: f(16, 8),
+      job_cgroup_id: f(24, 8),
+      pid: f(32, 4),
+      tgid: f(36, 4),
+      ppid: f(40, 4),
+      uid: f(44, 4),
+      comm: f(48, COMM_LEN),
+    },
+  },
+  rf_sockaddr: {
+    size: 20,
+    fields: { family: f(0, 2), port: f(2, 2), addr: f(4, 16) },
+  },
+  rf_fd_info: {
+    size: 28,
+    fields: { kind: f(0, 1), sock_type: f(1, 1), protocol: f(2, 2), _pad: f(4, 4), peer: f(8, 20) },
+  },
+  rf_exec_event: {
+    size: 1472,
+    fields: {
+      hdr: f(0, 64),
+      cap_effective: f(64, 8),
+      cap_permitted: f(72, 8),
+      pidns_level: f(80, 4),
+      seccomp_mode: f(84, 4),
+      mntns_inum: f(88, 4),
+      userns_inum: f(92, 4),
+      argc: f(96, 4),
+      filename_len: f(100, 2),
+      args_len: f(102, 2),
+      stdio: f(104, 3 * 28),
+      filename: f(188, FILENAME_MAX),
+      args: f(444, ARGS_MAX),
+    },
+  },
+  rf_fork_event: {
+    size: 72,
+    fields: { hdr: f(0, 64), child_pid: f(64, 4), child_tgid: f(68, 4) },
+  },
+  rf_exit_event: {
+    size: 72,
+    fields: { hdr: f(0, 64), exit_code: f(64, 4), _pad: f(68, 4) },
+  },
+  rf_connect_event: {
+    size: 104,
+    fields: {
+      hdr: f(0, 64),
+      fd: f(64, 4),
+      ret: f(68, 4),
+      sock_type: f(72, 1),
+      _pad: f(73, 1),
+      protocol: f(74, 2),
+      _pad2: f(76, 4),
+      addr: f(80, 20),
+      _pad3: f(100, 4),
+    },
+  },
+  rf_ptrace_event: {
+    size: 80,
+    fields: { hdr: f(0, 64), request: f(64, 8), target_pid: f(72, 4), _pad: f(76, 4) },
+  },
+  rf_vm_access_event: {
+    size: 72,
+    fields: { hdr: f(0, 64), target_pid: f(64, 4), _pad: f(68, 4) },
+  },
+  rf_proc_mem_event: {
+    size: 72,
+    fields: { hdr: f(0, 64), target_tgid: f(64, 4), fd: f(68, 4) },
+  },
+  rf_stdio_dup_event: {
+    size: 104,
+    fields: { hdr: f(0, 64), fd: f(64, 4), _pad: f(68, 4), info: f(72, 28) },
+  },
+  rf_counter: {
+    size: 32,
+    fields: { hits: f(0, 8), seen: f(8, 8), emitted: f(16, 8), dropped: f(24, 8) },
+  },
+} satisfies Record<string, StructLayout>;
+
+/** enum rf_event_type */
+export const EventType = {
+  EXEC: 1,
+  FORK: 2,
+  EXIT: 3,
+  CONNECT: 4,
+  PTRACE: 5,
+  VM_ACCESS: 6,
+  PROC_MEM_OPEN: 7,
+  STDIO_DUP: 8,
+} as const;
+
+/** enum rf_fd_kind */
+export const FdKind = { NONE: 0, OTHER: 1, SOCKET: 2 } as const;
+
+export const ExecFlags = {
+  ARGS_TRUNCATED: 1 << 0,
+  FILENAME_TRUNCATED: 1 << 1,
+  MNTNS_NOT_INIT: 1 << 2,
+  USERNS_INIT: 1 << 3,
+} as const;
+
+export const VmAccessFlags = { WRITE: 1 << 0 } as const;
+export const ProcMemFlags = { SELF: 1 << 0, WRITABLE: 1 << 1 } as const;

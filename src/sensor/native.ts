@@ -1,0 +1,98 @@
+/**
+ * The typed interface of the native addon (build/Release/ringfence_sensor.node,
+ * sources in native/). Everything the TypeScript side calls goes through here.
+ */
+import path from 'node:path';
+
+export interface NativeLoadOptions {
+  /** Ring buffer size in bytes: a power of two, at least one page. */
+  ringBufferBytes?: number;
+  /** Inode of PID 1's mount namespace: an exec in another one is "in a container". */
+  initMntnsInum?: number;
+  /** Address of the kernel's mem_open (kallsyms) to recognise /proc/PID/mem files. */
+  memOpenAddr?: bigint;
+}
+
+export interface NativeReaderOptions {
+  batchBytes?: number;
+  maxBatchesInFlight?: number;
+  pollTimeoutMs?: number;
+}
+
+export interface NativeProbeCounter {
+  hits: number;
+  seen: number;
+  emitted: number;
+  dropped: number;
+}
+
+export interface NativeReaderStats {
+  batches: number;
+  records: number;
+  bytes: number;
+  backpressureWaits: number;
+}
+
+export interface NativeFieldLayout {
+  offset: number;
+  size: number;
+}
+
+export interface NativeStructLayout {
+  size: number;
+  fields: Record<string, NativeFieldLayout>;
+}
+
+/** The error the addon throws when loading fails; `code` says at which step. */
+export interface NativeLoadError extends Error {
+  code: 'RF_OPEN' | 'RF_CONFIG' | 'RF_LOAD' | 'RF_ATTACH' | 'RF_MAP';
+  errno: number;
+  /** libbpf's last lines, including the verifier's log when a program was rejected. */
+  log: string;
+}
+
+export interface NativeSensorHandle {
+  track(cgroupId: bigint): void;
+  /** false when the cgroup was not tracked. */
+  untrack(cgroupId: bigint): boolean;
+  /** Indexed like `probeNames`, summed over CPUs. */
+  counters(): NativeProbeCounter[];
+  /**
+   * Starts the reader thread. `onBatch` gets one Buffer holding `records`
+   * records, each 8-byte aligned and `header.size` long. `onEnd` is called once
+   * after the last batch (error set if polling failed; aborted when destroy()
+   * dropped undelivered batches).
+   */
+  start(
+    onBatch: (batch: Buffer, records: number) => void,
+    onEnd: (error: Error | undefined, aborted: boolean) => void,
+    options?: NativeReaderOptions,
+  ): void;
+  /** Graceful: the reader drains what the kernel holds, delivers it, then ends. */
+  stop(): void;
+  readerStats(): NativeReaderStats;
+  programIds(): { programs: number[]; links: number[] };
+  /** Stops the reader at once and detaches and unloads everything. */
+  destroy(): void;
+}
+
+export interface NativeAddon {
+  SensorHandle: new (options?: NativeLoadOptions) => NativeSensorHandle;
+  /** Record layouts from the BTF of the embedded BPF object. */
+  eventLayout(): Record<string, NativeStructLayout>;
+  probeNames: string[];
+  layoutVersion: number;
+  clocks(): { realtimeNs: bigint; boottimeNs: bigint };
+}
+
+let addon: NativeAddon | undefined;
+
+/** Loads the addon once; the path works from src/ (tests) and dist/src/. */
+export function loadNative(): NativeAddon {
+  if (!addon) {
+    const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(path.join(root, 'build/Release/ringfence_sensor.node')) as NativeAddon;
+  }
+  return addon;
+}

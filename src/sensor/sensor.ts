@@ -1,0 +1,210 @@
+/**
+ * The kernel sensor: loads the eBPF probes through the native addon, tracks
+ * job cgroups, and delivers typed events in batches.
+ *
+ *   const sensor = Sensor.open();
+ *   sensor.on('events', (events) => …);
+ *   sensor.start();
+ *   sensor.track(cgroup.id);
+ *   …
+ *   await sensor.close();   // delivers everything the kernel still holds
+ */
+import { EventEmitter } from 'node:events';
+import { RingfenceError } from '../util/errors';
+import { decodeBatch, type ClockMapper } from './decode';
+import type { ProbeName, SensorEvent } from './events';
+import { initMountNamespaceInode, memOpenAddress, preflight } from './kernel';
+import { loadNative, type NativeLoadError, type NativeProbeCounter, type NativeReaderStats, type NativeSensorHandle } from './native';
+import { ProcessTree } from './process-tree';
+
+export interface SensorOptions {
+  /** Kernel ring buffer in bytes (power of two). Default 16 MiB. */
+  ringBufferBytes?: number;
+  /** Bytes per batch handed to JS. Default 256 KiB. */
+  batchBytes?: number;
+  /** Batches waiting for the JS thread before the reader stops draining. Default 16. */
+  maxBatchesInFlight?: number;
+  /** Skip the environment checks and mounts (tests of the checks themselves). */
+  skipPreflight?: boolean;
+}
+
+export interface SensorStats {
+  probes: Record<ProbeName, NativeProbeCounter>;
+  /** Records the probes could not write because the ring buffer was full. */
+  dropped: number;
+  reader: NativeReaderStats;
+  /** Events decoded and emitted to listeners. */
+  delivered: number;
+  /** Records of an unknown type, and batches that failed to decode. */
+  unknownRecords: number;
+  decodeErrors: number;
+}
+
+export interface SensorEventMap {
+  events: [SensorEvent[]];
+  error: [Error];
+  end: [];
+}
+
+/** Turns an addon load failure into one line a user can act on (+ the verifier's lines). */
+export function explainLoadError(error: NativeLoadError): RingfenceError {
+  const log = error.log?.trim() || undefined;
+  switch (error.code) {
+    case 'RF_LOAD':
+      return new RingfenceError(
+        `the kernel's verifier rejected the sensor's eBPF programs (${error.message}); its last lines follow`,
+        'RF_VERIFIER',
+        log,
+      );
+    case 'RF_ATTACH':
+      return new RingfenceError(
+        `attaching the sensor's probes failed (${error.message}): the kernel lacks a tracepoint it needs, or tracefs is not mounted`,
+        'RF_ATTACH',
+        log,
+      );
+    default:
+      return new RingfenceError(`loading the sensor failed: ${error.message}`, error.code ?? 'RF_LOAD', log);
+  }
+}
+
+export class Sensor extends EventEmitter<SensorEventMap> {
+  readonly tree = new ProcessTree();
+  private readonly probeNames: ProbeName[];
+  private readonly toWallMs: ClockMapper;
+  private handle: NativeSensorHandle | undefined;
+  private started = false;
+  private ended: Promise<void> | undefined;
+  private delivered = 0;
+  private unknownRecords = 0;
+  private decodeErrors = 0;
+
+  private constructor(
+    handle: NativeSensorHandle,
+    private readonly options: SensorOptions,
+  ) {
+    super();
+    const native = loadNative();
+    this.handle = handle;
+    this.probeNames = native.probeNames as ProbeName[];
+    const { realtimeNs, boottimeNs } = native.clocks();
+    const offsetNs = realtimeNs - boottimeNs;
+    this.toWallMs = (ktimeNs) => Number(ktimeNs + offsetNs) / 1e6;
+  }
+
+  /** Checks the machine, loads and attaches the probes. Throws RingfenceError. */
+  static open(options: SensorOptions = {}): Sensor {
+    if (!options.skipPreflight) preflight();
+    const native = loadNative();
+    let handle: NativeSensorHandle;
+    try {
+      handle = new native.SensorHandle({
+        ringBufferBytes: options.ringBufferBytes,
+        initMntnsInum: initMountNamespaceInode(),
+        memOpenAddr: memOpenAddress(),
+      });
+    } catch (error) {
+      if (error && typeof error === 'object' && 'log' in error) throw explainLoadError(error as NativeLoadError);
+      throw error;
+    }
+    return new Sensor(handle, options);
+  }
+
+  /** Starts delivering events; attach 'events' listeners first. */
+  start(): void {
+    const handle = this.live();
+    if (this.started) return;
+    this.started = true;
+    this.ended = new Promise((resolve) => {
+      handle.start(
+        (batch, records) => this.onBatch(batch, records),
+        (error) => {
+          if (error) this.emit('error', error);
+          this.emit('end');
+          resolve();
+        },
+        { batchBytes: this.options.batchBytes, maxBatchesInFlight: this.options.maxBatchesInFlight },
+      );
+    });
+  }
+
+  /** Starts watching the processes of a cgroup and of every cgroup below it. */
+  track(cgroup: bigint | { id: bigint }): void {
+    this.live().track(typeof cgroup === 'bigint' ? cgroup : cgroup.id);
+  }
+
+  untrack(cgroup: bigint | { id: bigint }): boolean {
+    return this.live().untrack(typeof cgroup === 'bigint' ? cgroup : cgroup.id);
+  }
+
+  stats(): SensorStats {
+    const handle = this.live();
+    const counters = handle.counters();
+    const probes = {} as Record<ProbeName, NativeProbeCounter>;
+    let dropped = 0;
+    this.probeNames.forEach((name, index) => {
+      probes[name] = counters[index];
+      dropped += counters[index].dropped;
+    });
+    return {
+      probes,
+      dropped,
+      reader: handle.readerStats(),
+      delivered: this.delivered,
+      unknownRecords: this.unknownRecords,
+      decodeErrors: this.decodeErrors,
+    };
+  }
+
+  /** Kernel ids of the loaded programs and links (for leak checks). */
+  kernelObjects(): { programs: number[]; links: number[] } {
+    return this.live().programIds();
+  }
+
+  /**
+   * Delivers every event the kernel holds, then detaches and unloads all
+   * probes. Stats are final after this resolves.
+   */
+  async close(): Promise<void> {
+    if (!this.handle) return;
+    const handle = this.handle;
+    if (this.started) {
+      handle.stop();
+      await this.ended;
+    }
+    this.finalStats = this.stats();
+    handle.destroy();
+    this.handle = undefined;
+  }
+
+  /** Stops at once, dropping undelivered batches, and unloads everything. */
+  destroy(): void {
+    if (!this.handle) return;
+    this.finalStats = this.stats();
+    this.handle.destroy();
+    this.handle = undefined;
+  }
+
+  /** Stats as they were at close()/destroy(). */
+  finalStats: SensorStats | undefined;
+
+  private live(): NativeSensorHandle {
+    if (!this.handle) throw new RingfenceError('the sensor is closed', 'RF_CLOSED');
+    return this.handle;
+  }
+
+  private onBatch(batch: Buffer, records: number): void {
+    let events: SensorEvent[];
+    try {
+      const decoded = decodeBatch(batch, records, this.toWallMs);
+      events = decoded.events;
+      this.unknownRecords += decoded.unknown;
+    } catch (error) {
+      this.decodeErrors++;
+      this.emit('error', error as Error);
+      return;
+    }
+    for (const event of events) this.tree.observe(event);
+    this.delivered += events.length;
+    this.emit('events', events);
+  }
+}
