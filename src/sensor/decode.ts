@@ -193,11 +193,12 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: numbe
       need(LAYOUT.rf_connect_event.size);
       const addrAt = at + CONNECT.addr.offset;
       const family = view.getUint16(addrAt + SOCKADDR.family.offset, true);
+      const ret = view.getInt32(at + CONNECT.ret.offset, true);
       return {
         ...base,
         type: 'connect',
         fd: view.getInt32(at + CONNECT.fd.offset, true),
-        errno: -view.getInt32(at + CONNECT.ret.offset, true),
+        errno: ret < 0 ? -ret : 0,
         family: familyName(family),
         address: formatAddress(family, bytes, addrAt + SOCKADDR.addr.offset),
         port: view.getUint16(addrAt + SOCKADDR.port.offset, true),
