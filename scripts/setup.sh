@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian machine (as root) to build, run and test ringfence:
+# system packages (idempotent), npm dependencies, the BPF object, the addon,
+# the TypeScript and the test fixtures.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ iproute2 util-linux)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+echo "setup: npm ci (builds bpf/, native/ and src/)"
+npm ci --no-audit --no-fund
+npm run --silent build:fixtures
+echo "setup: done"
