@@ -1,0 +1,145 @@
+/**
+ * Sensor benchmarks: storms of real syscalls in a tracked cgroup.
+ *
+ *  - exec storm and connect storm: wall time of the storm with the sensor
+ *    tracking its cgroup vs without the sensor loaded at all (ratio, medians
+ *    over alternating rounds), events/s delivered to JS, drops, agent CPU;
+ *  - flood: the highest rate the machine's cores can make reported syscalls
+ *    (one generator per core, PTRACE_PEEKDATA on a missing pid), events/s
+ *    delivered to JS and drops.
+ */
+import path from 'node:path';
+import { Cgroup } from '../src/cgroup/cgroup2';
+import { Sensor } from '../src/sensor/sensor';
+
+const FLOOD = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../test/fixtures/bin/syscall_flood' : '../test/fixtures/bin/syscall_flood');
+
+export interface StormResult {
+  kind: string;
+  count: number;
+  rounds: number;
+  baselineMs: number[];
+  sensorMs: number[];
+  medianBaselineMs: number;
+  medianSensorMs: number;
+  overheadRatio: number;
+  eventsDelivered: number;
+  eventsPerSecond: number;
+  dropped: number;
+  agentCpuSeconds: number;
+}
+
+export interface FloodResult {
+  generators: number;
+  syscallsPerGenerator: number;
+  wallMs: number;
+  eventsDelivered: number;
+  eventsPerSecond: number;
+  dropped: number;
+  agentCpuSeconds: number;
+  backpressureWaits: number;
+}
+
+export const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
+function runIn(cgroup: Cgroup, args: string[]): Promise<number> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const child = cgroup.spawn(FLOOD, args, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`syscall_flood ${args.join(' ')} exited ${code}`));
+      else resolve(Number(process.hrtime.bigint() - started) / 1e6);
+    });
+  });
+}
+
+/** Opens a sensor that counts delivered events; returns it with a counter. */
+function countingSensor(): { sensor: Sensor; delivered: () => number } {
+  const sensor = Sensor.open();
+  let delivered = 0;
+  sensor.on('events', (events) => (delivered += events.length));
+  sensor.start();
+  return { sensor, delivered: () => delivered };
+}
+
+const cpuSeconds = (usage: NodeJS.CpuUsage) => (usage.user + usage.system) / 1e6;
+
+export async function storm(kind: 'exec' | 'connect', count: number, rounds: number, log: (line: string) => void): Promise<StormResult> {
+  const cgroup = Cgroup.create(`ringfence-bench/${kind}-${process.pid}`);
+  const baselineMs: number[] = [];
+  const sensorMs: number[] = [];
+  let eventsDelivered = 0;
+  let sensorSeconds = 0;
+  let dropped = 0;
+  let cpu = 0;
+  try {
+    for (let round = 0; round < rounds; round++) {
+      baselineMs.push(await runIn(cgroup, [kind, String(count)]));
+
+      const { sensor, delivered } = countingSensor();
+      sensor.track(cgroup);
+      const cpuBefore = process.cpuUsage();
+      const ms = await runIn(cgroup, [kind, String(count)]);
+      await sensor.close();
+      cpu += cpuSeconds(process.cpuUsage(cpuBefore));
+      sensorMs.push(ms);
+      eventsDelivered += delivered();
+      sensorSeconds += ms / 1000;
+      dropped += sensor.finalStats!.dropped;
+      log(`  ${kind} round ${round + 1}/${rounds}: ${baselineMs[round].toFixed(0)} ms without, ${ms.toFixed(0)} ms with the sensor, ${delivered()} events`);
+    }
+  } finally {
+    await cgroup.destroy();
+  }
+  const medianBaselineMs = median(baselineMs);
+  const medianSensorMs = median(sensorMs);
+  return {
+    kind,
+    count,
+    rounds,
+    baselineMs,
+    sensorMs,
+    medianBaselineMs,
+    medianSensorMs,
+    overheadRatio: medianSensorMs / medianBaselineMs,
+    eventsDelivered: eventsDelivered / rounds,
+    eventsPerSecond: eventsDelivered / sensorSeconds,
+    dropped,
+    agentCpuSeconds: cpu / rounds,
+  };
+}
+
+export async function flood(generators: number, syscallsPerGenerator: number, options: { ringBufferBytes?: number } = {}): Promise<FloodResult> {
+  const cgroup = Cgroup.create(`ringfence-bench/flood-${process.pid}`);
+  const sensor = Sensor.open({ ringBufferBytes: options.ringBufferBytes });
+  let delivered = 0;
+  sensor.on('events', (events) => (delivered += events.length));
+  sensor.start();
+  sensor.track(cgroup);
+  try {
+    const cpuBefore = process.cpuUsage();
+    const started = process.hrtime.bigint();
+    await Promise.all(Array.from({ length: generators }, () => runIn(cgroup, ['ptrace', String(syscallsPerGenerator)])));
+    await sensor.close();
+    const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+    const stats = sensor.finalStats!;
+    return {
+      generators,
+      syscallsPerGenerator,
+      wallMs,
+      eventsDelivered: delivered,
+      eventsPerSecond: delivered / (wallMs / 1000),
+      dropped: stats.dropped,
+      agentCpuSeconds: cpuSeconds(process.cpuUsage(cpuBefore)),
+      backpressureWaits: stats.reader.backpressureWaits,
+    };
+  } finally {
+    sensor.destroy();
+    await cgroup.destroy();
+  }
+}
