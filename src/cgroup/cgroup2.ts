@@ -47,8 +47,10 @@ export class Cgroup {
   }
 
   /** The cgroup id the kernel uses (bpf_get_current_cgroup_id): the directory's inode. */
-  get id(): bigint {
-    return fs.statSync(this.path, { bigint: true }).ino;
+  get id(): number {
+    const ino = fs.statSync(this.path, { bigint: true }).ino;
+    if (ino > BigInt(Number.MAX_SAFE_INTEGER)) throw new RingfenceError(`cgroup id ${ino} of ${this.path} exceeds 2^53`, 'RF_CGROUP_ID');
+    return Number(ino);
   }
 
   exists(): boolean {

@@ -11,13 +11,13 @@ export type ProbeName =
   | 'stdio_dup';
 
 export interface EventBase {
-  /** Nanoseconds since boot (CLOCK_BOOTTIME) when the probe ran. */
-  ktimeNs: bigint;
+  /** Nanoseconds since boot (CLOCK_BOOTTIME) when the probe ran (exact for 104 days of uptime). */
+  ktimeNs: number;
   /** Wall-clock milliseconds since the epoch, derived from ktimeNs. */
   timeMs: number;
   /** cgroup v2 id of the task, and of the tracked (job) cgroup it is in or below. */
-  cgroupId: bigint;
-  jobCgroupId: bigint;
+  cgroupId: number;
+  jobCgroupId: number;
   /** Thread id and process id in the initial pid namespace; ppid is the real parent's tgid. */
   pid: number;
   tgid: number;

@@ -15,7 +15,7 @@ export interface ProcessInfo {
   exe: string;
   argv: string[];
   uid: number;
-  jobCgroupId: bigint;
+  jobCgroupId: number;
   exited: boolean;
 }
 
@@ -127,7 +127,7 @@ export function readProcFs(pid: number): ProcessInfo | undefined {
     const argv = cmdline.split('\0');
     if (argv[argv.length - 1] === '') argv.pop();
     const uid = Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1);
-    return { pid, ppid, exe, argv, uid, jobCgroupId: 0n, exited: false };
+    return { pid, ppid, exe, argv, uid, jobCgroupId: 0, exited: false };
   } catch {
     return undefined;
   }

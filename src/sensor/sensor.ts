@@ -11,7 +11,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { RingfenceError } from '../util/errors';
-import { decodeBatch, type ClockMapper } from './decode';
+import { decodeBatch } from './decode';
 import type { ProbeName, SensorEvent } from './events';
 import { initMountNamespaceInode, memOpenAddress, preflight } from './kernel';
 import { loadNative, type NativeLoadError, type NativeProbeCounter, type NativeReaderStats, type NativeSensorHandle } from './native';
@@ -39,6 +39,11 @@ export interface SensorStats {
   unknownRecords: number;
   decodeErrors: number;
 }
+
+/** A cgroup by id (as in events' cgroupId) or anything with an id (a Cgroup). */
+export type CgroupRef = number | { id: number };
+
+const cgroupIdOf = (cgroup: CgroupRef): bigint => BigInt(typeof cgroup === 'number' ? cgroup : cgroup.id);
 
 export interface SensorEventMap {
   events: [SensorEvent[]];
@@ -70,7 +75,8 @@ export function explainLoadError(error: NativeLoadError): RingfenceError {
 export class Sensor extends EventEmitter<SensorEventMap> {
   readonly tree = new ProcessTree();
   private readonly probeNames: ProbeName[];
-  private readonly toWallMs: ClockMapper;
+  /** Wall-clock ms at boot: the probes stamp events with CLOCK_BOOTTIME. */
+  private readonly clockOffsetMs: number;
   private handle: NativeSensorHandle | undefined;
   private started = false;
   private ended: Promise<void> | undefined;
@@ -87,8 +93,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     this.handle = handle;
     this.probeNames = native.probeNames as ProbeName[];
     const { realtimeNs, boottimeNs } = native.clocks();
-    const offsetNs = realtimeNs - boottimeNs;
-    this.toWallMs = (ktimeNs) => Number(ktimeNs + offsetNs) / 1e6;
+    this.clockOffsetMs = Number(realtimeNs - boottimeNs) / 1e6;
   }
 
   /** Checks the machine, loads and attaches the probes. Throws RingfenceError. */
@@ -128,12 +133,12 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   }
 
   /** Starts watching the processes of a cgroup and of every cgroup below it. */
-  track(cgroup: bigint | { id: bigint }): void {
-    this.live().track(typeof cgroup === 'bigint' ? cgroup : cgroup.id);
+  track(cgroup: CgroupRef): void {
+    this.live().track(cgroupIdOf(cgroup));
   }
 
-  untrack(cgroup: bigint | { id: bigint }): boolean {
-    return this.live().untrack(typeof cgroup === 'bigint' ? cgroup : cgroup.id);
+  untrack(cgroup: CgroupRef): boolean {
+    return this.live().untrack(cgroupIdOf(cgroup));
   }
 
   stats(): SensorStats {
@@ -195,7 +200,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   private onBatch(batch: Buffer, records: number): void {
     let events: SensorEvent[];
     try {
-      const decoded = decodeBatch(batch, records, this.toWallMs);
+      const decoded = decodeBatch(batch, records, this.clockOffsetMs);
       events = decoded.events;
       this.unknownRecords += decoded.unknown;
     } catch (error) {

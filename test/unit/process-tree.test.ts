@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { SensorEvent } from '../../src/sensor/events';
 import { ProcessTree } from '../../src/sensor/process-tree';
 
-const base = { ktimeNs: 0n, timeMs: 0, cgroupId: 9n, jobCgroupId: 9n, uid: 0, comm: 'x' };
+const base = { ktimeNs: 0, timeMs: 0, cgroupId: 9, jobCgroupId: 9, uid: 0, comm: 'x' };
 const exec = (tgid: number, ppid: number, filename: string): SensorEvent => ({
   ...base, type: 'exec', pid: tgid, tgid, ppid, filename, filenameTruncated: false, argv: [filename], argc: 1, argsTruncated: false,
   container: { pidnsLevel: 0, mntnsInum: 0, mntnsNotInit: false, usernsInum: 0, usernsInit: true, seccompMode: 0, capEffective: 0n, capPermitted: 0n },
@@ -38,7 +38,7 @@ describe('ProcessTree', () => {
   });
 
   it('remembers exited processes for late events and fills unknown ones from /proc', () => {
-    const tree = new ProcessTree((pid) => (pid === 50 ? { pid, ppid: 1, exe: '/opt/Runner.Worker', argv: [], uid: 0, jobCgroupId: 9n, exited: false } : undefined));
+    const tree = new ProcessTree((pid) => (pid === 50 ? { pid, ppid: 1, exe: '/opt/Runner.Worker', argv: [], uid: 0, jobCgroupId: 9, exited: false } : undefined));
     tree.observe(exec(10, 50, '/bin/bash'));
     tree.observe(exit(10));
     expect(tree.get(10)?.exited).toBe(true);
