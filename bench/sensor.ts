@@ -32,6 +32,9 @@ export interface StormResult {
 export interface FloodResult {
   generators: number;
   syscallsPerGenerator: number;
+  /** Until the last generator exited. */
+  generateMs: number;
+  /** Until the sensor had delivered everything and closed. */
   wallMs: number;
   eventsDelivered: number;
   eventsPerSecond: number;
@@ -125,12 +128,14 @@ export async function flood(generators: number, syscallsPerGenerator: number, op
     const cpuBefore = process.cpuUsage();
     const started = process.hrtime.bigint();
     await Promise.all(Array.from({ length: generators }, () => runIn(cgroup, ['ptrace', String(syscallsPerGenerator)])));
+    const generateMs = Number(process.hrtime.bigint() - started) / 1e6;
     await sensor.close();
     const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
     const stats = sensor.finalStats!;
     return {
       generators,
       syscallsPerGenerator,
+      generateMs,
       wallMs,
       eventsDelivered: delivered,
       eventsPerSecond: delivered / (wallMs / 1000),
@@ -138,6 +143,45 @@ export async function flood(generators: number, syscallsPerGenerator: number, op
       agentCpuSeconds: cpuSeconds(process.cpuUsage(cpuBefore)),
       backpressureWaits: stats.reader.backpressureWaits,
     };
+  } finally {
+    sensor.destroy();
+    await cgroup.destroy();
+  }
+}
+
+export interface DrainResult {
+  events: number;
+  drainMs: number;
+  eventsPerSecond: number;
+  batches: number;
+  dropped: number;
+}
+
+/**
+ * Delivery throughput alone: `count` events are made while nobody reads,
+ * so they wait in a large ring buffer; then the reader starts and the time
+ * until JS listeners have every one of them is measured.
+ */
+export async function drain(count: number): Promise<DrainResult> {
+  const cgroup = Cgroup.create(`ringfence-bench/drain-${process.pid}`);
+  const sensor = Sensor.open({ ringBufferBytes: 1 << 28 });
+  let delivered = 0;
+  let done: () => void = () => undefined;
+  const all = new Promise<void>((resolve) => (done = resolve));
+  sensor.on('events', (events) => {
+    delivered += events.length;
+    if (delivered >= count) done();
+  });
+  sensor.track(cgroup);
+  try {
+    await runIn(cgroup, ['ptrace', String(count)]);
+    const started = process.hrtime.bigint();
+    sensor.start();
+    await all;
+    const drainMs = Number(process.hrtime.bigint() - started) / 1e6;
+    await sensor.close();
+    const stats = sensor.finalStats!;
+    return { events: delivered, drainMs, eventsPerSecond: delivered / (drainMs / 1000), batches: stats.reader.batches, dropped: stats.dropped };
   } finally {
     sensor.destroy();
     await cgroup.destroy();

@@ -85,7 +85,10 @@ bool RingReader::Flush() {
 void RingReader::Run() {
   bool open = true;
   while (open && !stop_.load()) {
+    // The probes wake us only past a backlog (cfg_wakeup_bytes), so a poll
+    // that times out is normal: consume whatever has arrived meanwhile.
     int n = ring_buffer__poll(ring_, options_.poll_timeout_ms);
+    if (n >= 0 || n == -EINTR) n = ring_buffer__consume(ring_);
     if (n < 0 && n != -EINTR) {
       if (n != -ECANCELED) error_ = std::string("ring buffer poll failed: ") + strerror(-n);
       break;

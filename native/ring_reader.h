@@ -27,7 +27,7 @@ struct RecordBatch {
 struct ReaderOptions {
   size_t batch_bytes = 256 * 1024;
   size_t max_batches_in_flight = 16;
-  int poll_timeout_ms = 50;
+  int poll_timeout_ms = 10;  // the latency of delivery when the probes do not wake us
 };
 
 struct ReaderStats {

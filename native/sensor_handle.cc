@@ -79,6 +79,7 @@ SensorHandle::SensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Se
         options.Get("memOpenAddr").As<Napi::BigInt>().Uint64Value(&lossless);
   }
   uint32_t ring_bytes = OptionalUint(options, "ringBufferBytes", kDefaultRingBytes);
+  skel_->rodata->cfg_wakeup_bytes = OptionalUint(options, "wakeupBytes", ring_bytes / 16);
   int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes);
   if (err) {
     Teardown();

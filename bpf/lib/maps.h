@@ -70,5 +70,6 @@ RF_SHARED volatile __u64 tracked_generation;
 /* Set by the loader before load. */
 RF_SHARED const volatile __u32 cfg_init_mntns_inum;  /* mount ns of PID 1 */
 RF_SHARED const volatile __u64 cfg_mem_open_addr;    /* kallsyms mem_open, 0 = unknown */
+RF_SHARED const volatile __u64 cfg_wakeup_bytes;     /* wake the reader past this backlog */
 
 #endif

@@ -9,6 +9,12 @@ export interface NativeLoadOptions {
   ringBufferBytes?: number;
   /** Inode of PID 1's mount namespace: an exec in another one is "in a container". */
   initMntnsInum?: number;
+  /**
+   * Backlog in bytes past which the probes wake the reader; below it the
+   * reader finds records on its poll timer. 0: wake on every record. Default:
+   * a sixteenth of the ring buffer.
+   */
+  wakeupBytes?: number;
   /** Address of the kernel's mem_open (kallsyms) to recognise /proc/PID/mem files. */
   memOpenAddr?: bigint;
 }

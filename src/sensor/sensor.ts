@@ -20,6 +20,10 @@ import { ProcessTree } from './process-tree';
 export interface SensorOptions {
   /** Kernel ring buffer in bytes (power of two). Default 16 MiB. */
   ringBufferBytes?: number;
+  /** Backlog that makes the probes wake the reader. Default: ring buffer / 16. */
+  wakeupBytes?: number;
+  /** How often the reader looks for records when not woken, in ms. Default 10. */
+  pollTimeoutMs?: number;
   /** Bytes per batch handed to JS. Default 256 KiB. */
   batchBytes?: number;
   /** Batches waiting for the JS thread before the reader stops draining. Default 16. */
@@ -104,6 +108,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     try {
       handle = new native.SensorHandle({
         ringBufferBytes: options.ringBufferBytes,
+        wakeupBytes: options.wakeupBytes,
         initMntnsInum: initMountNamespaceInode(),
         memOpenAddr: memOpenAddress(),
       });
@@ -127,7 +132,11 @@ export class Sensor extends EventEmitter<SensorEventMap> {
           this.emit('end');
           resolve();
         },
-        { batchBytes: this.options.batchBytes, maxBatchesInFlight: this.options.maxBatchesInFlight },
+        {
+          batchBytes: this.options.batchBytes,
+          maxBatchesInFlight: this.options.maxBatchesInFlight,
+          pollTimeoutMs: this.options.pollTimeoutMs,
+        },
       );
     });
   }
