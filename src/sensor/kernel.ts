@@ -88,11 +88,18 @@ export function memOpenAddress(kallsyms = '/proc/kallsyms'): bigint {
   return match ? BigInt('0x' + match[1]) : 0n;
 }
 
-/** Inode of PID 1's mount namespace: execs in any other are "in a container". */
+/**
+ * Inode of the host's mount namespace: execs in any other are "in a
+ * container". PID 1's, or ours where PID 1's cannot be read (some VM inits
+ * deny it even to root); ringfence itself runs on the host.
+ */
 export function initMountNamespaceInode(): number {
-  try {
-    return Number(fs.statSync('/proc/1/ns/mnt').ino);
-  } catch {
-    return 0;
+  for (const candidate of ['/proc/1/ns/mnt', '/proc/self/ns/mnt']) {
+    try {
+      return Number(fs.statSync(candidate).ino);
+    } catch {
+      /* try the next */
+    }
   }
+  return 0;
 }
