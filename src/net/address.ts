@@ -76,9 +76,11 @@ export function prefixMatches(a: Uint8Array, b: Uint8Array, prefixLength: number
   return (a[whole] & mask) === (b[whole] & mask);
 }
 
+/** Text form: dotted quad, or RFC 5952 IPv6 (IPv4-mapped with its IPv4 tail). */
 export function formatIp(address: IpAddress): string {
   const b = address.bytes;
   if (address.family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+  if (unmapIPv4(address) !== address) return `::ffff:${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
   const groups: string[] = [];
   for (let i = 0; i < 8; i++) groups.push(((b[2 * i] << 8) | b[2 * i + 1]).toString(16));
   let best = -1;

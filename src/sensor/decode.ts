@@ -3,6 +3,7 @@
  * into typed events, with DataView reads at the offsets of layout.ts.
  */
 import { ARGS_MAX, EventType, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
+import { formatIp } from '../net/address';
 import type { AddressFamily, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
 
 const H = LAYOUT.rf_event_header.fields;
@@ -69,28 +70,11 @@ export function familyName(family: number): AddressFamily {
   return `af${family}`;
 }
 
-/** Formats 4 (IPv4) or 16 (IPv6) address bytes; IPv6 in RFC 5952 form. */
+/** Formats the 4 (IPv4) or 16 (IPv6) address bytes at `at`; '' for other families. */
 export function formatAddress(family: number, bytes: Uint8Array, at: number): string {
-  if (family === AF_INET) return `${bytes[at]}.${bytes[at + 1]}.${bytes[at + 2]}.${bytes[at + 3]}`;
-  if (family !== AF_INET6) return '';
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push((bytes[at + 2 * i] << 8) | bytes[at + 2 * i + 1]);
-  // IPv4-mapped (::ffff:a.b.c.d) is written with its IPv4 tail, as people read it.
-  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
-    return `::ffff:${bytes[at + 12]}.${bytes[at + 13]}.${bytes[at + 14]}.${bytes[at + 15]}`;
-  }
-  let bestStart = -1;
-  let bestLength = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLength) { bestStart = i; bestLength = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+  if (family === AF_INET) return formatIp({ family: 4, bytes: bytes.subarray(at, at + 4) });
+  if (family === AF_INET6) return formatIp({ family: 6, bytes: bytes.subarray(at, at + 16) });
+  return '';
 }
 
 function readPeer(view: DataView, bytes: Uint8Array, at: number): SocketPeer {

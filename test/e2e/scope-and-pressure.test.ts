@@ -3,33 +3,18 @@
  * and what happens when JavaScript cannot keep up: drops are counted, nothing
  * disappears silently, memory stays bounded.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Cgroup } from '../../src/cgroup/cgroup2';
 import type { ExecEvent, SensorEvent } from '../../src/sensor/events';
 import { Sensor } from '../../src/sensor/sensor';
-import { fixture, RecordingSensor, TestJob } from '../helpers/job';
+import { fixture, useSensorAndJobs } from '../helpers/job';
 
 const CAP_SYS_ADMIN = 1n << 21n;
 
-let recorder: RecordingSensor;
-const jobs: TestJob[] = [];
-
-function newJob(): TestJob {
-  const job = new TestJob(recorder);
-  jobs.push(job);
-  return job;
-}
+const suite = useSensorAndJobs();
+const newJob = suite.newJob;
 
 const execsOf = (events: SensorEvent[]) => events.filter((e): e is ExecEvent => e.type === 'exec');
-
-beforeAll(() => {
-  recorder = new RecordingSensor();
-});
-
-afterAll(async () => {
-  for (const job of jobs) await job.destroy();
-  await recorder?.close();
-});
 
 describe('job scope', () => {
   it('covers cgroups created below a tracked one', async () => {
@@ -37,8 +22,8 @@ describe('job scope', () => {
     const nested = Cgroup.create('inner/deeper', job.cgroup.path);
     const child = nested.spawn('/bin/echo', ['nested'], { stdio: 'ignore' });
     await new Promise((resolve) => child.on('exit', resolve));
-    await recorder.waitFor((events) => events.some((e) => e.type === 'exit' && e.tgid === child.pid), 5000, 'nested exit');
-    const exec = execsOf(recorder.events).find((e) => e.tgid === child.pid)!;
+    await suite.recorder().waitFor((events) => events.some((e) => e.type === 'exit' && e.tgid === child.pid), 5000, 'nested exit');
+    const exec = execsOf(suite.recorder().events).find((e) => e.tgid === child.pid)!;
     expect(exec.cgroupId).toBe(nested.id);
     expect(exec.jobCgroupId).toBe(job.cgroup.id);
   });
@@ -47,12 +32,12 @@ describe('job scope', () => {
     const job = newJob();
     await job.run('/bin/true');
     expect(execsOf(job.events())).toHaveLength(1);
-    recorder.sensor.untrack(job.cgroup);
+    suite.recorder().sensor.untrack(job.cgroup);
     const quiet = await job.run('/bin/echo', ['after'], false);
     const other = newJob();
     await other.run('/bin/true'); // proves events were still flowing
-    expect(recorder.events.filter((e) => e.tgid === quiet.pid)).toEqual([]);
-    recorder.sensor.track(job.cgroup);
+    expect(suite.recorder().events.filter((e) => e.tgid === quiet.pid)).toEqual([]);
+    suite.recorder().sensor.track(job.cgroup);
   });
 });
 

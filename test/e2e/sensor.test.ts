@@ -3,18 +3,12 @@
  * events. Runs as root; a machine that cannot load the probes fails here.
  */
 import net from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ConnectEvent, ExecEvent, SensorEvent } from '../../src/sensor/events';
-import { fixture, RecordingSensor, TestJob } from '../helpers/job';
+import { fixture, useSensorAndJobs } from '../helpers/job';
 
-let recorder: RecordingSensor;
-const jobs: TestJob[] = [];
-
-function newJob(tracked = true): TestJob {
-  const job = new TestJob(recorder, { tracked });
-  jobs.push(job);
-  return job;
-}
+const suite = useSensorAndJobs();
+const newJob = suite.newJob;
 
 function ofType<T extends SensorEvent['type']>(events: SensorEvent[], type: T): Extract<SensorEvent, { type: T }>[] {
   return events.filter((e): e is Extract<SensorEvent, { type: T }> => e.type === type);
@@ -39,15 +33,6 @@ async function listen(host: string): Promise<{ port: number; close: () => Promis
       }),
   };
 }
-
-beforeAll(() => {
-  recorder = new RecordingSensor();
-});
-
-afterAll(async () => {
-  for (const job of jobs) await job.destroy();
-  await recorder?.close();
-});
 
 describe('exec', () => {
   it('reports the program, its argv and its process facts', async () => {
@@ -100,7 +85,7 @@ describe('exec', () => {
     const forks = ofType(events, 'fork');
     expect(forks.length).toBeGreaterThanOrEqual(2);
     const trueExec = execs[2];
-    expect(recorder.sensor.tree.ancestry(trueExec.tgid)).toEqual(['/bin/true', '/bin/sh', '/bin/bash']);
+    expect(suite.recorder().sensor.tree.ancestry(trueExec.tgid)).toEqual(['/bin/true', '/bin/sh', '/bin/bash']);
     expect(result.code).toBe(0);
   });
 
@@ -226,18 +211,18 @@ describe('scope', () => {
     const outside = newJob(false);
     const inside = newJob();
     const script = `/bin/echo outside; ${fixture('connect_to')} 127.0.0.1 1; sleep 5 & ${fixture('vm_readv')} $!; kill -9 $!`;
-    const before = recorder.events.length;
+    const before = suite.recorder().events.length;
     const result = await outside.bash(script, false);
     // A tracked job afterwards proves the pipeline was flowing meanwhile.
     await inside.run('/bin/true');
     const pidsOutside = new Set([result.pid]);
-    const leaked = recorder.events.slice(before).filter((e) => e.cgroupId === outside.cgroup.id || pidsOutside.has(e.tgid));
+    const leaked = suite.recorder().events.slice(before).filter((e) => e.cgroupId === outside.cgroup.id || pidsOutside.has(e.tgid));
     expect(leaked).toEqual([]);
     expect(ofType(inside.events(), 'exec')).toHaveLength(1);
   });
 
   it('counts per probe and drops nothing at this rate', () => {
-    const stats = recorder.sensor.stats();
+    const stats = suite.recorder().sensor.stats();
     expect(stats.probes.exec.emitted).toBeGreaterThan(5);
     expect(stats.probes.exec.hits).toBeGreaterThanOrEqual(stats.probes.exec.seen);
     expect(stats.probes.connect.emitted).toBeGreaterThanOrEqual(4);

@@ -6,6 +6,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { Cgroup } from '../../src/cgroup/cgroup2';
 import type { SensorEvent } from '../../src/sensor/events';
 import { Sensor } from '../../src/sensor/sensor';
@@ -117,4 +118,28 @@ export function bpftool(args: string[]): Promise<{ code: number; stdout: string;
       resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
   });
+}
+
+/**
+ * For a test file: one recording sensor for all its tests (opened before,
+ * closed after) and fresh job cgroups that are removed at the end.
+ */
+export function useSensorAndJobs(): { recorder: () => RecordingSensor; newJob: (tracked?: boolean) => TestJob } {
+  let recorder: RecordingSensor | undefined;
+  const jobs: TestJob[] = [];
+  beforeAll(() => {
+    recorder = new RecordingSensor();
+  });
+  afterAll(async () => {
+    for (const job of jobs) await job.destroy();
+    await recorder?.close();
+  });
+  return {
+    recorder: () => recorder!,
+    newJob: (tracked = true) => {
+      const job = new TestJob(recorder!, { tracked });
+      jobs.push(job);
+      return job;
+    },
+  };
 }
