@@ -32,6 +32,7 @@ enum rf_event_type {
 	RF_EVENT_VM_ACCESS = 6,
 	RF_EVENT_PROC_MEM_OPEN = 7,
 	RF_EVENT_STDIO_DUP = 8,
+	RF_EVENT_EGRESS = 9,
 };
 
 /* One counter slot per probe; index of the per-CPU `counters` map. */
@@ -44,6 +45,7 @@ enum rf_probe {
 	RF_PROBE_VM_ACCESS,
 	RF_PROBE_PROC_MEM_OPEN,
 	RF_PROBE_STDIO_DUP,
+	RF_PROBE_EGRESS,
 	RF_PROBE_COUNT,
 };
 
@@ -167,6 +169,77 @@ struct rf_stdio_dup_event {
 	__s32 fd;            /* the new descriptor: 0, 1 or 2 */
 	__u32 _pad;
 	struct rf_fd_info info;
+};
+
+/* Where an egress attempt was judged. */
+enum rf_egress_hook {
+	RF_HOOK_CONNECT = 1,  /* connect(2): TCP, connected UDP */
+	RF_HOOK_SENDMSG = 2,  /* sendto/sendmsg with an address: unconnected UDP */
+	RF_HOOK_PACKET = 3,   /* a packet no socket hook saw: ICMP, raw sockets */
+};
+
+enum rf_verdict {
+	RF_VERDICT_ALLOWED = 1,
+	RF_VERDICT_BLOCKED = 2,  /* refused: EPERM, or the packet dropped */
+	RF_VERDICT_AUDITED = 3,  /* not allowed, let through in audit mode */
+};
+
+/*
+ * One egress attempt of a job, judged against its policy in the kernel.
+ * Header fields that a hook cannot know are 0 (a packet hook has no task).
+ * `count` > 1 when repeats of the same flow within a second were folded in.
+ */
+struct rf_egress_event {
+	struct rf_event_header hdr;
+	__u8 hook;           /* enum rf_egress_hook */
+	__u8 verdict;        /* enum rf_verdict */
+	__u8 sock_type;
+	__u8 protocol;       /* IPPROTO_* */
+	__u32 policy_id;
+	__u32 count;
+	struct rf_sockaddr dst;  /* the destination the program asked for */
+};
+
+/* --- egress maps, written by user space --------------------------------- */
+
+/* job_policies: job cgroup id -> how that job's egress is judged. */
+struct rf_job_policy {
+	__u32 policy_id;     /* key prefix of the job's entries in allow4/allow6 */
+	__u8 block;          /* 1: refuse what is not allowed; 0: audit */
+	__u8 _pad;
+	__u16 dns_port;      /* the job's DNS proxy port (host order); 0: none */
+	__u32 dns_ip4;       /* proxy IPv4 address (network order) */
+	__u8 dns_ip6[16];    /* proxy IPv6 address, for AF_INET6 sockets */
+};
+
+/*
+ * Allowed destinations, per policy, as longest-prefix-match keys:
+ * policy_id and port must match exactly, then `prefixlen - 48` bits of the
+ * address. Port 0 entries allow port-less traffic (ICMP, raw) to a network.
+ */
+#define RF_ALLOW_FIXED_BITS 48
+
+struct rf_allow4_key {
+	__u32 prefixlen;
+	__u32 policy_id;
+	__u16 port;          /* host order */
+	__u8 addr[4];        /* network order */
+	__u16 _pad;
+};
+
+struct rf_allow6_key {
+	__u32 prefixlen;
+	__u32 policy_id;
+	__u16 port;
+	__u8 addr[16];
+	__u16 _pad;
+};
+
+/* What an allow entry came from (informational). */
+enum rf_allow_source {
+	RF_ALLOW_POLICY = 1,   /* an IP or CIDR of the policy */
+	RF_ALLOW_DNS = 2,      /* learned from an allowed name's DNS answer */
+	RF_ALLOW_SERVICE = 3,  /* the runner's own service endpoints */
 };
 
 #endif /* RINGFENCE_EVENTS_H */

@@ -10,9 +10,11 @@
 namespace {
 
 // Names of the per-probe counter slots, in enum rf_probe order.
-const char* const kProbeNames[RF_PROBE_COUNT] = {
-    "exec", "fork", "exit", "connect", "ptrace", "vm_access", "proc_mem_open", "stdio_dup",
+const char* const kProbeNames[] = {
+    "exec", "fork", "exit", "connect", "ptrace", "vm_access", "proc_mem_open", "stdio_dup", "egress",
 };
+static_assert(sizeof(kProbeNames) / sizeof(kProbeNames[0]) == RF_PROBE_COUNT,
+              "one name per enum rf_probe entry");
 
 // CLOCK_REALTIME and CLOCK_BOOTTIME read back to back, for turning the
 // probes' bpf_ktime_get_boot_ns() stamps into wall-clock time.

@@ -3,6 +3,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <string>
@@ -57,6 +60,11 @@ Napi::Function SensorHandle::Define(Napi::Env env) {
                          InstanceMethod("readerStats", &SensorHandle::ReaderStatistics),
                          InstanceMethod("programIds", &SensorHandle::ProgramIds),
                          InstanceMethod("destroy", &SensorHandle::Destroy),
+                         InstanceMethod("attachCgroup", &SensorHandle::AttachCgroup),
+                         InstanceMethod("detachCgroup", &SensorHandle::DetachCgroup),
+                         InstanceMethod("mapUpdate", &SensorHandle::MapUpdate),
+                         InstanceMethod("mapDelete", &SensorHandle::MapDelete),
+                         InstanceMethod("mapLookup", &SensorHandle::MapLookup),
                      });
 }
 
@@ -108,6 +116,7 @@ void SensorHandle::Teardown() {
     final_stats_ = reader_->Stats();
     reader_ = nullptr;
   }
+  DetachAllCgroups();
   if (skel_) {
     sensor__destroy(skel_);  // detaches every link and closes every fd
     skel_ = nullptr;
@@ -248,6 +257,127 @@ Napi::Value SensorHandle::ProgramIds(const Napi::CallbackInfo& info) {
 Napi::Value SensorHandle::Destroy(const Napi::CallbackInfo& info) {
   Teardown();
   return info.Env().Undefined();
+}
+
+}  // namespace ringfence
+
+namespace ringfence {
+
+// Programs attached per job cgroup rather than once: the egress hooks.
+static bool IsCgroupProgram(const struct bpf_program* prog) {
+  const char* section = bpf_program__section_name(prog);
+  return section && strncmp(section, "cgroup", 6) == 0;
+}
+
+// attachCgroup(path): attaches the egress programs to the cgroup at path
+// (which covers every cgroup below it). Returns the cgroup id as a bigint.
+Napi::Value SensorHandle::AttachCgroup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  sensor* skel = Loaded(env);
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Napi::TypeError::New(env, "attachCgroup(path) needs a cgroup directory");
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) throw LoaderError(env, "RF_CGROUP", "cannot open cgroup " + path, errno);
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    int err = errno;
+    close(fd);
+    throw LoaderError(env, "RF_CGROUP", "cannot stat cgroup " + path, err);
+  }
+  uint64_t cgroup_id = st.st_ino;
+  if (cgroup_links_.count(cgroup_id)) {
+    close(fd);
+    throw Napi::Error::New(env, "egress programs are already attached to " + path);
+  }
+  ClearLibbpfLog();
+  std::vector<struct bpf_link*> links;
+  struct bpf_program* prog;
+  bpf_object__for_each_program(prog, skel->obj) {
+    if (!IsCgroupProgram(prog)) continue;
+    struct bpf_link* link = bpf_program__attach_cgroup(prog, fd);
+    if (!link) {
+      int err = errno;
+      for (struct bpf_link* l : links) bpf_link__destroy(l);
+      close(fd);
+      throw LoaderError(env, "RF_ATTACH",
+                        std::string("attaching ") + bpf_program__name(prog) + " to " + path + " failed",
+                        err);
+    }
+    links.push_back(link);
+  }
+  close(fd);  // the links hold the cgroup
+  cgroup_links_[cgroup_id] = std::move(links);
+  return Napi::BigInt::New(env, cgroup_id);
+}
+
+// detachCgroup(id): false when nothing of ours was attached there.
+Napi::Value SensorHandle::DetachCgroup(const Napi::CallbackInfo& info) {
+  uint64_t cgroup_id = BigIntArg(info, 0, "cgroup id");
+  auto found = cgroup_links_.find(cgroup_id);
+  if (found == cgroup_links_.end()) return Napi::Boolean::New(info.Env(), false);
+  for (struct bpf_link* link : found->second) bpf_link__destroy(link);
+  cgroup_links_.erase(found);
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+void SensorHandle::DetachAllCgroups() {
+  for (auto& entry : cgroup_links_)
+    for (struct bpf_link* link : entry.second) bpf_link__destroy(link);
+  cgroup_links_.clear();
+}
+
+struct bpf_map* SensorHandle::MapNamed(Napi::Env env, const Napi::Value& name) {
+  sensor* skel = Loaded(env);
+  if (!name.IsString()) throw Napi::TypeError::New(env, "a map name must be a string");
+  std::string wanted = name.As<Napi::String>().Utf8Value();
+  struct bpf_map* map = bpf_object__find_map_by_name(skel->obj, wanted.c_str());
+  if (!map) throw Napi::Error::New(env, "the sensor has no map named " + wanted);
+  return map;
+}
+
+static void CheckSize(Napi::Env env, struct bpf_map* map, const char* what, size_t expected,
+                      size_t got) {
+  if (expected != got)
+    throw Napi::RangeError::New(env, std::string("the ") + what + " of map " + bpf_map__name(map) +
+                                         " is " + std::to_string(expected) + " bytes, got " +
+                                         std::to_string(got));
+}
+
+// mapUpdate(name, key, value): raw bytes laid out as in bpf/events.h.
+Napi::Value SensorHandle::MapUpdate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = MapNamed(env, info[0]);
+  if (info.Length() < 3 || !info[1].IsBuffer() || !info[2].IsBuffer())
+    throw Napi::TypeError::New(env, "mapUpdate(name, key, value) needs two Buffers");
+  auto key = info[1].As<Napi::Buffer<uint8_t>>();
+  auto value = info[2].As<Napi::Buffer<uint8_t>>();
+  CheckSize(env, map, "key", bpf_map__key_size(map), key.Length());
+  CheckSize(env, map, "value", bpf_map__value_size(map), value.Length());
+  if (bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), BPF_ANY))
+    throw LoaderError(env, "RF_MAP", std::string("cannot update map ") + bpf_map__name(map), errno);
+  return env.Undefined();
+}
+
+Napi::Value SensorHandle::MapDelete(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = MapNamed(env, info[0]);
+  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "mapDelete(name, key)");
+  auto key = info[1].As<Napi::Buffer<uint8_t>>();
+  CheckSize(env, map, "key", bpf_map__key_size(map), key.Length());
+  return Napi::Boolean::New(env, bpf_map__delete_elem(map, key.Data(), key.Length(), 0) == 0);
+}
+
+Napi::Value SensorHandle::MapLookup(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = MapNamed(env, info[0]);
+  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "mapLookup(name, key)");
+  auto key = info[1].As<Napi::Buffer<uint8_t>>();
+  CheckSize(env, map, "key", bpf_map__key_size(map), key.Length());
+  std::vector<uint8_t> value(bpf_map__value_size(map));
+  if (bpf_map__lookup_elem(map, key.Data(), key.Length(), value.data(), value.size(), 0))
+    return env.Null();
+  return Napi::Buffer<uint8_t>::Copy(env, value.data(), value.size());
 }
 
 }  // namespace ringfence

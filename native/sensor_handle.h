@@ -5,9 +5,15 @@
 
 #include <napi.h>
 
+#include <cstdint>
+#include <map>
+#include <vector>
+
 #include "ring_reader.h"
 
 struct sensor;
+struct bpf_link;
+struct bpf_map;
 
 namespace ringfence {
 
@@ -29,14 +35,23 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
   Napi::Value ReaderStatistics(const Napi::CallbackInfo& info);
   Napi::Value ProgramIds(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value AttachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value DetachCgroup(const Napi::CallbackInfo& info);
+  Napi::Value MapUpdate(const Napi::CallbackInfo& info);
+  Napi::Value MapDelete(const Napi::CallbackInfo& info);
+  Napi::Value MapLookup(const Napi::CallbackInfo& info);
 
   sensor* Loaded(Napi::Env env);
+  struct bpf_map* MapNamed(Napi::Env env, const Napi::Value& name);
+  void DetachAllCgroups();
   void BumpGeneration();
   void Teardown();
 
   sensor* skel_ = nullptr;
   RingReader* reader_ = nullptr;  // freed by itself (see RingReader::Start)
   ReaderStats final_stats_;
+  // The egress programs' links on each job cgroup, by cgroup id.
+  std::map<uint64_t, std::vector<struct bpf_link*>> cgroup_links_;
 };
 
 }  // namespace ringfence

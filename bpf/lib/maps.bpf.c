@@ -18,3 +18,4 @@ struct rf_vm_access_event rf_btf_vm_access_event __attribute__((unused));
 struct rf_proc_mem_event rf_btf_proc_mem_event __attribute__((unused));
 struct rf_stdio_dup_event rf_btf_stdio_dup_event __attribute__((unused));
 struct rf_counter rf_btf_counter __attribute__((unused));
+struct rf_egress_event rf_btf_egress_event __attribute__((unused));

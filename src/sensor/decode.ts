@@ -2,7 +2,7 @@
  * Decodes the batches the native reader hands over (one Buffer, many records)
  * into typed events, with DataView reads at the offsets of layout.ts.
  */
-import { ARGS_MAX, EventType, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
+import { ARGS_MAX, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
 import { formatIp } from '../net/address';
 import type { AddressFamily, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
 
@@ -16,6 +16,7 @@ const PTRACE = LAYOUT.rf_ptrace_event.fields;
 const VM = LAYOUT.rf_vm_access_event.fields;
 const MEM = LAYOUT.rf_proc_mem_event.fields;
 const DUP = LAYOUT.rf_stdio_dup_event.fields;
+const EGRESS = LAYOUT.rf_egress_event.fields;
 const FD = LAYOUT.rf_fd_info.fields;
 const FD_SIZE = LAYOUT.rf_fd_info.size;
 const SOCKADDR = LAYOUT.rf_sockaddr.fields;
@@ -242,6 +243,25 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: numbe
         fd: view.getInt32(at + DUP.fd.offset, true),
         socket: readFdInfo(view, bytes, at + DUP.info.offset),
       });
+    case EventType.EGRESS: {
+      checkSize(size, LAYOUT.rf_egress_event.size, type);
+      const dstAt = at + EGRESS.dst.offset;
+      const family = view.getUint16(dstAt + SOCKADDR.family.offset, true);
+      const hook = view.getUint8(at + EGRESS.hook.offset);
+      const verdict = view.getUint8(at + EGRESS.verdict.offset);
+      return Object.assign(readHeader(view, bytes, at, clockOffsetMs), {
+        type: 'egress' as const,
+        hook: hook === EgressHook.CONNECT ? ('connect' as const) : hook === EgressHook.SENDMSG ? ('sendmsg' as const) : ('packet' as const),
+        verdict: verdict === Verdict.ALLOWED ? ('allowed' as const) : verdict === Verdict.BLOCKED ? ('blocked' as const) : ('audited' as const),
+        socketType: view.getUint8(at + EGRESS.sock_type.offset),
+        protocol: view.getUint8(at + EGRESS.protocol.offset),
+        policyId: view.getUint32(at + EGRESS.policy_id.offset, true),
+        count: view.getUint32(at + EGRESS.count.offset, true),
+        family: familyName(family),
+        address: formatAddress(family, bytes, dstAt + SOCKADDR.addr.offset),
+        port: view.getUint16(dstAt + SOCKADDR.port.offset, true),
+      });
+    }
     default:
       return null;
   }

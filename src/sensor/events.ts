@@ -8,7 +8,8 @@ export type ProbeName =
   | 'ptrace'
   | 'vm_access'
   | 'proc_mem_open'
-  | 'stdio_dup';
+  | 'stdio_dup'
+  | 'egress';
 
 export interface EventBase {
   /** Nanoseconds since boot (CLOCK_BOOTTIME) when the probe ran (exact for 104 days of uptime). */
@@ -124,6 +125,24 @@ export interface StdioDupEvent extends EventBase {
   socket: FdInfo;
 }
 
+export type EgressVerdict = 'allowed' | 'blocked' | 'audited';
+
+/** An egress attempt judged by the job's policy in the kernel. */
+export interface EgressEvent extends EventBase {
+  type: 'egress';
+  /** connect(2); sendto/sendmsg with an address; a packet no socket hook saw (ICMP, raw). */
+  hook: 'connect' | 'sendmsg' | 'packet';
+  verdict: EgressVerdict;
+  socketType: number;
+  protocol: number;
+  policyId: number;
+  /** Attempts this record stands for (repeats of a datagram flow within 1 s are folded). */
+  count: number;
+  family: AddressFamily;
+  address: string;
+  port: number;
+}
+
 export type SensorEvent =
   | ExecEvent
   | ForkEvent
@@ -132,6 +151,7 @@ export type SensorEvent =
   | PtraceEvent
   | VmAccessEvent
   | ProcMemOpenEvent
-  | StdioDupEvent;
+  | StdioDupEvent
+  | EgressEvent;
 
 export type SensorEventType = SensorEvent['type'];

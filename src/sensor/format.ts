@@ -45,6 +45,9 @@ export function formatEvent(event: SensorEvent, ancestry?: string[]): string {
     case 'stdio_dup':
       what = `fd ${event.fd} := ${fd(event.socket)}`;
       break;
+    case 'egress':
+      what = `${event.verdict} ${event.hook} ${endpoint(event.family, event.address, event.port)} proto=${event.protocol}${event.count > 1 ? ` ×${event.count}` : ''}`;
+      break;
   }
   const chain = ancestry && ancestry.length > 1 ? `  ← ${ancestry.slice(1).join(' ← ')}` : '';
   return `${time} ${event.type.padEnd(13)} ${who} ${what}${chain}`;

@@ -106,6 +106,31 @@ export const LAYOUT = {
     size: 104,
     fields: { hdr: f(0, 64), fd: f(64, 4), _pad: f(68, 4), info: f(72, 28) },
   },
+  rf_egress_event: {
+    size: 96,
+    fields: {
+      hdr: f(0, 64),
+      hook: f(64, 1),
+      verdict: f(65, 1),
+      sock_type: f(66, 1),
+      protocol: f(67, 1),
+      policy_id: f(68, 4),
+      count: f(72, 4),
+      dst: f(76, 20),
+    },
+  },
+  rf_job_policy: {
+    size: 28,
+    fields: { policy_id: f(0, 4), block: f(4, 1), _pad: f(5, 1), dns_port: f(6, 2), dns_ip4: f(8, 4), dns_ip6: f(12, 16) },
+  },
+  rf_allow4_key: {
+    size: 16,
+    fields: { prefixlen: f(0, 4), policy_id: f(4, 4), port: f(8, 2), addr: f(10, 4), _pad: f(14, 2) },
+  },
+  rf_allow6_key: {
+    size: 28,
+    fields: { prefixlen: f(0, 4), policy_id: f(4, 4), port: f(8, 2), addr: f(10, 16), _pad: f(26, 2) },
+  },
   rf_counter: {
     size: 32,
     fields: { hits: f(0, 8), seen: f(8, 8), emitted: f(16, 8), dropped: f(24, 8) },
@@ -122,7 +147,17 @@ export const EventType = {
   VM_ACCESS: 6,
   PROC_MEM_OPEN: 7,
   STDIO_DUP: 8,
+  EGRESS: 9,
 } as const;
+
+/** enum rf_egress_hook */
+export const EgressHook = { CONNECT: 1, SENDMSG: 2, PACKET: 3 } as const;
+/** enum rf_verdict */
+export const Verdict = { ALLOWED: 1, BLOCKED: 2, AUDITED: 3 } as const;
+/** enum rf_allow_source */
+export const AllowSource = { POLICY: 1, DNS: 2, SERVICE: 3 } as const;
+/** Bits of an allow key before the address: policy id and port. */
+export const ALLOW_FIXED_BITS = 48;
 
 /** enum rf_fd_kind */
 export const FdKind = { NONE: 0, OTHER: 1, SOCKET: 2 } as const;

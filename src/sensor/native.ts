@@ -80,6 +80,14 @@ export interface NativeSensorHandle {
   programIds(): { programs: number[]; links: number[] };
   /** Stops the reader at once and detaches and unloads everything. */
   destroy(): void;
+  /** Attaches the egress programs to a cgroup directory (covering its subtree); returns its id. */
+  attachCgroup(path: string): bigint;
+  /** false when nothing of ours was attached to that cgroup. */
+  detachCgroup(cgroupId: bigint): boolean;
+  /** Raw map access; keys and values laid out as in bpf/events.h (see src/enforce/maps.ts). */
+  mapUpdate(map: string, key: Buffer, value: Buffer): void;
+  mapDelete(map: string, key: Buffer): boolean;
+  mapLookup(map: string, key: Buffer): Buffer | null;
 }
 
 export interface NativeAddon {
