@@ -169,6 +169,11 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     };
   }
 
+  /** The loaded object, for the enforcement side (src/enforce/) that shares its maps. */
+  kernel(): NativeSensorHandle {
+    return this.live();
+  }
+
   /** Kernel ids of the loaded programs and links (for leak checks). */
   kernelObjects(): { programs: number[]; links: number[] } {
     return this.live().programIds();
