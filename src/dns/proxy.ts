@@ -1,0 +1,264 @@
+/**
+ * The per-job DNS proxy. The egress hooks redirect every DNS query of the job
+ * (port 53, UDP and TCP, to any address) here. Names the policy allows are
+ * forwarded upstream, and the addresses of the answer (A and AAAA, through
+ * CNAME chains) are allowed in the kernel before the answer reaches the job.
+ * Names it does not allow are answered NXDOMAIN in block mode.
+ *
+ * NXDOMAIN rather than REFUSED: glibc answers REFUSED by trying every other
+ * nameserver and reporting a temporary failure, which package managers retry
+ * for minutes; NXDOMAIN fails at once, and the job's summary says why.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import * as dnsPacket from 'dns-packet';
+import { formatIp, parseIp, type IpAddress } from '../net/address';
+import { canonicalName } from '../policy/endpoint';
+import type { EgressMatcher } from '../policy/matcher';
+import type { EgressMode } from '../policy/policy';
+
+export interface Upstream {
+  host: string;
+  port: number;
+}
+
+export interface DnsQueryRecord {
+  name: string;
+  type: string;
+  verdict: 'allowed' | 'blocked' | 'audited';
+  /** Addresses (and CNAME targets) of the answer the job got. */
+  answers: string[];
+  rcode: string;
+  transport: 'udp' | 'tcp';
+  /** Set when upstream could not be reached or answered garbage. */
+  error?: string;
+}
+
+export interface DnsProxyOptions {
+  matcher: EgressMatcher;
+  mode: EgressMode;
+  upstream: Upstream;
+  /** Called with an allowed name's addresses and ports before the answer is sent. */
+  learn: (addresses: IpAddress[], ports: number[]) => void;
+  record: (query: DnsQueryRecord) => void;
+  timeoutMs?: number;
+  /** Addresses to listen on; the same port is used for all. */
+  listen?: { ip4: string; ip6: string };
+}
+
+export interface DnsProxyStats {
+  queries: number;
+  malformed: number;
+  upstreamErrors: number;
+}
+
+const MAX_TCP_MESSAGE = 65535;
+
+/** Addresses and CNAME targets answering `name`, and the smallest TTL among them. */
+export function followAnswer(name: string, answers: dnsPacket.Answer[]): { addresses: IpAddress[]; names: string[] } {
+  const chain = new Set([canonicalName(name)]);
+  const names: string[] = [];
+  // CNAMEs may come in any order: repeat until the chain stops growing.
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const answer of answers) {
+      if (answer.type === 'CNAME' && chain.has(canonicalName(answer.name))) {
+        const target = canonicalName(String(answer.data));
+        if (!chain.has(target)) {
+          chain.add(target);
+          names.push(target);
+          grew = true;
+        }
+      }
+    }
+  }
+  const addresses: IpAddress[] = [];
+  for (const answer of answers) {
+    if ((answer.type === 'A' || answer.type === 'AAAA') && chain.has(canonicalName(answer.name))) {
+      const address = parseIp(String(answer.data));
+      if (address) addresses.push(address);
+    }
+  }
+  return { addresses, names };
+}
+
+const RCODES = { FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3 } as const;
+
+/** A response to `query` carrying only its question and an error code. */
+function reply(query: dnsPacket.Packet, rcode: keyof typeof RCODES): Buffer {
+  // dns-packet takes the rcode from the low bits of flags, not from `rcode`.
+  const flags = ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | dnsPacket.RECURSION_AVAILABLE | RCODES[rcode];
+  return dnsPacket.encode({ id: query.id, type: 'response', flags, questions: query.questions ?? [] });
+}
+
+export class DnsProxy {
+  readonly stats: DnsProxyStats = { queries: 0, malformed: 0, upstreamErrors: 0 };
+  private readonly sockets: dgram.Socket[] = [];
+  private readonly servers: net.Server[] = [];
+  private readonly connections = new Set<net.Socket>();
+  private constructor(
+    private readonly options: DnsProxyOptions,
+    readonly port: number,
+  ) {}
+
+  /** Listens on UDP and TCP, IPv4 and IPv6 loopback, on one free port. */
+  static async start(options: DnsProxyOptions): Promise<DnsProxy> {
+    const listen = options.listen ?? { ip4: '127.0.0.1', ip6: '::1' };
+    for (let attempt = 0; ; attempt++) {
+      const udp4 = dgram.createSocket('udp4');
+      await new Promise<void>((resolve, reject) => udp4.once('error', reject).bind(0, listen.ip4, () => resolve()));
+      const port = udp4.address().port;
+      const proxy = new DnsProxy(options, port);
+      proxy.sockets.push(udp4);
+      try {
+        await proxy.listenAll(listen, udp4);
+        return proxy;
+      } catch (error) {
+        await proxy.close();
+        if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw error;
+      }
+    }
+  }
+
+  private async listenAll(listen: { ip4: string; ip6: string }, udp4: dgram.Socket): Promise<void> {
+    udp4.on('message', (message, from) => this.onDatagram(udp4, message, from));
+    udp4.on('error', () => undefined);
+    const udp6 = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+    this.sockets.push(udp6);
+    await new Promise<void>((resolve, reject) => udp6.once('error', reject).bind(this.port, listen.ip6, () => resolve()));
+    udp6.on('message', (message, from) => this.onDatagram(udp6, message, from));
+    udp6.on('error', () => undefined);
+    for (const host of [listen.ip4, listen.ip6]) {
+      const server = net.createServer((socket) => this.onTcpConnection(socket));
+      this.servers.push(server);
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ port: this.port, host, ipv6Only: host.includes(':') }, () => resolve()));
+    }
+  }
+
+  private onDatagram(socket: dgram.Socket, message: Buffer, from: dgram.RemoteInfo): void {
+    void this.answer(message, 'udp').then(
+      (response) => response && socket.send(response, from.port, from.address),
+      () => undefined,
+    );
+  }
+
+  private onTcpConnection(socket: net.Socket): void {
+    this.connections.add(socket);
+    socket.on('close', () => this.connections.delete(socket));
+    socket.on('error', () => undefined);
+    socket.setTimeout(30_000, () => socket.destroy());
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 2) {
+        const length = pending.readUInt16BE(0);
+        if (pending.length < 2 + length) break;
+        const message = pending.subarray(2, 2 + length);
+        pending = pending.subarray(2 + length);
+        void this.answer(message, 'tcp').then((response) => {
+          if (!response || socket.destroyed) return;
+          const framed = Buffer.alloc(2 + response.length);
+          framed.writeUInt16BE(response.length);
+          response.copy(framed, 2);
+          socket.write(framed);
+        });
+      }
+    });
+  }
+
+  /** The response bytes for one query, or undefined to stay silent (garbage). */
+  async answer(message: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+    this.stats.queries++;
+    let query: dnsPacket.Packet;
+    try {
+      query = dnsPacket.decode(message);
+    } catch {
+      this.stats.malformed++;
+      return undefined;
+    }
+    const question = query.questions?.[0];
+    if (query.type !== 'query' || !question) {
+      this.stats.malformed++;
+      return reply(query, 'FORMERR');
+    }
+    const name = canonicalName(question.name);
+    const entries = this.options.matcher.nameEntries(name);
+    const allowed = entries.length > 0;
+    const verdict = allowed ? 'allowed' : this.options.mode === 'block' ? 'blocked' : 'audited';
+    const record = (rcode: string, answers: string[], error?: string) =>
+      this.options.record({ name, type: String(question.type), verdict, answers, rcode, transport, error });
+
+    if (verdict === 'blocked') {
+      record('NXDOMAIN', []);
+      return reply(query, 'NXDOMAIN');
+    }
+    let response: Buffer;
+    let parsed: dnsPacket.Packet;
+    try {
+      response = transport === 'udp' ? await this.forwardUdp(message) : await this.forwardTcp(message);
+      parsed = dnsPacket.decode(response);
+    } catch (error) {
+      this.stats.upstreamErrors++;
+      record('SERVFAIL', [], (error as Error).message);
+      return reply(query, 'SERVFAIL');
+    }
+    const { addresses, names } = followAnswer(name, parsed.answers ?? []);
+    if (allowed && addresses.length > 0) {
+      this.options.learn(addresses, [...new Set(entries.map((entry) => entry.port))]);
+    }
+    record((parsed as { rcode?: string }).rcode ?? 'NOERROR', [...names, ...addresses.map(formatIp)]);
+    return response;
+  }
+
+  private forwardUdp(message: Buffer): Promise<Buffer> {
+    const { host, port } = this.options.upstream;
+    const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`upstream ${host}:${port} did not answer`)), this.options.timeoutMs ?? 3000);
+      const done = (error: Error | null, response?: Buffer) => {
+        clearTimeout(timer);
+        socket.close();
+        if (error) reject(error);
+        else resolve(response!);
+      };
+      socket.on('error', (error) => done(error));
+      socket.on('message', (response) => done(null, response));
+      socket.send(message, port, host);
+    });
+  }
+
+  private forwardTcp(message: Buffer): Promise<Buffer> {
+    const { host, port } = this.options.upstream;
+    return new Promise<Buffer>((resolve, reject) => {
+      const socket = net.connect({ host, port });
+      let received = Buffer.alloc(0);
+      const timer = setTimeout(() => done(new Error(`upstream ${host}:${port} did not answer over TCP`)), this.options.timeoutMs ?? 3000);
+      const done = (error: Error | null, response?: Buffer) => {
+        clearTimeout(timer);
+        socket.destroy();
+        if (error) reject(error);
+        else resolve(response!);
+      };
+      socket.on('error', (error) => done(error));
+      socket.on('connect', () => {
+        const framed = Buffer.alloc(2 + message.length);
+        framed.writeUInt16BE(message.length);
+        message.copy(framed, 2);
+        socket.write(framed);
+      });
+      socket.on('data', (chunk) => {
+        received = Buffer.concat([received, chunk]);
+        if (received.length > 2 + MAX_TCP_MESSAGE) return done(new Error('upstream answer too large'));
+        if (received.length >= 2 && received.length >= 2 + received.readUInt16BE(0)) done(null, received.subarray(2, 2 + received.readUInt16BE(0)));
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.connections) socket.destroy();
+    await Promise.all([
+      ...this.sockets.map((socket) => new Promise<void>((resolve) => { try { socket.close(() => resolve()); } catch { resolve(); } })),
+      ...this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
+    ]);
+  }
+}
