@@ -1,9 +1,15 @@
 /** The `ringfence` command line: one entry point, one subcommand per task. */
 import { Command } from 'commander';
 import { RingfenceError } from '../util/errors';
+import { PolicyError } from '../policy/policy';
+import { run, type RunOptions } from './run';
 import { trace } from './trace';
 
 function fail(error: unknown): never {
+  if (error instanceof PolicyError) {
+    process.stderr.write(`ringfence: policy ${error.source} is not valid, nothing was run:\n${error.message}\n`);
+    process.exit(2);
+  }
   if (error instanceof RingfenceError) {
     process.stderr.write(`ringfence: ${error.message}\n`);
     if (error.detail) process.stderr.write(error.detail.replace(/^/gm, '  ') + '\n');
@@ -29,6 +35,21 @@ export function buildProgram(): Command {
     .passThroughOptions()
     .action(async (command: string, args: string[], options: { json?: boolean; output?: string }) => {
       process.exitCode = await trace(command, args, options);
+    });
+
+  program
+    .command('run')
+    .description('run CMD as a job under the sensor and an egress policy (no policy: audit mode)')
+    .option('-p, --policy <file>', 'policy file (DESIGN.md §4 / docs/policy.md)')
+    .option('-e, --events <file>', 'write the job events as JSON lines to FILE')
+    .option('-s, --summary <file>', 'write the summary as Markdown to FILE')
+    .option('--dns-upstream <address>', "where allowed DNS queries go (default: the host's resolver)")
+    .option('--service-endpoints <file|none|default>', 'endpoints every job may reach', 'default')
+    .argument('<command>', 'the command to run')
+    .argument('[args...]', 'its arguments')
+    .passThroughOptions()
+    .action(async (command: string, args: string[], options: RunOptions) => {
+      process.exitCode = await run(command, args, options);
     });
 
   return program;

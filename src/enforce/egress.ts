@@ -25,6 +25,7 @@ export class JobEgress {
   readonly policyId = nextPolicyId++;
   private readonly keys = new Map<string, { map: string; key: Buffer }>();
   private attached = false;
+  private removed = false;
   private readonly cgroupId: number;
 
   constructor(
@@ -76,8 +77,10 @@ export class JobEgress {
     return this.keys.size;
   }
 
-  /** Detaches the programs and deletes every map entry of this job. */
+  /** Detaches the programs and deletes every map entry of this job (once). */
   remove(): void {
+    if (this.removed) return;
+    this.removed = true;
     if (this.attached) {
       this.kernel.detachCgroup(BigInt(this.cgroupId));
       this.attached = false;

@@ -1,0 +1,138 @@
+/**
+ * The job events of DESIGN.md §5: what `ringfence run --events FILE` writes,
+ * one JSON object per line, and what users, tests and tools read.
+ */
+import fs from 'node:fs';
+import type { EgressEvent, ExecEvent } from '../sensor/events';
+import type { ProcessTree } from '../sensor/process-tree';
+
+export type Verdict = 'allowed' | 'blocked' | 'audited';
+
+export interface ProcessRef {
+  pid: number;
+  ppid: number;
+  exe: string;
+  argv: string[];
+  uid: number;
+  /** Exe of the process, its parent, … up to the job's first process. */
+  ancestry: string[];
+}
+
+interface Base {
+  time: string;
+  job: string;
+  process?: ProcessRef;
+}
+
+export interface ProcessJobEvent extends Base {
+  kind: 'process';
+  process: ProcessRef;
+  container: { inContainer: boolean; privileged: boolean };
+}
+
+export interface DnsJobEvent extends Base {
+  kind: 'dns';
+  name: string;
+  type: string;
+  answers: string[];
+  verdict: Verdict;
+  policy: string;
+  rcode: string;
+}
+
+export interface NetworkJobEvent extends Base {
+  kind: 'network';
+  protocol: string;
+  ip: string;
+  port: number;
+  domain?: string;
+  verdict: Verdict;
+  policy: string;
+  /** Attempts this event stands for (datagram repeats within a second are folded). */
+  count: number;
+}
+
+export interface JobPhaseEvent extends Base {
+  kind: 'job';
+  phase: 'started' | 'completed';
+  command?: string[];
+  policy?: string;
+  mode?: 'audit' | 'block';
+  status?: { exitCode: number | null; signal: string | null };
+  counts?: { processes: number; dns: number; network: number; blocked: number };
+  /** Sensor records lost because the ring buffer was full (0 in a healthy run). */
+  dropped?: number;
+}
+
+export type JobEvent = ProcessJobEvent | DnsJobEvent | NetworkJobEvent | JobPhaseEvent;
+
+const CAP_SYS_ADMIN = 1n << 21n;
+
+export function protocolName(protocol: number): string {
+  switch (protocol) {
+    case 6:
+      return 'tcp';
+    case 17:
+      return 'udp';
+    case 1:
+      return 'icmp';
+    case 58:
+      return 'icmpv6';
+    default:
+      return `ip-proto-${protocol}`;
+  }
+}
+
+export function processRef(tree: ProcessTree, pid: number): ProcessRef | undefined {
+  const info = tree.get(pid);
+  if (!info) return undefined;
+  return { pid, ppid: info.ppid, exe: info.exe, argv: info.argv, uid: info.uid, ancestry: tree.ancestry(pid) };
+}
+
+export function processEvent(job: string, tree: ProcessTree, exec: ExecEvent): ProcessJobEvent {
+  const c = exec.container;
+  const inContainer = c.pidnsLevel > 0 && c.mntnsNotInit;
+  return {
+    kind: 'process',
+    time: new Date(exec.timeMs).toISOString(),
+    job,
+    process: processRef(tree, exec.tgid) ?? { pid: exec.tgid, ppid: exec.ppid, exe: exec.filename, argv: exec.argv, uid: exec.uid, ancestry: [exec.filename] },
+    container: { inContainer, privileged: inContainer && c.usernsInit && (c.capEffective & CAP_SYS_ADMIN) !== 0n },
+  };
+}
+
+export function networkEvent(job: string, policy: string, tree: ProcessTree, egress: EgressEvent, domain: string | undefined): NetworkJobEvent {
+  return {
+    kind: 'network',
+    time: new Date(egress.timeMs).toISOString(),
+    job,
+    process: egress.tgid ? processRef(tree, egress.tgid) : undefined,
+    protocol: protocolName(egress.protocol),
+    ip: egress.address,
+    port: egress.port,
+    domain,
+    verdict: egress.verdict,
+    policy,
+    count: egress.count,
+  };
+}
+
+/** Writes JSON lines to a file (or nowhere), in order, and flushes on close. */
+export class JobEventWriter {
+  private readonly stream: fs.WriteStream | undefined;
+
+  constructor(path: string | undefined) {
+    this.stream = path ? fs.createWriteStream(path, { flags: 'w' }) : undefined;
+  }
+
+  write(event: JobEvent): void {
+    this.stream?.write(JSON.stringify(event) + '\n');
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (!this.stream) return resolve();
+      this.stream.end((error?: Error | null) => (error ? reject(error) : resolve()));
+    });
+  }
+}

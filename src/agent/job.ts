@@ -1,0 +1,183 @@
+/**
+ * One job run under ringfence: a cgroup of its own, the sensor tracking it,
+ * its egress policy in the kernel, its DNS proxy, and its events, from start
+ * to a clean end (nothing of the job is left behind, whichever way it ends).
+ */
+import type { StdioOptions } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import { Cgroup } from '../cgroup/cgroup2';
+import { DnsProxy, type Upstream } from '../dns/proxy';
+import { JobEgress } from '../enforce/egress';
+import { parseIp } from '../net/address';
+import type { Endpoint } from '../policy/endpoint';
+import { EgressMatcher } from '../policy/matcher';
+import type { Policy } from '../policy/policy';
+import { Sensor } from '../sensor/sensor';
+import { JobEventWriter, networkEvent, processEvent, type DnsJobEvent } from './job-events';
+import { JobSummary } from './summary';
+
+export interface JobOptions {
+  policy: Policy;
+  /** How events name the policy. */
+  policyName: string;
+  eventsPath?: string;
+  summaryPath?: string;
+  /** Where allowed DNS queries go; default: the host's first nameserver. */
+  dnsUpstream?: Upstream;
+  serviceEndpoints?: Endpoint[];
+  /** The command's stdio; default inherited. */
+  stdio?: StdioOptions;
+  /** Where the summary is printed; default stderr. */
+  log?: (text: string) => void;
+}
+
+export interface JobResult {
+  id: string;
+  /** What `ringfence run` exits with. */
+  exitStatus: number;
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  /** Requests refused (block mode) or that would have been (audit mode). */
+  blocked: number;
+  interrupted: boolean;
+}
+
+/** The host's resolver, from /etc/resolv.conf. */
+export function systemUpstream(resolvConf = '/etc/resolv.conf'): Upstream {
+  try {
+    const match = /^\s*nameserver\s+(\S+)/m.exec(fs.readFileSync(resolvConf, 'utf8'));
+    if (match && parseIp(match[1])) return { host: match[1], port: 53 };
+  } catch {
+    /* fall through */
+  }
+  return { host: '127.0.0.53', port: 53 };
+}
+
+export function parseUpstream(spec: string): Upstream {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(spec);
+  const [host, port] = bracketed ? [bracketed[1], bracketed[2]] : spec.split(':').length === 2 ? spec.split(':') : [spec, undefined];
+  if (!parseIp(host) || (port !== undefined && !(Number(port) >= 1 && Number(port) <= 65535))) {
+    throw new Error(`bad DNS upstream '${spec}': expected ADDRESS, ADDRESS:PORT or [IPv6]:PORT`);
+  }
+  return { host, port: port ? Number(port) : 53 };
+}
+
+const signalNumber = (signal: NodeJS.Signals) => os.constants.signals[signal] ?? 0;
+
+export async function runJob(command: string, args: string[], options: JobOptions): Promise<JobResult> {
+  const log = options.log ?? ((text: string) => process.stderr.write(text + '\n'));
+  const id = `run-${Date.now().toString(36)}-${process.pid}`;
+  const policy: Policy = { ...options.policy, allowedEndpoints: [...options.policy.allowedEndpoints, ...(options.serviceEndpoints ?? [])] };
+  const matcher = new EgressMatcher(policy);
+  const writer = new JobEventWriter(options.eventsPath);
+  const summary = new JobSummary();
+  const names = new Map<string, string>(); // address → the allowed name it answered
+  const counts = { processes: 0, dns: 0, network: 0, blocked: 0 };
+  const now = () => new Date().toISOString();
+
+  const sensor = Sensor.open();
+  const cgroup = Cgroup.create(`ringfence/jobs/${id}`);
+  let proxy: DnsProxy | undefined;
+  let egress: JobEgress | undefined;
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    void cgroup.kill().catch(() => undefined);
+  };
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+
+  try {
+    proxy = await DnsProxy.start({
+      matcher,
+      mode: policy.egressPolicy,
+      upstream: options.dnsUpstream ?? systemUpstream(),
+      learn: (addresses, ports) => addresses.forEach((address) => egress?.learn(address, ports)),
+      record: (query) => {
+        if (query.verdict === 'allowed') for (const answer of query.answers) names.set(answer, query.name);
+        const event: DnsJobEvent = { kind: 'dns', time: now(), job: id, name: query.name, type: query.type, answers: query.answers, verdict: query.verdict, policy: options.policyName, rcode: query.rcode };
+        counts.dns++;
+        if (query.verdict === 'blocked') counts.blocked++;
+        summary.addDns(event);
+        writer.write(event);
+      },
+    });
+    const loopback4 = parseIp('127.0.0.1')!.bytes;
+    const loopback6 = parseIp('::1')!.bytes;
+    egress = new JobEgress(sensor.kernel(), cgroup, policy, { ip4: loopback4, ip6: loopback6, port: proxy.port });
+
+    sensor.on('events', (events) => {
+      for (const event of events) {
+        if (event.type === 'exec') {
+          counts.processes++;
+          writer.write(processEvent(id, sensor.tree, event));
+        } else if (event.type === 'egress') {
+          const network = networkEvent(id, options.policyName, sensor.tree, event, names.get(event.address));
+          counts.network += network.count;
+          if (network.verdict === 'blocked') counts.blocked += network.count;
+          summary.addNetwork(network);
+          writer.write(network);
+        }
+      }
+    });
+    sensor.on('error', (error) => log(`ringfence: sensor: ${error.message}`));
+    sensor.start();
+    sensor.track(cgroup);
+    writer.write({ kind: 'job', time: now(), job: id, phase: 'started', command: [command, ...args], policy: options.policyName, mode: policy.egressPolicy });
+
+    const child = cgroup.spawn(command, args, { stdio: options.stdio ?? 'inherit' });
+    const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+      child.on('error', (error) => {
+        log(`ringfence: cannot start ${command}: ${error.message}`);
+        resolve([127, null]);
+      });
+      child.on('exit', (code, sig) => resolve([code, sig]));
+    });
+
+    // The job is its cgroup: whatever CMD left running ends with it.
+    await cgroup.kill();
+    egress.remove();
+    await sensor.close();
+    const dropped = sensor.finalStats?.dropped ?? 0;
+    writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, counts, dropped });
+
+    const mode = policy.egressPolicy;
+    const blockedRequests = summary.blocked;
+    let exitStatus = exitCode ?? 128 + (signal ? signalNumber(signal) : 0);
+    if (interrupted) exitStatus = 128 + signalNumber(interrupted);
+    else if (exitStatus === 0 && mode === 'block' && blockedRequests > 0) exitStatus = 1;
+
+    const outcome = interrupted
+      ? `interrupted by ${interrupted}`
+      : `exited ${exitCode ?? `on ${signal}`}${exitStatus !== (exitCode ?? -1) && !signal ? ` (ringfence exits ${exitStatus}: ${blockedRequests} request(s) blocked)` : ''}`;
+    log(summary.renderText(`ringfence: job ${id} ${outcome}; policy ${options.policyName} (${mode}); ${counts.processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}`));
+    if (options.summaryPath) {
+      fs.writeFileSync(
+        options.summaryPath,
+        summary.renderMarkdown(`ringfence: ${[command, ...args].join(' ')}`, [
+          `job \`${id}\` ${outcome}`,
+          `policy \`${options.policyName}\`, egress ${mode}`,
+          `${counts.processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked`,
+          ...(dropped ? [`${dropped} sensor events dropped (ring buffer full)`] : []),
+        ]),
+      );
+    }
+    return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined };
+  } finally {
+    // Every step runs even if an earlier one failed: nothing of the job may stay.
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    const attempt = async (what: string, step: () => unknown) => {
+      try {
+        await step();
+      } catch (error) {
+        log(`ringfence: ${what}: ${(error as Error).message}`);
+      }
+    };
+    await attempt('killing the job', () => cgroup.kill());
+    await attempt('removing the egress policy', () => egress?.remove());
+    await attempt('unloading the sensor', () => sensor.destroy());
+    await attempt('stopping the DNS proxy', () => proxy?.close());
+    await attempt(`removing ${cgroup.path}`, () => cgroup.destroy());
+    await attempt('writing the events', () => writer.close());
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * Endpoints every job may reach whatever its policy says: the CI service's
+ * own (checkout, artifacts, caches, OIDC tokens). Configurable with
+ * `--service-endpoints FILE` (one endpoint per line, `#` comments) or `none`.
+ *
+ * Kept to hosts GitHub operates. Broad wildcards of shared clouds (such as
+ * `*.blob.core.windows.net`) are deliberately absent: anyone can own a storage
+ * account there, so they would be an exfiltration channel for every job.
+ */
+import fs from 'node:fs';
+import { EndpointError, parseEndpoint, type Endpoint } from '../policy/endpoint';
+import { RingfenceError } from '../util/errors';
+
+export const DEFAULT_SERVICE_ENDPOINTS = [
+  'github.com:443',
+  'api.github.com:443',
+  'codeload.github.com:443',
+  '*.actions.githubusercontent.com:443',
+  'objects.githubusercontent.com:443',
+  'productionresultssa*.blob.core.windows.net:443',
+];
+
+/** Parses a service endpoint list (file text); names the file and line of a bad entry. */
+export function parseServiceEndpoints(text: string, source: string): Endpoint[] {
+  const endpoints: Endpoint[] = [];
+  text.split('\n').forEach((line, index) => {
+    const content = line.replace(/#.*/, '').trim();
+    for (const entry of content.split(/[\s,]+/).filter(Boolean)) {
+      try {
+        endpoints.push(parseEndpoint(entry));
+      } catch (error) {
+        if (!(error instanceof EndpointError)) throw error;
+        throw new RingfenceError(`${source}:${index + 1}: endpoint '${entry}': ${error.message}`, 'RF_SERVICE_ENDPOINTS');
+      }
+    }
+  });
+  return endpoints;
+}
+
+/** `default`, `none`, or a file path. */
+export function loadServiceEndpoints(spec = 'default'): Endpoint[] {
+  if (spec === 'none') return [];
+  if (spec === 'default') return DEFAULT_SERVICE_ENDPOINTS.map((entry) => parseEndpoint(entry));
+  let text: string;
+  try {
+    text = fs.readFileSync(spec, 'utf8');
+  } catch (error) {
+    throw new RingfenceError(`cannot read service endpoints ${spec}: ${(error as Error).message}`, 'RF_SERVICE_ENDPOINTS');
+  }
+  return parseServiceEndpoints(text, spec);
+}

@@ -1,0 +1,86 @@
+/** What a job reached, for the end-of-job summary (terminal and Markdown). */
+import type { DnsJobEvent, NetworkJobEvent, Verdict } from './job-events';
+
+interface EndpointRow {
+  endpoint: string;
+  port: number;
+  protocol: string;
+  verdict: Verdict;
+  count: number;
+  processes: Set<string>;
+}
+
+interface NameRow {
+  name: string;
+  verdict: Verdict;
+  count: number;
+}
+
+const VERDICT_ORDER: Record<Verdict, number> = { blocked: 0, audited: 1, allowed: 2 };
+
+export class JobSummary {
+  private readonly endpoints = new Map<string, EndpointRow>();
+  private readonly names = new Map<string, NameRow>();
+
+  addNetwork(event: NetworkJobEvent): void {
+    const endpoint = event.domain ? `${event.domain} (${event.ip})` : event.ip;
+    const key = `${endpoint}|${event.port}|${event.protocol}|${event.verdict}`;
+    let row = this.endpoints.get(key);
+    if (!row) {
+      row = { endpoint, port: event.port, protocol: event.protocol, verdict: event.verdict, count: 0, processes: new Set() };
+      this.endpoints.set(key, row);
+    }
+    row.count += event.count;
+    if (event.process) row.processes.add(event.process.exe);
+  }
+
+  addDns(event: DnsJobEvent): void {
+    const key = `${event.name}|${event.verdict}`;
+    const row = this.names.get(key) ?? { name: event.name, verdict: event.verdict, count: 0 };
+    row.count++;
+    this.names.set(key, row);
+  }
+
+  get blocked(): number {
+    let blocked = 0;
+    for (const row of this.endpoints.values()) if (row.verdict === 'blocked') blocked += row.count;
+    for (const row of this.names.values()) if (row.verdict === 'blocked') blocked += row.count;
+    return blocked;
+  }
+
+  private sortedEndpoints(): EndpointRow[] {
+    return [...this.endpoints.values()].sort((a, b) => VERDICT_ORDER[a.verdict] - VERDICT_ORDER[b.verdict] || b.count - a.count || a.endpoint.localeCompare(b.endpoint));
+  }
+
+  private sortedNames(): NameRow[] {
+    return [...this.names.values()].sort((a, b) => VERDICT_ORDER[a.verdict] - VERDICT_ORDER[b.verdict] || a.name.localeCompare(b.name));
+  }
+
+  renderText(header: string): string {
+    const lines = [header];
+    const rows = this.sortedEndpoints();
+    if (rows.length === 0) lines.push('  no outbound connections');
+    for (const row of rows) {
+      lines.push(`  ${row.verdict.toUpperCase().padEnd(8)} ${`${row.endpoint}:${row.port}/${row.protocol}`.padEnd(48)} ×${String(row.count).padEnd(5)} ${[...row.processes].join(', ')}`);
+    }
+    const names = this.sortedNames().filter((n) => n.verdict !== 'allowed');
+    for (const row of names) lines.push(`  ${row.verdict.toUpperCase().padEnd(8)} DNS ${row.name} ×${row.count}`);
+    return lines.join('\n');
+  }
+
+  renderMarkdown(title: string, facts: string[]): string {
+    const out = [`# ${title}`, '', ...facts.map((f) => `- ${f}`), '', '## Endpoints', ''];
+    const rows = this.sortedEndpoints();
+    if (rows.length === 0) out.push('No outbound connections.');
+    else {
+      out.push('| verdict | endpoint | port | protocol | count | processes |', '|---|---|---|---|---|---|');
+      for (const row of rows) out.push(`| ${row.verdict} | ${row.endpoint} | ${row.port} | ${row.protocol} | ${row.count} | ${[...row.processes].join(', ')} |`);
+    }
+    const names = this.sortedNames();
+    if (names.length) {
+      out.push('', '## DNS', '', '| verdict | name | queries |', '|---|---|---|');
+      for (const row of names) out.push(`| ${row.verdict} | ${row.name} | ${row.count} |`);
+    }
+    return out.join('\n') + '\n';
+  }
+}
