@@ -1,0 +1,89 @@
+/** `ringfence run` as users call it: exit statuses, bad policies, Ctrl-C, cleanup. */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { findCgroup2Mount } from '../../src/cgroup/cgroup2';
+import { createTestHost } from '../helpers/netns';
+
+const RINGFENCE = path.resolve(__dirname, '../../bin/ringfence');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function ringfence(args: string[], options: { interruptAfterMs?: number } = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [RINGFENCE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    if (options.interruptAfterMs) setTimeout(() => child.kill('SIGINT'), options.interruptAfterMs);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+function tempFile(name: string, text: string): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringfence-cli-'));
+  const file = path.join(dir, name);
+  fs.writeFileSync(file, text);
+  return file;
+}
+
+const jobsDir = () => path.join(findCgroup2Mount()!, 'ringfence/jobs');
+const jobIdOf = (stderr: string) => /job (run-[\w-]+)/.exec(stderr)?.[1];
+
+describe('ringfence run', () => {
+  it("exits with CMD's status and cleans up its cgroup", async () => {
+    const run = await ringfence(['run', '--', '/bin/sh', '-c', 'echo out; exit 7']);
+    expect(run.stdout).toBe('out\n');
+    expect(run.code).toBe(7);
+    const id = jobIdOf(run.stderr);
+    expect(id).toBeDefined();
+    expect(fs.existsSync(path.join(jobsDir(), id!))).toBe(false);
+  });
+
+  it('refuses a bad policy with one line per problem and runs nothing', async () => {
+    const marker = path.join(os.tmpdir(), `ringfence-never-${process.pid}`);
+    const policy = tempFile('bad.yml', 'egress-policy: block\nallowed-endpoints: >\n  ok.example.com\n  bad.example.com:0\n  two.*.*.com\n');
+    const run = await ringfence(['run', '--policy', policy, '--', '/usr/bin/touch', marker]);
+    expect(run.code).toBe(2);
+    expect(run.stderr.trim().split('\n')).toEqual([
+      `ringfence: policy ${policy} is not valid, nothing was run:`,
+      `${policy}:4: endpoint 'bad.example.com:0': bad port '0' in 'bad.example.com:0' (1-65535)`,
+      `${policy}:5: endpoint 'two.*.*.com': more than one '*' in 'two.*.*.com'`,
+    ]);
+    expect(fs.existsSync(marker)).toBe(false);
+  });
+
+  it('writes events and a Markdown summary, blocked requests first', async () => {
+    const host = createTestHost(2);
+    const policy = tempFile('p.yml', `name: cli-test\negress-policy: block\nallowed-endpoints: ${host.ip4}:9\n`);
+    const events = tempFile('events.jsonl', '');
+    const summary = tempFile('summary.md', '');
+    // the test host's neighbour .3 is not allowed: refused before anything leaves
+    const blocked = host.ip4.replace(/\.2$/, '.3');
+    const run = await ringfence(['run', '--policy', policy, '--events', events, '--summary', summary, '--', '/bin/bash', '-c', `exec 3<>/dev/tcp/${blocked}/9; exit 0`]);
+    host.destroy();
+    expect(run.code).toBe(1);
+    const kinds = fs.readFileSync(events, 'utf8').trim().split('\n').map((line) => JSON.parse(line).kind);
+    expect(kinds[0]).toBe('job');
+    expect(kinds.at(-1)).toBe('job');
+    expect(kinds).toContain('network');
+    const markdown = fs.readFileSync(summary, 'utf8');
+    expect(markdown).toContain(`| blocked | ${blocked} | 9 | tcp | 1 | /bin/bash |`);
+    expect(markdown).toContain('policy `cli-test`, egress block');
+  });
+
+  it('Ctrl-C ends the whole job and leaves nothing behind', async () => {
+    const run = await ringfence(['run', '--', '/bin/bash', '-c', 'sleep 60 & sleep 60'], { interruptAfterMs: 1500 });
+    expect(run.code).toBe(130);
+    expect(run.stderr).toMatch(/interrupted by SIGINT/);
+    const id = jobIdOf(run.stderr)!;
+    expect(fs.existsSync(path.join(jobsDir(), id))).toBe(false);
+  });
+});
