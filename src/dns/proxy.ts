@@ -96,6 +96,9 @@ export class DnsProxy {
   private readonly sockets: dgram.Socket[] = [];
   private readonly servers: net.Server[] = [];
   private readonly connections = new Set<net.Socket>();
+  private upstreamUdp: dgram.Socket | undefined;
+  private readonly pendingUdp = new Map<number, (response: Buffer) => void>();
+  private nextUpstreamId = Math.floor(Math.random() * 0x10000);
   private constructor(
     private readonly options: DnsProxyOptions,
     readonly port: number,
@@ -210,21 +213,53 @@ export class DnsProxy {
     return response;
   }
 
+  /**
+   * Forwards over one long-lived UDP socket. Each query gets an upstream id
+   * of its own (clients' ids may collide), restored in the answer; a socket
+   * per query cost more than everything else the proxy does.
+   */
   private forwardUdp(message: Buffer): Promise<Buffer> {
     const { host, port } = this.options.upstream;
-    const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+    const upstream = this.upstreamSocket();
+    let id = this.nextUpstreamId;
+    while (this.pendingUdp.has(id)) id = (id + 1) & 0xffff;
+    this.nextUpstreamId = (id + 1) & 0xffff;
+    const clientId = message.readUInt16BE(0);
+    const outgoing = Buffer.from(message);
+    outgoing.writeUInt16BE(id, 0);
     return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`upstream ${host}:${port} did not answer`)), this.options.timeoutMs ?? 3000);
-      const done = (error: Error | null, response?: Buffer) => {
+      const timer = setTimeout(() => {
+        this.pendingUdp.delete(id);
+        reject(new Error(`upstream ${host}:${port} did not answer`));
+      }, this.options.timeoutMs ?? 3000);
+      this.pendingUdp.set(id, (response) => {
         clearTimeout(timer);
-        socket.close();
-        if (error) reject(error);
-        else resolve(response!);
-      };
-      socket.on('error', (error) => done(error));
-      socket.on('message', (response) => done(null, response));
-      socket.send(message, port, host);
+        response.writeUInt16BE(clientId, 0);
+        resolve(response);
+      });
+      upstream.send(outgoing, port, host, (error) => {
+        if (!error) return;
+        clearTimeout(timer);
+        this.pendingUdp.delete(id);
+        reject(error);
+      });
     });
+  }
+
+  private upstreamSocket(): dgram.Socket {
+    if (!this.upstreamUdp) {
+      const socket = dgram.createSocket(this.options.upstream.host.includes(':') ? 'udp6' : 'udp4');
+      socket.on('error', () => undefined);
+      socket.on('message', (response, from) => {
+        if (response.length < 12 || from.port !== this.options.upstream.port) return;
+        const waiter = this.pendingUdp.get(response.readUInt16BE(0));
+        if (!waiter) return;
+        this.pendingUdp.delete(response.readUInt16BE(0));
+        waiter(response);
+      });
+      this.upstreamUdp = socket;
+    }
+    return this.upstreamUdp;
   }
 
   private forwardTcp(message: Buffer): Promise<Buffer> {
@@ -256,6 +291,8 @@ export class DnsProxy {
 
   async close(): Promise<void> {
     for (const socket of this.connections) socket.destroy();
+    this.upstreamUdp?.close();
+    this.upstreamUdp = undefined;
     await Promise.all([
       ...this.sockets.map((socket) => new Promise<void>((resolve) => { try { socket.close(() => resolve()); } catch { resolve(); } })),
       ...this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),

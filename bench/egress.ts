@@ -1,0 +1,127 @@
+/**
+ * Egress benchmarks:
+ *  - DNS: latency of a query through the proxy vs straight to the upstream
+ *    (sequential, p50/p99), and answers/s the proxy sustains;
+ *  - connect: a loopback connect storm with the egress hooks attached vs not.
+ */
+import { execFile, spawn } from 'node:child_process';
+import path from 'node:path';
+import { Cgroup } from '../src/cgroup/cgroup2';
+import { DnsProxy } from '../src/dns/proxy';
+import { JobEgress } from '../src/enforce/egress';
+import { EgressMatcher } from '../src/policy/matcher';
+import { parsePolicy } from '../src/policy/policy';
+import { Sensor } from '../src/sensor/sensor';
+import { median } from './sensor';
+
+const FLOOD = path.resolve(__dirname, '../../test/fixtures/bin/syscall_flood');
+
+export const percentile = (values: number[], p: number) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+};
+
+function node(script: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [path.join(__dirname, script), ...args], { maxBuffer: 64 << 20 }, (error, stdout) => (error ? reject(error) : resolve(stdout))),
+  );
+}
+
+export interface DnsBenchResult {
+  queries: number;
+  direct: { p50: number; p99: number };
+  proxy: { p50: number; p99: number };
+  addedP50: number;
+  addedP99: number;
+  qps: number;
+  qpsLost: number;
+}
+
+export async function dnsLatency(queries: number, floodSeconds: number): Promise<DnsBenchResult> {
+  const upstream = spawn(process.execPath, [path.join(__dirname, 'dns-upstream.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const upstreamPort = await new Promise<number>((resolve) => upstream.stdout.once('data', (d) => resolve(Number(String(d).trim()))));
+  const sensor = Sensor.open();
+  const cgroup = Cgroup.create(`ringfence-bench/dns-${process.pid}`);
+  const policy = parsePolicy('egress-policy: block\nallowed-endpoints: bench.allowed.test\n');
+  sensor.track(cgroup);
+  const egress = new JobEgress(sensor.kernel(), cgroup, policy);
+  const proxy = await DnsProxy.start({
+    matcher: new EgressMatcher(policy),
+    mode: 'block',
+    upstream: { host: '127.0.0.1', port: upstreamPort },
+    learn: (addresses, ports) => addresses.forEach((a) => egress.learn(a, ports)),
+    record: () => undefined,
+  });
+  try {
+    const run = async (port: number) => JSON.parse(await node('dns-client.js', ['127.0.0.1', String(port), 'bench.allowed.test', 'sequential', String(queries)])) as { latencies: number[] };
+    // alternate, so that drift in the machine's load hits both alike
+    const direct: number[] = [];
+    const viaProxy: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      direct.push(...(await run(upstreamPort)).latencies);
+      viaProxy.push(...(await run(proxy.port)).latencies);
+    }
+    const flood = JSON.parse(await node('dns-client.js', ['127.0.0.1', String(proxy.port), 'bench.allowed.test', 'flood', String(floodSeconds), '64'])) as { qps: number; lost: number };
+    const d = { p50: percentile(direct, 50), p99: percentile(direct, 99) };
+    const p = { p50: percentile(viaProxy, 50), p99: percentile(viaProxy, 99) };
+    return { queries: direct.length, direct: d, proxy: p, addedP50: p.p50 - d.p50, addedP99: p.p99 - d.p99, qps: flood.qps, qpsLost: flood.lost };
+  } finally {
+    await proxy.close();
+    egress.remove();
+    sensor.destroy();
+    await cgroup.destroy();
+    upstream.kill();
+  }
+}
+
+export interface ConnectBenchResult {
+  connects: number;
+  rounds: number;
+  noneMs: number;
+  sensorMs: number;
+  hooksMs: number;
+  hooksVsSensor: number;
+  hooksVsNone: number;
+}
+
+function storm(cgroup: Cgroup, count: number): Promise<number> {
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const child = cgroup.spawn(FLOOD, ['connect', String(count)], { stdio: 'inherit' });
+    child.on('exit', (code) => (code === 0 ? resolve(Number(process.hrtime.bigint() - started) / 1e6) : reject(new Error(`flood exited ${code}`))));
+  });
+}
+
+/**
+ * Three set-ups per round, alternating: nothing loaded; the sensor tracking
+ * the cgroup; the sensor tracking it and the egress hooks attached (what
+ * `ringfence run` does). Loopback is allowed, so every connect runs the hook's
+ * whole decision and passes.
+ */
+export async function connectCost(count: number, rounds: number): Promise<ConnectBenchResult> {
+  const cgroup = Cgroup.create(`ringfence-bench/connect-${process.pid}`);
+  const none: number[] = [];
+  const sensorOnly: number[] = [];
+  const hooks: number[] = [];
+  const policy = parsePolicy('egress-policy: block\nallowed-endpoints: 198.18.9.9\n');
+  try {
+    for (let round = 0; round < rounds; round++) {
+      none.push(await storm(cgroup, count));
+      const sensor = Sensor.open();
+      sensor.on('events', () => undefined);
+      sensor.start();
+      sensor.track(cgroup);
+      sensorOnly.push(await storm(cgroup, count));
+      const egress = new JobEgress(sensor.kernel(), cgroup, policy);
+      hooks.push(await storm(cgroup, count));
+      egress.remove();
+      await sensor.close();
+    }
+  } finally {
+    await cgroup.destroy();
+  }
+  const noneMs = median(none);
+  const sensorMs = median(sensorOnly);
+  const hooksMs = median(hooks);
+  return { connects: count, rounds, noneMs, sensorMs, hooksMs, hooksVsSensor: hooksMs / sensorMs, hooksVsNone: hooksMs / noneMs };
+}
