@@ -20,6 +20,10 @@ export interface StormResult {
   rounds: number;
   baselineMs: number[];
   sensorMs: number[];
+  /** The sensor loaded but not tracking the storm's cgroup: the rest of the machine's cost. */
+  untrackedMs: number[];
+  medianUntrackedMs: number;
+  untrackedRatio: number;
   medianBaselineMs: number;
   medianSensorMs: number;
   overheadRatio: number;
@@ -76,6 +80,7 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
   const cgroup = Cgroup.create(`ringfence-bench/${kind}-${process.pid}`);
   const baselineMs: number[] = [];
   const sensorMs: number[] = [];
+  const untrackedMs: number[] = [];
   let eventsDelivered = 0;
   let sensorSeconds = 0;
   let dropped = 0;
@@ -85,6 +90,7 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
       baselineMs.push(await runIn(cgroup, [kind, String(count)]));
 
       const { sensor, delivered } = countingSensor();
+      untrackedMs.push(await runIn(cgroup, [kind, String(count)]));
       sensor.track(cgroup);
       const cpuBefore = process.cpuUsage();
       const ms = await runIn(cgroup, [kind, String(count)]);
@@ -94,7 +100,7 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
       eventsDelivered += delivered();
       sensorSeconds += ms / 1000;
       dropped += sensor.finalStats!.dropped;
-      log(`  ${kind} round ${round + 1}/${rounds}: ${baselineMs[round].toFixed(0)} ms without, ${ms.toFixed(0)} ms with the sensor, ${delivered()} events`);
+      log(`  ${kind} round ${round + 1}/${rounds}: ${baselineMs[round].toFixed(0)} ms without, ${untrackedMs[round].toFixed(0)} ms untracked, ${ms.toFixed(0)} ms tracked, ${delivered()} events`);
     }
   } finally {
     await cgroup.destroy();
@@ -107,6 +113,9 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
     rounds,
     baselineMs,
     sensorMs,
+    untrackedMs,
+    medianUntrackedMs: median(untrackedMs),
+    untrackedRatio: median(untrackedMs) / medianBaselineMs,
     medianBaselineMs,
     medianSensorMs,
     overheadRatio: medianSensorMs / medianBaselineMs,
