@@ -38,6 +38,10 @@ export interface DnsJobEvent extends Base {
   verdict: Verdict;
   policy: string;
   rcode: string;
+  /** Smallest TTL of the answer, in seconds. */
+  ttl?: number;
+  /** Why the query failed, when upstream did not answer. */
+  error?: string;
 }
 
 export interface NetworkJobEvent extends Base {

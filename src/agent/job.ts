@@ -95,7 +95,7 @@ export async function runJob(command: string, args: string[], options: JobOption
       learn: (addresses, ports) => addresses.forEach((address) => egress?.learn(address, ports)),
       record: (query) => {
         if (query.verdict === 'allowed') for (const answer of query.answers) names.set(answer, query.name);
-        const event: DnsJobEvent = { kind: 'dns', time: now(), job: id, name: query.name, type: query.type, answers: query.answers, verdict: query.verdict, policy: options.policyName, rcode: query.rcode };
+        const event: DnsJobEvent = { kind: 'dns', time: now(), job: id, name: query.name, type: query.type, answers: query.answers, verdict: query.verdict, policy: options.policyName, rcode: query.rcode, ttl: query.ttl, error: query.error };
         counts.dns++;
         if (query.verdict === 'blocked') counts.blocked++;
         summary.addDns(event);

@@ -30,6 +30,8 @@ export interface DnsQueryRecord {
   answers: string[];
   rcode: string;
   transport: 'udp' | 'tcp';
+  /** Smallest TTL of the answer's chain, in seconds. */
+  ttl?: number;
   /** Set when upstream could not be reached or answered garbage. */
   error?: string;
 }
@@ -55,7 +57,7 @@ export interface DnsProxyStats {
 const MAX_TCP_MESSAGE = 65535;
 
 /** Addresses and CNAME targets answering `name`, and the smallest TTL among them. */
-export function followAnswer(name: string, answers: dnsPacket.Answer[]): { addresses: IpAddress[]; names: string[] } {
+export function followAnswer(name: string, answers: dnsPacket.Answer[]): { addresses: IpAddress[]; names: string[]; ttl?: number } {
   const chain = new Set([canonicalName(name)]);
   const names: string[] = [];
   // CNAMEs may come in any order: repeat until the chain stops growing.
@@ -73,13 +75,18 @@ export function followAnswer(name: string, answers: dnsPacket.Answer[]): { addre
     }
   }
   const addresses: IpAddress[] = [];
+  let ttl: number | undefined;
   for (const answer of answers) {
-    if ((answer.type === 'A' || answer.type === 'AAAA') && chain.has(canonicalName(answer.name))) {
+    const inChain = chain.has(canonicalName(answer.name));
+    if ((answer.type === 'A' || answer.type === 'AAAA') && inChain) {
       const address = parseIp(String(answer.data));
       if (address) addresses.push(address);
     }
+    if (inChain && (answer.type === 'A' || answer.type === 'AAAA' || answer.type === 'CNAME') && answer.ttl !== undefined) {
+      ttl = ttl === undefined ? answer.ttl : Math.min(ttl, answer.ttl);
+    }
   }
-  return { addresses, names };
+  return { addresses, names, ttl };
 }
 
 const RCODES = { FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3 } as const;
@@ -188,8 +195,8 @@ export class DnsProxy {
     const entries = this.options.matcher.nameEntries(name);
     const allowed = entries.length > 0;
     const verdict = allowed ? 'allowed' : this.options.mode === 'block' ? 'blocked' : 'audited';
-    const record = (rcode: string, answers: string[], error?: string) =>
-      this.options.record({ name, type: String(question.type), verdict, answers, rcode, transport, error });
+    const record = (rcode: string, answers: string[], error?: string, ttl?: number) =>
+      this.options.record({ name, type: String(question.type), verdict, answers, rcode, transport, error, ttl });
 
     if (verdict === 'blocked') {
       record('NXDOMAIN', []);
@@ -205,11 +212,11 @@ export class DnsProxy {
       record('SERVFAIL', [], (error as Error).message);
       return reply(query, 'SERVFAIL');
     }
-    const { addresses, names } = followAnswer(name, parsed.answers ?? []);
+    const { addresses, names, ttl } = followAnswer(name, parsed.answers ?? []);
     if (allowed && addresses.length > 0) {
       this.options.learn(addresses, [...new Set(entries.map((entry) => entry.port))]);
     }
-    record((parsed as { rcode?: string }).rcode ?? 'NOERROR', [...names, ...addresses.map(formatIp)]);
+    record((parsed as { rcode?: string }).rcode ?? 'NOERROR', [...names, ...addresses.map(formatIp)], undefined, ttl);
     return response;
   }
 

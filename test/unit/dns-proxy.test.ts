@@ -58,7 +58,7 @@ describe('DnsProxy', () => {
     const response = await queryUdp('allowed.test');
     expect(dataOf(response)).toEqual(['198.18.1.10']);
     expect(learned).toContain('198.18.1.10 443,80');
-    expect(records.at(-1)).toMatchObject({ name: 'allowed.test', verdict: 'allowed', answers: ['198.18.1.10'], rcode: 'NOERROR' });
+    expect(records.at(-1)).toMatchObject({ name: 'allowed.test', verdict: 'allowed', answers: ['198.18.1.10'], rcode: 'NOERROR', ttl: 60 });
   });
 
   it('answers AAAA over IPv6 loopback', async () => {
