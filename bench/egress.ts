@@ -12,9 +12,8 @@ import { JobEgress } from '../src/enforce/egress';
 import { EgressMatcher } from '../src/policy/matcher';
 import { parsePolicy } from '../src/policy/policy';
 import { Sensor } from '../src/sensor/sensor';
-import { median } from './sensor';
+import { median, runFlood, type StormRun } from './sensor';
 
-const FLOOD = path.resolve(__dirname, '../../test/fixtures/bin/syscall_flood');
 
 export const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -82,15 +81,11 @@ export interface ConnectBenchResult {
   hooksMs: number;
   hooksVsSensor: number;
   hooksVsNone: number;
+  /** CPU time of the storm process (medians) and the same ratios. */
+  cpu: { noneMs: number; sensorMs: number; hooksMs: number; hooksVsSensor: number };
 }
 
-function storm(cgroup: Cgroup, count: number): Promise<number> {
-  const started = process.hrtime.bigint();
-  return new Promise((resolve, reject) => {
-    const child = cgroup.spawn(FLOOD, ['connect', String(count)], { stdio: 'inherit' });
-    child.on('exit', (code) => (code === 0 ? resolve(Number(process.hrtime.bigint() - started) / 1e6) : reject(new Error(`flood exited ${code}`))));
-  });
-}
+const storm = (cgroup: Cgroup, count: number) => runFlood(cgroup, ['connect', String(count)]);
 
 /**
  * Three set-ups per round, alternating: nothing loaded; the sensor tracking
@@ -100,9 +95,9 @@ function storm(cgroup: Cgroup, count: number): Promise<number> {
  */
 export async function connectCost(count: number, rounds: number): Promise<ConnectBenchResult> {
   const cgroup = Cgroup.create(`ringfence-bench/connect-${process.pid}`);
-  const none: number[] = [];
-  const sensorOnly: number[] = [];
-  const hooks: number[] = [];
+  const none: StormRun[] = [];
+  const sensorOnly: StormRun[] = [];
+  const hooks: StormRun[] = [];
   const policy = parsePolicy('egress-policy: block\nallowed-endpoints: 198.18.9.9\n');
   try {
     for (let round = 0; round < rounds; round++) {
@@ -120,8 +115,19 @@ export async function connectCost(count: number, rounds: number): Promise<Connec
   } finally {
     await cgroup.destroy();
   }
-  const noneMs = median(none);
-  const sensorMs = median(sensorOnly);
-  const hooksMs = median(hooks);
-  return { connects: count, rounds, noneMs, sensorMs, hooksMs, hooksVsSensor: hooksMs / sensorMs, hooksVsNone: hooksMs / noneMs };
+  const wall = (runs: StormRun[]) => median(runs.map((r) => r.wallMs));
+  const cpu = (runs: StormRun[]) => median(runs.map((r) => r.cpuMs));
+  const noneMs = wall(none);
+  const sensorMs = wall(sensorOnly);
+  const hooksMs = wall(hooks);
+  return {
+    connects: count,
+    rounds,
+    noneMs,
+    sensorMs,
+    hooksMs,
+    hooksVsSensor: hooksMs / sensorMs,
+    hooksVsNone: hooksMs / noneMs,
+    cpu: { noneMs: cpu(none), sensorMs: cpu(sensorOnly), hooksMs: cpu(hooks), hooksVsSensor: cpu(hooks) / cpu(sensorOnly) },
+  };
 }

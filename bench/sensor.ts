@@ -20,6 +20,9 @@ export interface StormResult {
   rounds: number;
   baselineMs: number[];
   sensorMs: number[];
+  /** CPU time of the storm (medians): without, untracked, tracked. */
+  cpuMs: { none: number; untracked: number; tracked: number };
+  cpuRatio: number;
   /** The sensor loaded but not tracking the storm's cgroup: the rest of the machine's cost. */
   untrackedMs: number[];
   medianUntrackedMs: number;
@@ -53,17 +56,30 @@ export const median = (values: number[]) => {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
 
-function runIn(cgroup: Cgroup, args: string[]): Promise<number> {
+export interface StormRun {
+  wallMs: number;
+  /** User + system CPU of the storm process and its children. */
+  cpuMs: number;
+}
+
+/** Runs syscall_flood in the cgroup; its wall time, and the CPU time it reports. */
+export function runFlood(cgroup: Cgroup, args: string[]): Promise<StormRun> {
   const started = process.hrtime.bigint();
   return new Promise((resolve, reject) => {
-    const child = cgroup.spawn(FLOOD, args, { stdio: 'inherit' });
+    const child = cgroup.spawn(FLOOD, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout!.on('data', (chunk) => (output += chunk));
     child.on('error', reject);
-    child.on('exit', (code) => {
-      if (code !== 0) reject(new Error(`syscall_flood ${args.join(' ')} exited ${code}`));
-      else resolve(Number(process.hrtime.bigint() - started) / 1e6);
+    child.on('close', (code) => {
+      const wallMs = Number(process.hrtime.bigint() - started) / 1e6;
+      const cpu = /cpu_us=(\d+)/.exec(output);
+      if (code !== 0 || !cpu) reject(new Error(`syscall_flood ${args.join(' ')} exited ${code}`));
+      else resolve({ wallMs, cpuMs: Number(cpu[1]) / 1000 });
     });
   });
 }
+
+const runIn = async (cgroup: Cgroup, args: string[]) => (await runFlood(cgroup, args)).wallMs;
 
 /** Opens a sensor that counts delivered events; returns it with a counter. */
 function countingSensor(): { sensor: Sensor; delivered: () => number } {
@@ -81,22 +97,27 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
   const baselineMs: number[] = [];
   const sensorMs: number[] = [];
   const untrackedMs: number[] = [];
+  const cpu = { none: [] as number[], untracked: [] as number[], tracked: [] as number[] };
+  const record = (run: StormRun, wall: number[], cpuList: number[]) => {
+    wall.push(run.wallMs);
+    cpuList.push(run.cpuMs);
+    return run.wallMs;
+  };
   let eventsDelivered = 0;
   let sensorSeconds = 0;
   let dropped = 0;
-  let cpu = 0;
+  let agentCpu = 0;
   try {
     for (let round = 0; round < rounds; round++) {
-      baselineMs.push(await runIn(cgroup, [kind, String(count)]));
+      record(await runFlood(cgroup, [kind, String(count)]), baselineMs, cpu.none);
 
       const { sensor, delivered } = countingSensor();
-      untrackedMs.push(await runIn(cgroup, [kind, String(count)]));
+      record(await runFlood(cgroup, [kind, String(count)]), untrackedMs, cpu.untracked);
       sensor.track(cgroup);
       const cpuBefore = process.cpuUsage();
-      const ms = await runIn(cgroup, [kind, String(count)]);
+      const ms = record(await runFlood(cgroup, [kind, String(count)]), sensorMs, cpu.tracked);
       await sensor.close();
-      cpu += cpuSeconds(process.cpuUsage(cpuBefore));
-      sensorMs.push(ms);
+      agentCpu += cpuSeconds(process.cpuUsage(cpuBefore));
       eventsDelivered += delivered();
       sensorSeconds += ms / 1000;
       dropped += sensor.finalStats!.dropped;
@@ -122,7 +143,9 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
     eventsDelivered: eventsDelivered / rounds,
     eventsPerSecond: eventsDelivered / sensorSeconds,
     dropped,
-    agentCpuSeconds: cpu / rounds,
+    agentCpuSeconds: agentCpu / rounds,
+    cpuMs: { none: median(cpu.none), untracked: median(cpu.untracked), tracked: median(cpu.tracked) },
+    cpuRatio: median(cpu.tracked) / median(cpu.none),
   };
 }
 

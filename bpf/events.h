@@ -33,6 +33,7 @@ enum rf_event_type {
 	RF_EVENT_PROC_MEM_OPEN = 7,
 	RF_EVENT_STDIO_DUP = 8,
 	RF_EVENT_EGRESS = 9,
+	RF_EVENT_DETECTION = 10,
 };
 
 /* One counter slot per probe; index of the per-CPU `counters` map. */
@@ -46,6 +47,7 @@ enum rf_probe {
 	RF_PROBE_PROC_MEM_OPEN,
 	RF_PROBE_STDIO_DUP,
 	RF_PROBE_EGRESS,
+	RF_PROBE_DETECTION,
 	RF_PROBE_COUNT,
 };
 
@@ -240,6 +242,57 @@ enum rf_allow_source {
 	RF_ALLOW_POLICY = 1,   /* an IP or CIDR of the policy */
 	RF_ALLOW_DNS = 2,      /* learned from an allowed name's DNS answer */
 	RF_ALLOW_SERVICE = 3,  /* the runner's own service endpoints */
+};
+
+/* --- lockdown ----------------------------------------------------------- */
+
+enum rf_detection {
+	RF_DETECT_REVERSE_SHELL = 1,
+	RF_DETECT_MEMORY_READ = 2,        /* Runner-Worker-Memory-Read */
+	RF_DETECT_PRIVILEGED_CONTAINER = 3,
+};
+
+#define RF_DETECT_BIT(d) (1U << (d))
+
+enum rf_detection_action {
+	RF_ACTION_KILLED = 1,   /* SIGKILL sent in the offending syscall */
+	RF_ACTION_AUDITED = 2,
+};
+
+/* The syscall or event that gave the offender away. */
+enum rf_detection_hook {
+	RF_DHOOK_DUP = 1,       /* dup/dup2/dup3 of a socket onto 0-2 */
+	RF_DHOOK_EXEC = 2,      /* exec with a socket on 0-2, or a privileged container */
+	RF_DHOOK_PROC_MEM = 3,  /* open of /proc/PID/mem */
+	RF_DHOOK_VM = 4,        /* process_vm_readv/writev */
+	RF_DHOOK_PTRACE = 5,
+};
+
+/*
+ * A lockdown detection. Written to the `detections` ring buffer, which only
+ * detections use, so that a flood of ordinary events cannot crowd it out; the
+ * kill itself never depends on either buffer.
+ */
+struct rf_detection_event {
+	struct rf_event_header hdr;
+	__u8 detection;      /* enum rf_detection */
+	__u8 action;         /* enum rf_detection_action */
+	__u8 hook;           /* enum rf_detection_hook */
+	__u8 fd;             /* the stdio descriptor (reverse shell) */
+	__u32 target_tgid;   /* protected process (memory read); 0 otherwise */
+	__s64 ptrace_request;
+	__u64 cap_effective; /* privileged container */
+	__u32 pidns_level;
+	__u32 _pad;
+	struct rf_sockaddr peer;  /* reverse shell: the socket's remote end */
+	__u32 _pad2;
+};
+
+/* job_lockdown: job cgroup id -> what to kill. Jobs without an entry are only audited. */
+struct rf_job_lockdown {
+	__u32 kill_mask;        /* RF_DETECT_BIT(detection) for each detection to kill */
+	__u8 loopback_remote;   /* 1: a loopback peer counts as remote (reverse shell) */
+	__u8 _pad[3];
 };
 
 #endif /* RINGFENCE_EVENTS_H */

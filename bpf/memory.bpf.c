@@ -8,19 +8,59 @@
  * /proc all look the same: its file_operations' open is mem_open (address
  * from kallsyms) and its proc inode names the target.
  */
-#include "lib/task.h"
+#include "lib/lockdown.h"
 
 #define RF_PROC_SUPER_MAGIC 0x9fa0
 #define RF_FMODE_WRITE 0x2
+
+#define RF_PTRACE_PEEKTEXT 1
+#define RF_PTRACE_POKEUSER 6
+#define RF_PTRACE_ATTACH 16
+#define RF_PTRACE_SEIZE 0x4206
+
+/*
+ * The pid a syscall names, as a pid of the initial namespace, when the caller
+ * is there; 0 otherwise. A caller in a child pid namespace cannot name a
+ * process outside it, and protected processes live in the initial one.
+ */
+static __always_inline __u32 rf_global_target(__u32 pid)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	return BPF_CORE_READ(task, thread_pid, level) == 0 ? pid : 0;
+}
+
+/* Runner-Worker-Memory-Read: reading or writing a protected process's memory. */
+static __always_inline void rf_judge_memory_access(__u64 job, __u32 target, __u8 hook, __s64 request)
+{
+	struct rf_detection_event d = {
+		.detection = RF_DETECT_MEMORY_READ,
+		.hook = hook,
+		.target_tgid = target,
+		.ptrace_request = request,
+	};
+
+	if (!rf_is_protected(target) || target == bpf_get_current_pid_tgid() >> 32)
+		return;
+	rf_detected(job, &d);
+}
 
 SEC("tracepoint/syscalls/sys_enter_ptrace")
 int handle_sys_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_PTRACE);
 	struct rf_ptrace_event *e;
+	__s64 request = ctx->args[0];
+	__u64 job;
 
 	rf_count(cnt, hits);
-	e = rf_reserve(struct rf_ptrace_event, RF_EVENT_PTRACE, cnt);
+	job = rf_current_job();
+	if (!job)
+		return 0;
+	if (request == RF_PTRACE_ATTACH || request == RF_PTRACE_SEIZE ||
+	    (request >= RF_PTRACE_PEEKTEXT && request <= RF_PTRACE_POKEUSER))
+		rf_judge_memory_access(job, rf_global_target(ctx->args[1]), RF_DHOOK_PTRACE, request);
+	e = rf_reserve_in(struct rf_ptrace_event, RF_EVENT_PTRACE, cnt, job);
 	if (!e)
 		return 0;
 	e->request = ctx->args[0];
@@ -33,9 +73,14 @@ static __always_inline int rf_vm_access(struct trace_event_raw_sys_enter *ctx, _
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_VM_ACCESS);
 	struct rf_vm_access_event *e;
+	__u64 job;
 
 	rf_count(cnt, hits);
-	e = rf_reserve(struct rf_vm_access_event, RF_EVENT_VM_ACCESS, cnt);
+	job = rf_current_job();
+	if (!job)
+		return 0;
+	rf_judge_memory_access(job, rf_global_target(ctx->args[0]), RF_DHOOK_VM, -1);
+	e = rf_reserve_in(struct rf_vm_access_event, RF_EVENT_VM_ACCESS, cnt, job);
 	if (!e)
 		return 0;
 	e->hdr.flags = flags;
@@ -83,6 +128,8 @@ static __always_inline int rf_open_exit(struct trace_event_raw_sys_exit *ctx)
 	struct file *file;
 	__u64 job;
 	struct pid *pid;
+	__u32 target;
+	bool self;
 	int fd = ctx->ret;
 
 	rf_count(cnt, hits);
@@ -96,16 +143,21 @@ static __always_inline int rf_open_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!file || !rf_is_proc_mem(file))
 		return 0;
 
-	e = rf_reserve_in(struct rf_proc_mem_event, RF_EVENT_PROC_MEM_OPEN, cnt, job);
-	if (!e)
-		return 0;
 	inode = BPF_CORE_READ(file, f_inode);
 	pi = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
 	pid = BPF_CORE_READ(pi, pid);
-	e->target_tgid = BPF_CORE_READ(pid, numbers[0].nr);
-	e->fd = fd;
+	target = BPF_CORE_READ(pid, numbers[0].nr);
 	/* mem_open stores the target's mm as the file's private data. */
-	if (BPF_CORE_READ(file, private_data) == (void *)BPF_CORE_READ(task, mm))
+	self = BPF_CORE_READ(file, private_data) == (void *)BPF_CORE_READ(task, mm);
+	if (!self)
+		rf_judge_memory_access(job, target, RF_DHOOK_PROC_MEM, -1);
+
+	e = rf_reserve_in(struct rf_proc_mem_event, RF_EVENT_PROC_MEM_OPEN, cnt, job);
+	if (!e)
+		return 0;
+	e->target_tgid = target;
+	e->fd = fd;
+	if (self)
 		e->hdr.flags |= RF_MEM_F_SELF;
 	if (BPF_CORE_READ(file, f_mode) & RF_FMODE_WRITE)
 		e->hdr.flags |= RF_MEM_F_WRITABLE;

@@ -6,7 +6,7 @@
  * Raw tracepoints rather than the formatted ones: they hand us the task and
  * the linux_binprm, which the formatted records do not carry.
  */
-#include "lib/task.h"
+#include "lib/lockdown.h"
 
 #define RF_USERNS_INIT_INUM 0xEFFFFFFDU /* PROC_USER_INIT_INO */
 
@@ -47,16 +47,62 @@ static __always_inline void rf_read_container_facts(struct rf_exec_event *e,
 		e->hdr.flags |= RF_EXEC_F_USERNS_INIT;
 }
 
+/*
+ * Offences visible at exec: a program started with a remote socket on its
+ * stdio (Reverse-Shell), and a containerised process holding CAP_SYS_ADMIN in
+ * the initial user namespace (Privileged-Container). Judged from the task
+ * itself, before and independently of the exec record.
+ */
+static __always_inline void rf_judge_exec(struct task_struct *task, __u64 job)
+{
+	struct rf_detection_event d = {};
+	const struct cred *cred = BPF_CORE_READ(task, cred);
+	__u64 caps = 0;
+
+	for (int fd = 0; fd < RF_STDIO_FDS; fd++) {
+		struct rf_fd_info info = {};
+
+		rf_describe_fd(task, fd, &info);
+		if (rf_remote_peer(&info, job)) {
+			d.detection = RF_DETECT_REVERSE_SHELL;
+			d.hook = RF_DHOOK_EXEC;
+			d.fd = fd;
+			d.peer = info.peer;
+			rf_detected(job, &d);
+			return;
+		}
+	}
+
+	d.pidns_level = BPF_CORE_READ(task, thread_pid, level);
+	if (d.pidns_level == 0 || !cfg_init_mntns_inum ||
+	    BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum) == cfg_init_mntns_inum ||
+	    BPF_CORE_READ(cred, user_ns, ns.inum) != RF_USERNS_INIT_INUM)
+		return;
+	bpf_core_read(&caps, sizeof(caps), &cred->cap_effective);
+	if (!(caps & (1ULL << RF_CAP_SYS_ADMIN)))
+		return;
+	d.detection = RF_DETECT_PRIVILEGED_CONTAINER;
+	d.hook = RF_DHOOK_EXEC;
+	d.cap_effective = caps;
+	rf_detected(job, &d);
+}
+
 SEC("raw_tp/sched_process_exec")
 int BPF_PROG(handle_sched_process_exec, struct task_struct *task, pid_t old_pid,
 	     struct linux_binprm *bprm)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_EXEC);
 	struct rf_exec_event *e;
+	__u64 job;
 	long n;
 
 	rf_count(cnt, hits);
-	e = rf_reserve(struct rf_exec_event, RF_EVENT_EXEC, cnt);
+	rf_protect_by_comm(); /* machine-wide: Runner.Worker is not in a job */
+	job = rf_current_job();
+	if (!job)
+		return 0;
+	rf_judge_exec(task, job);
+	e = rf_reserve_in(struct rf_exec_event, RF_EVENT_EXEC, cnt, job);
 	if (!e)
 		return 0;
 
@@ -103,11 +149,15 @@ int BPF_PROG(handle_sched_process_exit, struct task_struct *task)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_EXIT);
 	struct rf_exit_event *e;
+	__u32 tgid;
 
 	rf_count(cnt, hits);
 	/* Report the process once: when its last thread exits. */
 	if (BPF_CORE_READ(task, signal, live.counter) != 0)
 		return 0;
+	tgid = BPF_CORE_READ(task, tgid);
+	if (rf_is_protected(tgid))
+		bpf_map_delete_elem(&protected_tgids, &tgid);
 	e = rf_reserve(struct rf_exit_event, RF_EVENT_EXIT, cnt);
 	if (!e)
 		return 0;

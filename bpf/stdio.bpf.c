@@ -6,12 +6,13 @@
  * Judged at syscall exit on the resulting descriptor, so a failed dup2 is
  * not reported and the record says what fd 0-2 now really is.
  */
-#include "lib/task.h"
+#include "lib/lockdown.h"
 
 static __always_inline int rf_dup_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_STDIO_DUP);
 	struct rf_stdio_dup_event *e;
+	struct rf_fd_info info = {};
 	struct task_struct *task;
 	struct file *file;
 	__u64 job;
@@ -28,11 +29,21 @@ static __always_inline int rf_dup_exit(struct trace_event_raw_sys_exit *ctx)
 	if (!file || !rf_file_sock(file))
 		return 0;
 
+	rf_describe_fd(task, fd, &info);
+	if (rf_remote_peer(&info, job)) {
+		struct rf_detection_event d = {
+			.detection = RF_DETECT_REVERSE_SHELL,
+			.hook = RF_DHOOK_DUP,
+			.fd = fd,
+			.peer = info.peer,
+		};
+		rf_detected(job, &d);
+	}
 	e = rf_reserve_in(struct rf_stdio_dup_event, RF_EVENT_STDIO_DUP, cnt, job);
 	if (!e)
 		return 0;
 	e->fd = fd;
-	rf_describe_fd(task, fd, &e->info);
+	e->info = info;
 	rf_submit(e, cnt);
 	return 0;
 }

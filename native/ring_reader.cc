@@ -17,16 +17,19 @@ size_t AlignUp(size_t n) { return (n + kRecordAlign - 1) & ~(kRecordAlign - 1); 
 
 }  // namespace
 
-RingReader* RingReader::Start(Napi::Env env, int ring_map_fd, Napi::Function on_batch,
+RingReader* RingReader::Start(Napi::Env env, const std::vector<int>& ring_map_fds, Napi::Function on_batch,
                               Napi::Function on_end, const ReaderOptions& options,
                               ReaderOwner* owner) {
   auto* reader = new RingReader(options);
   reader->owner_ = owner;
-  reader->ring_ = ring_buffer__new(ring_map_fd, &RingReader::OnRecord, reader, nullptr);
-  if (!reader->ring_) {
-    int err = errno;
+  reader->ring_ = ring_buffer__new(ring_map_fds.at(0), &RingReader::OnRecord, reader, nullptr);
+  int err = reader->ring_ ? 0 : errno;
+  for (size_t i = 1; !err && i < ring_map_fds.size(); i++)
+    if (ring_buffer__add(reader->ring_, ring_map_fds[i], &RingReader::OnRecord, reader)) err = errno;
+  if (err) {
+    reader->FreeRing();
     delete reader;
-    throw Napi::Error::New(env, std::string("cannot open the ring buffer: ") + strerror(err));
+    throw Napi::Error::New(env, std::string("cannot open the ring buffers: ") + strerror(err));
   }
   reader->on_end_ = Napi::Persistent(on_end);
   reader->current_.bytes.reserve(options.batch_bytes);

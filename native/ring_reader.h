@@ -53,7 +53,9 @@ class RingReader {
   // on_batch(buffer, records) is called on the JS thread for every batch;
   // on_end(error?) once, after the last batch, when the reader has finished.
   // The reader frees itself after on_end; `owner` hears of it first.
-  static RingReader* Start(Napi::Env env, int ring_map_fd, Napi::Function on_batch,
+  // Several ring buffers may be drained into the same batches (records say
+  // their own type): the events ring and the detections ring.
+  static RingReader* Start(Napi::Env env, const std::vector<int>& ring_map_fds, Napi::Function on_batch,
                            Napi::Function on_end, const ReaderOptions& options,
                            ReaderOwner* owner);
 

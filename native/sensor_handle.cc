@@ -215,7 +215,8 @@ Napi::Value SensorHandle::Start(const Napi::CallbackInfo& info) {
   if (options.batch_bytes < sizeof(rf_exec_event) || options.max_batches_in_flight < 1)
     throw Napi::RangeError::New(env, "batchBytes must hold an exec record and "
                                      "maxBatchesInFlight must be at least 1");
-  reader_ = RingReader::Start(env, bpf_map__fd(skel->maps.events), info[0].As<Napi::Function>(),
+  reader_ = RingReader::Start(env, {bpf_map__fd(skel->maps.events), bpf_map__fd(skel->maps.detections)},
+                              info[0].As<Napi::Function>(),
                               info[1].As<Napi::Function>(), options, this);
   return env.Undefined();
 }

@@ -19,3 +19,5 @@ struct rf_proc_mem_event rf_btf_proc_mem_event __attribute__((unused));
 struct rf_stdio_dup_event rf_btf_stdio_dup_event __attribute__((unused));
 struct rf_counter rf_btf_counter __attribute__((unused));
 struct rf_egress_event rf_btf_egress_event __attribute__((unused));
+struct rf_detection_event rf_btf_detection_event __attribute__((unused));
+struct rf_job_lockdown rf_btf_job_lockdown __attribute__((unused));

@@ -64,6 +64,47 @@ RF_SHARED struct {
 	__type(value, struct rf_cgroup_cache_entry);
 } cgroup_cache SEC(".maps");
 
+/*
+ * Lockdown detections only: small and separate, so that a flood of ordinary
+ * events cannot crowd a detection out.
+ */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 18);
+} detections SEC(".maps");
+
+/* job cgroup id -> struct rf_job_lockdown (what to kill). */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RF_MAX_TRACKED_CGROUPS);
+	__type(key, __u64);
+	__type(value, struct rf_job_lockdown);
+} job_lockdown SEC(".maps");
+
+/* job cgroup id -> processes killed by lockdown (seen even if a record was lost). */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, RF_MAX_TRACKED_CGROUPS);
+	__type(key, __u64);
+	__type(value, __u64);
+} job_kills SEC(".maps");
+
+/* Processes whose memory no job may read: tgid -> 1. */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} protected_tgids SEC(".maps");
+
+/* comm of programs protected from their first exec on (Runner.Worker, …). */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[RF_COMM_LEN]);
+	__type(value, __u8);
+} protected_comms SEC(".maps");
+
 /* Written by user space through the skeleton's mmap of .bss. */
 RF_SHARED volatile __u64 tracked_generation;
 

@@ -3,8 +3,8 @@
  * one JSON object per line, and what users, tests and tools read.
  */
 import fs from 'node:fs';
-import type { EgressEvent, ExecEvent } from '../sensor/events';
-import type { ProcessTree } from '../sensor/process-tree';
+import type { DetectionEvent, EgressEvent, ExecEvent } from '../sensor/events';
+import { readProcFs, type ProcessTree } from '../sensor/process-tree';
 
 export type Verdict = 'allowed' | 'blocked' | 'audited';
 
@@ -56,6 +56,18 @@ export interface NetworkJobEvent extends Base {
   count: number;
 }
 
+export interface DetectionJobEvent extends Base {
+  kind: 'detection';
+  detection: 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container';
+  /** killed: the offender died in the offending syscall and the job was ended. */
+  action: 'killed' | 'audited';
+  /** What gave it away: dup, exec, proc_mem_open, process_vm, ptrace. */
+  via: string;
+  /** The protected process read (memory), the remote end (shell), the capabilities (container). */
+  target: { pid: number; exe?: string; argv?: string[] } | { ip: string; port: number; fd: number } | { capabilities: string; pidnsLevel: number };
+  policy: string;
+}
+
 export interface JobPhaseEvent extends Base {
   kind: 'job';
   phase: 'started' | 'completed';
@@ -63,12 +75,14 @@ export interface JobPhaseEvent extends Base {
   policy?: string;
   mode?: 'audit' | 'block';
   status?: { exitCode: number | null; signal: string | null };
-  counts?: { processes: number; dns: number; network: number; blocked: number };
+  /** Set when lockdown ended the job. */
+  killedBy?: string;
+  counts?: { processes: number; dns: number; network: number; blocked: number; detections: number };
   /** Sensor records lost because the ring buffer was full (0 in a healthy run). */
   dropped?: number;
 }
 
-export type JobEvent = ProcessJobEvent | DnsJobEvent | NetworkJobEvent | JobPhaseEvent;
+export type JobEvent = ProcessJobEvent | DnsJobEvent | NetworkJobEvent | DetectionJobEvent | JobPhaseEvent;
 
 const CAP_SYS_ADMIN = 1n << 21n;
 
@@ -118,6 +132,29 @@ export function networkEvent(job: string, policy: string, tree: ProcessTree, egr
     verdict: egress.verdict,
     policy,
     count: egress.count,
+  };
+}
+
+export function detectionEvent(job: string, policy: string, tree: ProcessTree, detection: DetectionEvent): DetectionJobEvent {
+  let target: DetectionJobEvent['target'];
+  if (detection.detection === 'Runner-Worker-Memory-Read') {
+    const info = tree.get(detection.targetTgid) ?? readProcFs(detection.targetTgid);
+    target = { pid: detection.targetTgid, exe: info?.exe, argv: info?.argv };
+  } else if (detection.detection === 'Reverse-Shell') {
+    target = { ip: detection.peer.address, port: detection.peer.port, fd: detection.fd };
+  } else {
+    target = { capabilities: `0x${detection.capEffective.toString(16)}`, pidnsLevel: detection.pidnsLevel };
+  }
+  return {
+    kind: 'detection',
+    time: new Date(detection.timeMs).toISOString(),
+    job,
+    process: processRef(tree, detection.tgid) ?? { pid: detection.tgid, ppid: detection.ppid, exe: detection.comm, argv: [], uid: detection.uid, ancestry: [] },
+    detection: detection.detection,
+    action: detection.action,
+    via: detection.hook,
+    target,
+    policy,
   };
 }
 

@@ -9,12 +9,13 @@ import os from 'node:os';
 import { Cgroup } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
+import { JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
 import { parseIp } from '../net/address';
 import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
 import { Sensor } from '../sensor/sensor';
-import { JobEventWriter, networkEvent, processEvent, type DnsJobEvent } from './job-events';
+import { detectionEvent, JobEventWriter, networkEvent, processEvent, type DnsJobEvent } from './job-events';
 import { JobSummary } from './summary';
 
 export interface JobOptions {
@@ -41,6 +42,8 @@ export interface JobResult {
   /** Requests refused (block mode) or that would have been (audit mode). */
   blocked: number;
   interrupted: boolean;
+  /** Offenders lockdown killed (the job was ended for them). */
+  killedBy: string[];
 }
 
 /** The host's resolver, from /etc/resolv.conf. */
@@ -73,13 +76,15 @@ export async function runJob(command: string, args: string[], options: JobOption
   const writer = new JobEventWriter(options.eventsPath);
   const summary = new JobSummary();
   const names = new Map<string, string>(); // address → the allowed name it answered
-  const counts = { processes: 0, dns: 0, network: 0, blocked: 0 };
+  const counts = { processes: 0, dns: 0, network: 0, blocked: 0, detections: 0 };
   const now = () => new Date().toISOString();
 
   const sensor = Sensor.open();
   const cgroup = Cgroup.create(`ringfence/jobs/${id}`);
   let proxy: DnsProxy | undefined;
   let egress: JobEgress | undefined;
+  let lockdown: JobLockdown | undefined;
+  const killedBy: string[] = [];
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     interrupted = signal;
@@ -105,12 +110,22 @@ export async function runJob(command: string, args: string[], options: JobOption
     const loopback4 = parseIp('127.0.0.1')!.bytes;
     const loopback6 = parseIp('::1')!.bytes;
     egress = new JobEgress(sensor.kernel(), cgroup, policy, { ip4: loopback4, ip6: loopback6, port: proxy.port });
+    protectRunnerProcesses(sensor.kernel());
+    lockdown = new JobLockdown(sensor.kernel(), cgroup.id, killedDetections(policy));
 
     sensor.on('events', (events) => {
       for (const event of events) {
         if (event.type === 'exec') {
           counts.processes++;
           writer.write(processEvent(id, sensor.tree, event));
+        } else if (event.type === 'detection') {
+          // The offender is already dead; the rest of the job goes now.
+          if (event.action === 'killed') void cgroup.kill().catch(() => undefined);
+          const detection = detectionEvent(id, options.policyName, sensor.tree, event);
+          if (event.action === 'killed') killedBy.push(`${detection.detection} by ${detection.process?.exe ?? event.comm} (pid ${event.tgid})`);
+          counts.detections++;
+          summary.addDetection(detection);
+          writer.write(detection);
         } else if (event.type === 'egress') {
           const network = networkEvent(id, options.policyName, sensor.tree, event, names.get(event.address));
           counts.network += network.count;
@@ -137,17 +152,24 @@ export async function runJob(command: string, args: string[], options: JobOption
     // The job is its cgroup: whatever CMD left running ends with it.
     await cgroup.kill();
     egress.remove();
+    const kills = lockdown.kills(); // final: no process of the job is left
+    lockdown.remove();
     await sensor.close();
+    if (kills > killedBy.length) killedBy.push(`${kills - killedBy.length} offender(s) whose detection record was lost`);
     const dropped = sensor.finalStats?.dropped ?? 0;
-    writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, counts, dropped });
+    const lockedDown = killedBy.length > 0;
+    writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, ...(lockedDown ? { killedBy: killedBy.join('; ') } : {}), counts, dropped });
 
     const mode = policy.egressPolicy;
     const blockedRequests = summary.blocked;
     let exitStatus = exitCode ?? 128 + (signal ? signalNumber(signal) : 0);
-    if (interrupted) exitStatus = 128 + signalNumber(interrupted);
+    if (lockedDown) exitStatus = 137;
+    else if (interrupted) exitStatus = 128 + signalNumber(interrupted);
     else if (exitStatus === 0 && mode === 'block' && blockedRequests > 0) exitStatus = 1;
 
-    const outcome = interrupted
+    const outcome = lockedDown
+      ? `killed by lockdown: ${killedBy.join('; ')}`
+      : interrupted
       ? `interrupted by ${interrupted}`
       : `exited ${exitCode ?? `on ${signal}`}${exitStatus !== (exitCode ?? -1) && !signal ? ` (ringfence exits ${exitStatus}: ${blockedRequests} request(s) blocked)` : ''}`;
     log(summary.renderText(`ringfence: job ${id} ${outcome}; policy ${options.policyName} (${mode}); ${counts.processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}`));
@@ -162,7 +184,7 @@ export async function runJob(command: string, args: string[], options: JobOption
         ]),
       );
     }
-    return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined };
+    return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined, killedBy };
   } finally {
     // Every step runs even if an earlier one failed: nothing of the job may stay.
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
@@ -175,6 +197,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     };
     await attempt('killing the job', () => cgroup.kill());
     await attempt('removing the egress policy', () => egress?.remove());
+    await attempt('removing the lockdown settings', () => lockdown?.remove());
     await attempt('unloading the sensor', () => sensor.destroy());
     await attempt('stopping the DNS proxy', () => proxy?.close());
     await attempt(`removing ${cgroup.path}`, () => cgroup.destroy());

@@ -1,5 +1,5 @@
 /** What a job reached, for the end-of-job summary (terminal and Markdown). */
-import type { DnsJobEvent, NetworkJobEvent, Verdict } from './job-events';
+import type { DetectionJobEvent, DnsJobEvent, NetworkJobEvent, Verdict } from './job-events';
 
 interface EndpointRow {
   endpoint: string;
@@ -21,6 +21,26 @@ const VERDICT_ORDER: Record<Verdict, number> = { blocked: 0, audited: 1, allowed
 export class JobSummary {
   private readonly endpoints = new Map<string, EndpointRow>();
   private readonly names = new Map<string, NameRow>();
+  private readonly detections: DetectionJobEvent[] = [];
+
+  addDetection(event: DetectionJobEvent): void {
+    this.detections.push(event);
+  }
+
+  private detectionLine(d: DetectionJobEvent): string {
+    const who = d.process ? `${d.process.exe} (pid ${d.process.pid})` : 'a process';
+    let target: string;
+    if (d.detection === 'Runner-Worker-Memory-Read') {
+      const t = d.target as { pid: number; exe?: string };
+      target = ` reading the memory of ${t.exe ?? 'process'} (pid ${t.pid})`;
+    } else if (d.detection === 'Reverse-Shell') {
+      const t = d.target as { ip: string; port: number; fd: number };
+      target = ` with fd ${t.fd} a socket to ${t.ip}:${t.port}`;
+    } else {
+      target = ` in a container with capabilities ${(d.target as { capabilities: string }).capabilities}`;
+    }
+    return `${d.action.toUpperCase()} ${d.detection}: ${who}${target} (via ${d.via})`;
+  }
 
   addNetwork(event: NetworkJobEvent): void {
     const endpoint = event.domain ? `${event.domain} (${event.ip})` : event.ip;
@@ -58,6 +78,7 @@ export class JobSummary {
 
   renderText(header: string): string {
     const lines = [header];
+    for (const d of this.detections) lines.push(`  ${this.detectionLine(d)}`);
     const rows = this.sortedEndpoints();
     if (rows.length === 0) lines.push('  no outbound connections');
     for (const row of rows) {
@@ -69,7 +90,13 @@ export class JobSummary {
   }
 
   renderMarkdown(title: string, facts: string[]): string {
-    const out = [`# ${title}`, '', ...facts.map((f) => `- ${f}`), '', '## Endpoints', ''];
+    const out = [`# ${title}`, '', ...facts.map((f) => `- ${f}`), ''];
+    if (this.detections.length) {
+      out.push('## Lockdown detections', '');
+      for (const d of this.detections) out.push(`- ${this.detectionLine(d)}`);
+      out.push('');
+    }
+    out.push('## Endpoints', '');
     const rows = this.sortedEndpoints();
     if (rows.length === 0) out.push('No outbound connections.');
     else {

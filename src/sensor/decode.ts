@@ -2,7 +2,7 @@
  * Decodes the batches the native reader hands over (one Buffer, many records)
  * into typed events, with DataView reads at the offsets of layout.ts.
  */
-import { ARGS_MAX, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
+import { ARGS_MAX, DetectionAction, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
 import { formatIp } from '../net/address';
 import type { AddressFamily, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
 
@@ -17,6 +17,8 @@ const VM = LAYOUT.rf_vm_access_event.fields;
 const MEM = LAYOUT.rf_proc_mem_event.fields;
 const DUP = LAYOUT.rf_stdio_dup_event.fields;
 const EGRESS = LAYOUT.rf_egress_event.fields;
+const DETECTION = LAYOUT.rf_detection_event.fields;
+const DETECTION_NAMES = ['', 'Reverse-Shell', 'Runner-Worker-Memory-Read', 'Privileged-Container'] as const;
 const FD = LAYOUT.rf_fd_info.fields;
 const FD_SIZE = LAYOUT.rf_fd_info.size;
 const SOCKADDR = LAYOUT.rf_sockaddr.fields;
@@ -260,6 +262,23 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: numbe
         family: familyName(family),
         address: formatAddress(family, bytes, dstAt + SOCKADDR.addr.offset),
         port: view.getUint16(dstAt + SOCKADDR.port.offset, true),
+      });
+    }
+    case EventType.DETECTION: {
+      checkSize(size, LAYOUT.rf_detection_event.size, type);
+      const detection = DETECTION_NAMES[view.getUint8(at + DETECTION.detection.offset)];
+      if (!detection) return null;
+      return Object.assign(readHeader(view, bytes, at, clockOffsetMs), {
+        type: 'detection' as const,
+        detection,
+        action: view.getUint8(at + DETECTION.action.offset) === DetectionAction.KILLED ? ('killed' as const) : ('audited' as const),
+        hook: DetectionHookNames[view.getUint8(at + DETECTION.hook.offset)] ?? 'exec',
+        targetTgid: view.getUint32(at + DETECTION.target_tgid.offset, true),
+        ptraceRequest: Number(view.getBigInt64(at + DETECTION.ptrace_request.offset, true)),
+        fd: view.getUint8(at + DETECTION.fd.offset),
+        peer: readPeer(view, bytes, at + DETECTION.peer.offset),
+        capEffective: view.getBigUint64(at + DETECTION.cap_effective.offset, true),
+        pidnsLevel: view.getUint32(at + DETECTION.pidns_level.offset, true),
       });
     }
     default:

@@ -9,7 +9,8 @@ export type ProbeName =
   | 'vm_access'
   | 'proc_mem_open'
   | 'stdio_dup'
-  | 'egress';
+  | 'egress'
+  | 'detection';
 
 export interface EventBase {
   /** Nanoseconds since boot (CLOCK_BOOTTIME) when the probe ran (exact for 104 days of uptime). */
@@ -143,6 +144,27 @@ export interface EgressEvent extends EventBase {
   port: number;
 }
 
+export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container';
+
+/** A lockdown detection, judged (and answered, if `killed`) in the kernel. */
+export interface DetectionEvent extends EventBase {
+  type: 'detection';
+  detection: DetectionName;
+  /** killed: SIGKILL in the offending syscall; audited: recorded only. */
+  action: 'killed' | 'audited';
+  /** What gave the offender away. */
+  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace';
+  /** Memory read: the protected process (initial pid namespace). */
+  targetTgid: number;
+  ptraceRequest: number;
+  /** Reverse shell: the descriptor and its remote end. */
+  fd: number;
+  peer: SocketPeer;
+  /** Privileged container: its capabilities and pid-namespace depth. */
+  capEffective: bigint;
+  pidnsLevel: number;
+}
+
 export type SensorEvent =
   | ExecEvent
   | ForkEvent
@@ -152,6 +174,7 @@ export type SensorEvent =
   | VmAccessEvent
   | ProcMemOpenEvent
   | StdioDupEvent
-  | EgressEvent;
+  | EgressEvent
+  | DetectionEvent;
 
 export type SensorEventType = SensorEvent['type'];

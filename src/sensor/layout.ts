@@ -131,6 +131,27 @@ export const LAYOUT = {
     size: 28,
     fields: { prefixlen: f(0, 4), policy_id: f(4, 4), port: f(8, 2), addr: f(10, 16), _pad: f(26, 2) },
   },
+  rf_detection_event: {
+    size: 120,
+    fields: {
+      hdr: f(0, 64),
+      detection: f(64, 1),
+      action: f(65, 1),
+      hook: f(66, 1),
+      fd: f(67, 1),
+      target_tgid: f(68, 4),
+      ptrace_request: f(72, 8),
+      cap_effective: f(80, 8),
+      pidns_level: f(88, 4),
+      _pad: f(92, 4),
+      peer: f(96, 20),
+      _pad2: f(116, 4),
+    },
+  },
+  rf_job_lockdown: {
+    size: 8,
+    fields: { kill_mask: f(0, 4), loopback_remote: f(4, 1), _pad: f(5, 3) },
+  },
   rf_counter: {
     size: 32,
     fields: { hits: f(0, 8), seen: f(8, 8), emitted: f(16, 8), dropped: f(24, 8) },
@@ -148,7 +169,25 @@ export const EventType = {
   PROC_MEM_OPEN: 7,
   STDIO_DUP: 8,
   EGRESS: 9,
+  DETECTION: 10,
 } as const;
+
+/** enum rf_detection, by the names policies use. */
+export const DetectionId = {
+  'Reverse-Shell': 1,
+  'Runner-Worker-Memory-Read': 2,
+  'Privileged-Container': 3,
+} as const;
+/** enum rf_detection_action */
+export const DetectionAction = { KILLED: 1, AUDITED: 2 } as const;
+/** enum rf_detection_hook */
+export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace'> = {
+  1: 'dup',
+  2: 'exec',
+  3: 'proc_mem_open',
+  4: 'process_vm',
+  5: 'ptrace',
+};
 
 /** enum rf_egress_hook */
 export const EgressHook = { CONNECT: 1, SENDMSG: 2, PACKET: 3 } as const;

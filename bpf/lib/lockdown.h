@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
+/*
+ * Lockdown: judging an offence and answering it in the same syscall.
+ *
+ * When the job's lockdown lists the detection, the offender gets SIGKILL
+ * from bpf_send_signal() before anything else: it dies on the way back to
+ * user space, before it can use what the syscall gave it. Only then is the
+ * detection recorded, so a full buffer can cost a record, never the kill
+ * (and job_kills still counts it).
+ */
+#ifndef RINGFENCE_LIB_LOCKDOWN_H
+#define RINGFENCE_LIB_LOCKDOWN_H
+
+#include "task.h"
+
+#define RF_SIGKILL 9
+#define RF_CAP_SYS_ADMIN 21
+
+static __always_inline struct rf_job_lockdown *rf_lockdown_of(__u64 job)
+{
+	return bpf_map_lookup_elem(&job_lockdown, &job);
+}
+
+static __always_inline bool rf_is_protected(__u32 tgid)
+{
+	return tgid && bpf_map_lookup_elem(&protected_tgids, &tgid) != NULL;
+}
+
+/* A socket whose peer is remote: inet, connected, and not loopback unless configured. */
+static __always_inline bool rf_remote_peer(const struct rf_fd_info *info, __u64 job)
+{
+	struct rf_job_lockdown *cfg;
+
+	if (info->kind != RF_FD_SOCKET || info->peer.port == 0)
+		return false;
+	if (info->peer.family == RF_AF_INET) {
+		if (info->peer.addr[0] == 127) {
+			cfg = rf_lockdown_of(job);
+			return cfg && cfg->loopback_remote;
+		}
+		return true;
+	}
+	if (info->peer.family == RF_AF_INET6) {
+		const __u8 *a = info->peer.addr;
+		bool loopback = true;
+
+		for (int i = 0; i < 15; i++)
+			if (a[i] != 0)
+				loopback = false;
+		loopback = loopback && a[15] == 1;
+		/* ::ffff:127.x.x.x */
+		if (!loopback && a[10] == 0xff && a[11] == 0xff && a[12] == 127) {
+			loopback = true;
+			for (int i = 0; i < 10; i++)
+				if (a[i] != 0)
+					loopback = false;
+		}
+		if (loopback) {
+			cfg = rf_lockdown_of(job);
+			return cfg && cfg->loopback_remote;
+		}
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Answers a detection: kill if the job's lockdown lists it, then record.
+ * `fill` details are in `detail` (a caller-built record, header unset).
+ */
+static __always_inline void rf_detected(__u64 job, const struct rf_detection_event *detail)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_DETECTION);
+	struct rf_job_lockdown *cfg = rf_lockdown_of(job);
+	struct rf_detection_event *e;
+	bool kill = cfg && (cfg->kill_mask & RF_DETECT_BIT(detail->detection));
+
+	if (kill) {
+		__u64 one = 1, *kills;
+
+		bpf_send_signal(RF_SIGKILL);
+		kills = bpf_map_lookup_elem(&job_kills, &job);
+		if (kills)
+			__sync_fetch_and_add(kills, 1);
+		else
+			bpf_map_update_elem(&job_kills, &job, &one, BPF_NOEXIST);
+	}
+	rf_count(cnt, seen);
+	e = bpf_ringbuf_reserve(&detections, sizeof(*e), 0);
+	if (!e) {
+		rf_count(cnt, dropped);
+		return;
+	}
+	*e = *detail;
+	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
+	e->action = kill ? RF_ACTION_KILLED : RF_ACTION_AUDITED;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	rf_count(cnt, emitted);
+}
+
+/* Processes named in protected_comms are protected from their exec on. */
+static __always_inline void rf_protect_by_comm(void)
+{
+	char comm[RF_COMM_LEN] = {};
+	__u32 tgid;
+	__u8 one = 1;
+
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (!bpf_map_lookup_elem(&protected_comms, comm))
+		return;
+	tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_map_update_elem(&protected_tgids, &tgid, &one, BPF_ANY);
+}
+
+#endif

@@ -1,0 +1,104 @@
+/**
+ * Lockdown in the kernel: which detections kill a job's offenders
+ * (job_lockdown), and which processes no job may read (protected_tgids,
+ * protected_comms). The detections themselves are in bpf/lib/lockdown.h.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Detection, Policy } from '../policy/policy';
+import { DetectionId, LAYOUT } from '../sensor/layout';
+import type { NativeSensorHandle } from '../sensor/native';
+import { encodeCgroupKey } from './maps';
+
+/** Programs protected from memory reads by any job (configurable). */
+export const DEFAULT_PROTECTED_PROGRAMS = ['Runner.Worker', 'Runner.Listener'];
+
+const COMM_LEN = 16;
+
+export interface LockdownOptions {
+  /** A loopback peer counts as remote for Reverse-Shell (default false). */
+  loopbackIsRemote?: boolean;
+}
+
+/** The detections a policy kills for: none unless lockdown is enabled. */
+export function killedDetections(policy: Policy): Detection[] {
+  return policy.lockdown.enabled ? policy.lockdown.detections : [];
+}
+
+export function encodeJobLockdown(detections: Detection[], options: LockdownOptions = {}): Buffer {
+  const f = LAYOUT.rf_job_lockdown.fields;
+  const value = Buffer.alloc(LAYOUT.rf_job_lockdown.size);
+  const mask = detections.reduce((bits, d) => bits | (1 << DetectionId[d]), 0);
+  value.writeUInt32LE(mask >>> 0, f.kill_mask.offset);
+  value.writeUInt8(options.loopbackIsRemote ? 1 : 0, f.loopback_remote.offset);
+  return value;
+}
+
+/** A job's lockdown settings in the kernel, removed with remove(). */
+export class JobLockdown {
+  private removed = false;
+
+  constructor(
+    private readonly kernel: NativeSensorHandle,
+    private readonly cgroupId: number,
+    readonly killed: Detection[],
+    options: LockdownOptions = {},
+  ) {
+    kernel.mapUpdate('job_lockdown', encodeCgroupKey(cgroupId), encodeJobLockdown(killed, options));
+  }
+
+  /** Offenders the kernel killed in this job (counted even if a record was lost). */
+  kills(): number {
+    const value = this.kernel.mapLookup('job_kills', encodeCgroupKey(this.cgroupId));
+    return value ? Number(value.readBigUInt64LE(0)) : 0;
+  }
+
+  remove(): void {
+    if (this.removed) return;
+    this.removed = true;
+    this.kernel.mapDelete('job_lockdown', encodeCgroupKey(this.cgroupId));
+    this.kernel.mapDelete('job_kills', encodeCgroupKey(this.cgroupId));
+  }
+}
+
+function tgidKey(tgid: number): Buffer {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(tgid);
+  return key;
+}
+
+export function protectProcess(kernel: NativeSensorHandle, tgid: number): void {
+  kernel.mapUpdate('protected_tgids', tgidKey(tgid), Buffer.from([1]));
+}
+
+/** comm as the kernel keeps it: the first 15 bytes of the program's name. */
+export function commKey(program: string): Buffer {
+  const key = Buffer.alloc(COMM_LEN);
+  key.write(program.slice(0, COMM_LEN - 1), 'utf8');
+  return key;
+}
+
+/**
+ * Protects the agent itself and every process running one of `programs`,
+ * now (found in /proc) and from every later exec of them (the kernel adds
+ * those by comm). Returns the pids protected now.
+ */
+export function protectRunnerProcesses(kernel: NativeSensorHandle, programs = DEFAULT_PROTECTED_PROGRAMS, proc = '/proc'): number[] {
+  for (const program of programs) kernel.mapUpdate('protected_comms', commKey(program), Buffer.from([1]));
+  const protectedNow = [process.pid];
+  protectProcess(kernel, process.pid);
+  const wanted = new Set(programs);
+  for (const entry of fs.readdirSync(proc)) {
+    if (!/^\d+$/.test(entry)) continue;
+    let name: string;
+    try {
+      name = path.basename(fs.readlinkSync(path.join(proc, entry, 'exe')));
+    } catch {
+      continue; // gone, or a kernel thread
+    }
+    if (!wanted.has(name)) continue;
+    protectProcess(kernel, Number(entry));
+    protectedNow.push(Number(entry));
+  }
+  return protectedNow;
+}
