@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { connectCost, dnsLatency } from './egress';
+import { killLatency, lockdownExecStorm } from './lockdown';
 import { drain, flood, median, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
 
 const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
@@ -79,6 +80,12 @@ async function main(): Promise<void> {
   log('connect cost of the egress hooks…');
   const connects = await connectCost(quick ? 20000 : 200000, rounds);
   log(`  ${fmt(connects.hooksVsSensor, 3)}× with hooks vs sensor only`);
+
+  log('lockdown: detection to kill…');
+  const kill = await killLatency(quick ? 20 : 100);
+  log(`  offender p50 ${fmt(kill.offenderUs.p50)} µs, job p50 ${fmt(kill.jobUs.p50)} µs`);
+  log('lockdown: exec storm, lockdown on vs off…');
+  const lockStorm = await lockdownExecStorm(quick ? 2000 : 10000, quick ? 3 : 5);
 
   const date = new Date().toISOString().slice(0, 10);
   const text = `# Benchmarks
@@ -161,6 +168,26 @@ hooks than without.
 CPU time of the storm process (its own report; the hooks run in its context): nothing ${fmt(connects.cpu.noneMs)} ms,
 sensor ${fmt(connects.cpu.sensorMs)} ms, sensor + hooks ${fmt(connects.cpu.hooksMs)} ms: hooks vs sensor only
 **${fmt(connects.cpu.hooksVsSensor, 3)} (${fmt((connects.cpu.hooksVsSensor - 1) * 100, 1)} %)**.
+
+## Lockdown: detection to death
+
+${kill.runs} runs of a job with two background processes whose shell puts a TCP
+socket on its stdin (\`exec 0<&3\`), Reverse-Shell listed. Times are kernel
+timestamps from the detection (in the dup2 syscall) to the offender's exit (it
+is SIGKILLed in that syscall) and to the last exit of the whole job (ended by
+the agent with cgroup.kill when the detection record reaches it).
+
+| | p50 | p99 |
+|---|---|---|
+| offender dead | ${fmt(kill.offenderUs.p50)} µs | ${fmt(kill.offenderUs.p99)} µs |
+| whole job dead | ${fmt(kill.jobUs.p50)} µs | ${fmt(kill.jobUs.p99)} µs |
+
+## Lockdown: probe cost
+
+An exec storm (${fmt(lockStorm.count)} × fork + exec of /bin/true) in a tracked cgroup, lockdown
+off vs on with every detection listed, medians of ${lockStorm.rounds} alternating rounds:
+wall ${fmt(lockStorm.offMs)} ms off, ${fmt(lockStorm.onMs)} ms on (${fmt(lockStorm.onMs / lockStorm.offMs, 3)});
+CPU of the storm ${fmt(lockStorm.offCpuMs)} ms off, ${fmt(lockStorm.onCpuMs)} ms on (${fmt(lockStorm.onCpuMs / lockStorm.offCpuMs, 3)}).
 `;
   const file = path.join(ROOT, 'docs/benchmarks.md');
   fs.mkdirSync(path.dirname(file), { recursive: true });

