@@ -250,6 +250,13 @@ enum rf_detection {
 	RF_DETECT_REVERSE_SHELL = 1,
 	RF_DETECT_MEMORY_READ = 2,        /* Runner-Worker-Memory-Read */
 	RF_DETECT_PRIVILEGED_CONTAINER = 3,
+	/*
+	 * Not a verdict yet: a shell started to read commands from a pipe or
+	 * socketpair while its output goes to one too. User space decides
+	 * whether the other end relays to a remote host (Reverse-Shell through
+	 * ncat -e, socat, a mkfifo pipeline) and kills or resumes it.
+	 */
+	RF_DETECT_SHELL_ON_IPC = 4,
 };
 
 #define RF_DETECT_BIT(d) (1U << (d))
@@ -257,6 +264,14 @@ enum rf_detection {
 enum rf_detection_action {
 	RF_ACTION_KILLED = 1,   /* SIGKILL sent in the offending syscall */
 	RF_ACTION_AUDITED = 2,
+	RF_ACTION_HELD = 3,     /* SIGSTOPped at exec, awaiting user space's verdict */
+};
+
+/* What one of fd 0-2 is, for RF_DETECT_SHELL_ON_IPC. */
+enum rf_stdio_ipc {
+	RF_IPC_NONE = 0,
+	RF_IPC_PIPE = 1,        /* peer: the pipe's inode, shared by both ends */
+	RF_IPC_UNIX = 2,        /* peer: the inode of the connected peer socket */
 };
 
 /* The syscall or event that gave the offender away. */
@@ -285,7 +300,9 @@ struct rf_detection_event {
 	__u32 pidns_level;
 	__u32 _pad;
 	struct rf_sockaddr peer;  /* reverse shell: the socket's remote end */
-	__u32 _pad2;
+	__u8 stdio_ipc[RF_STDIO_FDS];  /* shell on IPC: enum rf_stdio_ipc of fd 0-2 */
+	__u8 _pad2;
+	__u64 stdio_peer[RF_STDIO_FDS];  /* shell on IPC: see enum rf_stdio_ipc */
 };
 
 /* job_lockdown: job cgroup id -> what to kill. Jobs without an entry are only audited. */

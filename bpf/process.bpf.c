@@ -48,6 +48,58 @@ static __always_inline void rf_read_container_facts(struct rf_exec_event *e,
 }
 
 /*
+ * A shell started without a command reads its commands from stdin: argv is
+ * just the shell, or the shell and one option cluster without 'c' (-i, -s).
+ */
+static __always_inline bool rf_reads_commands_from_stdin(struct task_struct *task, struct linux_binprm *bprm)
+{
+	struct mm_struct *mm = BPF_CORE_READ(task, mm);
+	unsigned long start = BPF_CORE_READ(mm, arg_start);
+	int argc = BPF_CORE_READ(bprm, argc);
+	char args[64] = {};
+	int i = 0;
+
+	if (argc == 1)
+		return true;
+	if (argc != 2 || bpf_probe_read_user(args, sizeof(args), (void *)start) < 0)
+		return false;
+	while (i < 48 && args[i])
+		i++;
+	i++; /* argv[1] */
+	if (i >= 48 || args[i] != '-')
+		return false;
+	for (int j = 1; j < 12; j++) {
+		char c = args[(i + j) & 63];
+
+		if (!c)
+			return j > 1;
+		if (c == 'c' || c == '-')
+			return false;
+	}
+	return false;
+}
+
+static __always_inline void rf_judge_shell_on_ipc(struct task_struct *task, struct linux_binprm *bprm, __u64 job)
+{
+	struct rf_detection_event d = { .detection = RF_DETECT_SHELL_ON_IPC, .hook = RF_DHOOK_EXEC };
+	char comm[RF_COMM_LEN] = {};
+
+	bpf_get_current_comm(comm, sizeof(comm));
+	if (!bpf_map_lookup_elem(&stdin_shells, comm))
+		return;
+	d.stdio_ipc[0] = rf_stdio_ipc(task, 0, &d.stdio_peer[0]);
+	if (d.stdio_ipc[0] == RF_IPC_NONE)
+		return;
+	d.stdio_ipc[1] = rf_stdio_ipc(task, 1, &d.stdio_peer[1]);
+	d.stdio_ipc[2] = rf_stdio_ipc(task, 2, &d.stdio_peer[2]);
+	if (d.stdio_ipc[1] == RF_IPC_NONE && d.stdio_ipc[2] == RF_IPC_NONE)
+		return;
+	if (!rf_reads_commands_from_stdin(task, bprm))
+		return;
+	rf_hold_for_verdict(job, &d);
+}
+
+/*
  * Offences visible at exec: a program started with a remote socket on its
  * stdio (Reverse-Shell), and a containerised process holding CAP_SYS_ADMIN in
  * the initial user namespace (Privileged-Container). Judged from the task
@@ -102,6 +154,7 @@ int BPF_PROG(handle_sched_process_exec, struct task_struct *task, pid_t old_pid,
 	if (!job)
 		return 0;
 	rf_judge_exec(task, job);
+	rf_judge_shell_on_ipc(task, bprm, job);
 	e = rf_reserve_in(struct rf_exec_event, RF_EVENT_EXEC, cnt, job);
 	if (!e)
 		return 0;

@@ -14,6 +14,7 @@
 #include "task.h"
 
 #define RF_SIGKILL 9
+#define RF_SIGSTOP 19
 #define RF_CAP_SYS_ADMIN 21
 
 static __always_inline struct rf_job_lockdown *rf_lockdown_of(__u64 job)
@@ -94,6 +95,33 @@ static __always_inline void rf_detected(__u64 job, const struct rf_detection_eve
 	*e = *detail;
 	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
 	e->action = kill ? RF_ACTION_KILLED : RF_ACTION_AUDITED;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	rf_count(cnt, emitted);
+}
+
+/*
+ * A shell on IPC is held (SIGSTOP, before its first instruction) while user
+ * space looks for a relay, when the job kills reverse shells; else audited.
+ */
+static __always_inline void rf_hold_for_verdict(__u64 job, const struct rf_detection_event *detail)
+{
+	struct rf_counter *cnt = rf_counter_of(RF_PROBE_DETECTION);
+	struct rf_job_lockdown *cfg = rf_lockdown_of(job);
+	bool hold = cfg && (cfg->kill_mask & RF_DETECT_BIT(RF_DETECT_REVERSE_SHELL));
+	struct rf_detection_event *e;
+
+	rf_count(cnt, seen);
+	e = bpf_ringbuf_reserve(&detections, sizeof(*e), 0);
+	if (!e) {
+		/* without a record nobody would resume it: let it run, count the loss */
+		rf_count(cnt, dropped);
+		return;
+	}
+	if (hold)
+		bpf_send_signal(RF_SIGSTOP);
+	*e = *detail;
+	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
+	e->action = hold ? RF_ACTION_HELD : RF_ACTION_AUDITED;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	rf_count(cnt, emitted);
 }

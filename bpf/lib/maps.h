@@ -105,6 +105,14 @@ RF_SHARED struct {
 	__type(value, __u8);
 } protected_comms SEC(".maps");
 
+/* comm of shells that, started without a command, read commands from stdin. */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, char[RF_COMM_LEN]);
+	__type(value, __u8);
+} stdin_shells SEC(".maps");
+
 /* Written by user space through the skeleton's mmap of .bss. */
 RF_SHARED volatile __u64 tracked_generation;
 

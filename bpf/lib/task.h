@@ -36,6 +36,35 @@ static __always_inline struct sock *rf_file_sock(struct file *file)
 	return BPF_CORE_READ(socket, sk);
 }
 
+#define RF_S_IFIFO 0010000
+
+/*
+ * Whether fd is a pipe or a unix socket, and the inode that identifies its
+ * other end in /proc/PID/fd links: a pipe's own inode (both ends share it),
+ * or the connected peer socket's inode.
+ */
+static __always_inline __u8 rf_stdio_ipc(struct task_struct *task, int fd, __u64 *peer)
+{
+	struct file *file = rf_task_file(task, fd);
+	struct unix_sock *unix_sock;
+	umode_t mode;
+	struct sock *sk;
+
+	if (!file)
+		return RF_IPC_NONE;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & RF_S_IFMT) == RF_S_IFIFO) {
+		*peer = BPF_CORE_READ(file, f_inode, i_ino);
+		return RF_IPC_PIPE;
+	}
+	sk = rf_file_sock(file);
+	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_family) != RF_AF_UNIX)
+		return RF_IPC_NONE;
+	unix_sock = (struct unix_sock *)sk;
+	*peer = BPF_CORE_READ(unix_sock, peer, sk_socket, file, f_inode, i_ino);
+	return *peer ? RF_IPC_UNIX : RF_IPC_NONE;
+}
+
 /* What fd is for task: not open, not a socket, or a socket and its peer. */
 static __always_inline void rf_describe_fd(struct task_struct *task, int fd,
 					   struct rf_fd_info *info)

@@ -61,8 +61,10 @@ export interface DetectionJobEvent extends Base {
   detection: 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container';
   /** killed: the offender died in the offending syscall and the job was ended. */
   action: 'killed' | 'audited';
-  /** What gave it away: dup, exec, proc_mem_open, process_vm, ptrace. */
+  /** What gave it away: dup, exec, proc_mem_open, process_vm, ptrace, relay. */
   via: string;
+  /** Reverse shell through a relay: the process that carried it to the network. */
+  relay?: { pid: number; exe: string };
   /** The protected process read (memory), the remote end (shell), the capabilities (container). */
   target: { pid: number; exe?: string; argv?: string[] } | { ip: string; port: number; fd: number } | { capabilities: string; pidnsLevel: number };
   policy: string;

@@ -9,13 +9,15 @@ import os from 'node:os';
 import { Cgroup } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
-import { JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
+import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
+import type { ShellOnIpcEvent } from '../sensor/events';
+import { findRelay } from './relay';
 import { parseIp } from '../net/address';
 import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
 import { Sensor } from '../sensor/sensor';
-import { detectionEvent, JobEventWriter, networkEvent, processEvent, type DnsJobEvent } from './job-events';
+import { detectionEvent, JobEventWriter, networkEvent, processEvent, processRef, type DetectionJobEvent, type DnsJobEvent } from './job-events';
 import { JobSummary } from './summary';
 
 export interface JobOptions {
@@ -68,6 +70,15 @@ export function parseUpstream(spec: string): Upstream {
 
 const signalNumber = (signal: NodeJS.Signals) => os.constants.signals[signal] ?? 0;
 
+/** Signals a process that may have exited meanwhile. */
+function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
 export async function runJob(command: string, args: string[], options: JobOptions): Promise<JobResult> {
   const log = options.log ?? ((text: string) => process.stderr.write(text + '\n'));
   const id = `run-${Date.now().toString(36)}-${process.pid}`;
@@ -85,6 +96,7 @@ export async function runJob(command: string, args: string[], options: JobOption
   let egress: JobEgress | undefined;
   let lockdown: JobLockdown | undefined;
   const killedBy: string[] = [];
+  const judging: Promise<void>[] = [];
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
     interrupted = signal;
@@ -111,7 +123,47 @@ export async function runJob(command: string, args: string[], options: JobOption
     const loopback6 = parseIp('::1')!.bytes;
     egress = new JobEgress(sensor.kernel(), cgroup, policy, { ip4: loopback4, ip6: loopback6, port: proxy.port });
     protectRunnerProcesses(sensor.kernel());
+    configureStdinShells(sensor.kernel());
     lockdown = new JobLockdown(sensor.kernel(), cgroup.id, killedDetections(policy));
+
+    /*
+     * A shell reading commands from a pipe/socketpair, stopped by the kernel
+     * when reverse shells are killed: look for a relay to a remote host among
+     * the holders of its output (the pipeline's other members may still be
+     * starting, so look a few times), then kill the job or let the shell go.
+     */
+    const judgeShell = async (event: ShellOnIpcEvent) => {
+      let relay;
+      for (let attempt = 0; attempt < 6 && !relay; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+        relay = findRelay(event, cgroup.allProcs());
+      }
+      const held = event.action === 'held';
+      if (!relay) {
+        if (held) signalIfAlive(event.tgid, 'SIGCONT');
+        return;
+      }
+      if (held) {
+        signalIfAlive(event.tgid, 'SIGKILL');
+        void cgroup.kill().catch(() => undefined);
+      }
+      const detection: DetectionJobEvent = {
+        kind: 'detection',
+        time: new Date(event.timeMs).toISOString(),
+        job: id,
+        process: processRef(sensor.tree, event.tgid),
+        detection: 'Reverse-Shell',
+        action: held ? 'killed' : 'audited',
+        via: 'relay',
+        target: { ip: relay.ip, port: relay.port, fd: relay.fd },
+        relay: { pid: relay.pid, exe: relay.exe },
+        policy: options.policyName,
+      };
+      if (held) killedBy.push(`Reverse-Shell by ${detection.process?.exe ?? event.comm} (pid ${event.tgid}) through ${relay.exe} (pid ${relay.pid})`);
+      counts.detections++;
+      summary.addDetection(detection);
+      writer.write(detection);
+    };
 
     sensor.on('events', (events) => {
       for (const event of events) {
@@ -126,6 +178,13 @@ export async function runJob(command: string, args: string[], options: JobOption
           counts.detections++;
           summary.addDetection(detection);
           writer.write(detection);
+        } else if (event.type === 'shell_on_ipc') {
+          judging.push(
+            judgeShell(event).catch((error) => {
+              log(`ringfence: judging shell ${event.tgid}: ${(error as Error).message}`);
+              if (event.action === 'held') signalIfAlive(event.tgid, 'SIGCONT');
+            }),
+          );
         } else if (event.type === 'egress') {
           const network = networkEvent(id, options.policyName, sensor.tree, event, names.get(event.address));
           counts.network += network.count;
@@ -150,6 +209,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     });
 
     // The job is its cgroup: whatever CMD left running ends with it.
+    await Promise.all(judging);
     await cgroup.kill();
     egress.remove();
     const kills = lockdown.kills(); // final: no process of the job is left

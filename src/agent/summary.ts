@@ -35,7 +35,7 @@ export class JobSummary {
       target = ` reading the memory of ${t.exe ?? 'process'} (pid ${t.pid})`;
     } else if (d.detection === 'Reverse-Shell') {
       const t = d.target as { ip: string; port: number; fd: number };
-      target = ` with fd ${t.fd} a socket to ${t.ip}:${t.port}`;
+      target = d.relay ? ` whose fd ${t.fd} goes through ${d.relay.exe} (pid ${d.relay.pid}) to ${t.ip}:${t.port}` : ` with fd ${t.fd} a socket to ${t.ip}:${t.port}`;
     } else {
       target = ` in a container with capabilities ${(d.target as { capabilities: string }).capabilities}`;
     }

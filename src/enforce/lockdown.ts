@@ -10,6 +10,9 @@ import { DetectionId, LAYOUT } from '../sensor/layout';
 import type { NativeSensorHandle } from '../sensor/native';
 import { encodeCgroupKey } from './maps';
 
+/** Shells that read commands from stdin when started without one (for relay detection). */
+export const STDIN_SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'busybox'];
+
 /** Programs protected from memory reads by any job (configurable). */
 export const DEFAULT_PROTECTED_PROGRAMS = ['Runner.Worker', 'Runner.Listener'];
 
@@ -76,6 +79,11 @@ export function commKey(program: string): Buffer {
   const key = Buffer.alloc(COMM_LEN);
   key.write(program.slice(0, COMM_LEN - 1), 'utf8');
   return key;
+}
+
+/** Tells the kernel which programs are shells (a shell on IPC is judged for relays). */
+export function configureStdinShells(kernel: NativeSensorHandle, shells = STDIN_SHELLS): void {
+  for (const shell of shells) kernel.mapUpdate('stdin_shells', commKey(shell), Buffer.from([1]));
 }
 
 /**

@@ -19,6 +19,7 @@ const DUP = LAYOUT.rf_stdio_dup_event.fields;
 const EGRESS = LAYOUT.rf_egress_event.fields;
 const DETECTION = LAYOUT.rf_detection_event.fields;
 const DETECTION_NAMES = ['', 'Reverse-Shell', 'Runner-Worker-Memory-Read', 'Privileged-Container'] as const;
+const SHELL_ON_IPC = 4;
 const FD = LAYOUT.rf_fd_info.fields;
 const FD_SIZE = LAYOUT.rf_fd_info.size;
 const SOCKADDR = LAYOUT.rf_sockaddr.fields;
@@ -266,7 +267,19 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: numbe
     }
     case EventType.DETECTION: {
       checkSize(size, LAYOUT.rf_detection_event.size, type);
-      const detection = DETECTION_NAMES[view.getUint8(at + DETECTION.detection.offset)];
+      const detectionId = view.getUint8(at + DETECTION.detection.offset);
+      if (detectionId === SHELL_ON_IPC) {
+        const ipc = ['none', 'pipe', 'unix'] as const;
+        return Object.assign(readHeader(view, bytes, at, clockOffsetMs), {
+          type: 'shell_on_ipc' as const,
+          action: view.getUint8(at + DETECTION.action.offset) === DetectionAction.HELD ? ('held' as const) : ('audited' as const),
+          stdio: [0, 1, 2].map((fd) => ({
+            ipc: ipc[view.getUint8(at + DETECTION.stdio_ipc.offset + fd)] ?? 'none',
+            peerInode: u64(view, at + DETECTION.stdio_peer.offset + 8 * fd),
+          })),
+        });
+      }
+      const detection = DETECTION_NAMES[detectionId];
       if (!detection) return null;
       return Object.assign(readHeader(view, bytes, at, clockOffsetMs), {
         type: 'detection' as const,

@@ -146,6 +146,18 @@ export interface EgressEvent extends EventBase {
 
 export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container';
 
+/**
+ * Not a detection yet: a shell reading commands from a pipe or socketpair
+ * while its output goes to one. The agent decides (src/agent/relay.ts).
+ */
+export interface ShellOnIpcEvent extends EventBase {
+  type: 'shell_on_ipc';
+  /** held: stopped (SIGSTOP) until the agent resumes or kills it; audited: running. */
+  action: 'held' | 'audited';
+  /** For fd 0-2: what it is, and the inode naming its other end in /proc/PID/fd links. */
+  stdio: { ipc: 'none' | 'pipe' | 'unix'; peerInode: number }[];
+}
+
 /** A lockdown detection, judged (and answered, if `killed`) in the kernel. */
 export interface DetectionEvent extends EventBase {
   type: 'detection';
@@ -175,6 +187,7 @@ export type SensorEvent =
   | ProcMemOpenEvent
   | StdioDupEvent
   | EgressEvent
-  | DetectionEvent;
+  | DetectionEvent
+  | ShellOnIpcEvent;
 
 export type SensorEventType = SensorEvent['type'];

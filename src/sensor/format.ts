@@ -48,6 +48,9 @@ export function formatEvent(event: SensorEvent, ancestry?: string[]): string {
     case 'detection':
       what = `${event.detection} ${event.action} via ${event.hook}${event.targetTgid ? ` target=${event.targetTgid}` : ''}${event.peer.address ? ` peer=${endpoint(event.peer.family, event.peer.address, event.peer.port)}` : ''}`;
       break;
+    case 'shell_on_ipc':
+      what = `${event.action} stdio=${event.stdio.map((s) => (s.ipc === 'none' ? '-' : `${s.ipc}:${s.peerInode}`)).join(',')}`;
+      break;
     case 'egress':
       what = `${event.verdict} ${event.hook} ${endpoint(event.family, event.address, event.port)} proto=${event.protocol}${event.count > 1 ? ` ×${event.count}` : ''}`;
       break;

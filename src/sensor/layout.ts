@@ -132,7 +132,7 @@ export const LAYOUT = {
     fields: { prefixlen: f(0, 4), policy_id: f(4, 4), port: f(8, 2), addr: f(10, 16), _pad: f(26, 2) },
   },
   rf_detection_event: {
-    size: 120,
+    size: 144,
     fields: {
       hdr: f(0, 64),
       detection: f(64, 1),
@@ -145,7 +145,9 @@ export const LAYOUT = {
       pidns_level: f(88, 4),
       _pad: f(92, 4),
       peer: f(96, 20),
-      _pad2: f(116, 4),
+      stdio_ipc: f(116, 3),
+      _pad2: f(119, 1),
+      stdio_peer: f(120, 24),
     },
   },
   rf_job_lockdown: {
@@ -179,7 +181,7 @@ export const DetectionId = {
   'Privileged-Container': 3,
 } as const;
 /** enum rf_detection_action */
-export const DetectionAction = { KILLED: 1, AUDITED: 2 } as const;
+export const DetectionAction = { KILLED: 1, AUDITED: 2, HELD: 3 } as const;
 /** enum rf_detection_hook */
 export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace'> = {
   1: 'dup',

