@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ iproute2 util-linux libcap2-bin
-  python3 perl strace ncat socat netcat-traditional)
+  python3 perl strace ncat socat netcat-traditional sudo)
 
 missing=()
 for package in "${PACKAGES[@]}"; do

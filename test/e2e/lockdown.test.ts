@@ -52,6 +52,25 @@ function job(script: string, policy = LOCKDOWN): Promise<ScriptJob> {
   return runScriptJob(script, { policy, upstream: { host: dns.host, port: dns.port }, resolvConf: `nameserver ${host.ip4}\n` });
 }
 
+let siblings = 0;
+const siblingPidFile = () => path.join(os.tmpdir(), `ringfence-sibling-${process.pid}-${++siblings}`);
+
+/**
+ * The process whose pid the job wrote to `file` no longer runs: gone, or a
+ * zombie waiting for init (orphans are reaped by PID 1, in its own time).
+ */
+function expectGone(file: string) {
+  const pid = Number(fs.readFileSync(file, 'utf8'));
+  expect(pid).toBeGreaterThan(0);
+  let state = 'gone';
+  try {
+    state = /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 'gone';
+  } catch {
+    /* gone */
+  }
+  expect(['gone', 'Z', 'X']).toContain(state);
+}
+
 const detections = (j: ScriptJob) => j.events.filter((e): e is DetectionJobEvent => e.kind === 'detection');
 
 /** The job ended by lockdown: 137, the detection recorded as killed, and nothing of the job left. */
@@ -89,8 +108,10 @@ describe('Reverse-Shell', () => {
     it(`${name}: killed, and the shell never answers`, async () => {
       const before = fs.readFileSync(shellLog, 'utf8');
       // a double-forked sibling that must die with the job
-      const j = await job(`(setsid sleep 30 &); ${script()}`);
+      const sibling = siblingPidFile();
+      const j = await job(`(setsid sleep 30 & echo $! > ${sibling}); ${script()}`);
       const d = expectKilled(j, 'Reverse-Shell');
+      expectGone(sibling);
       expect(d.target).toMatchObject({ ip: host.ip4, port: SHELL_PORT });
       expect(j.stdout).not.toContain('survived');
       await new Promise((resolve) => setTimeout(resolve, 200));
@@ -112,7 +133,7 @@ describe('Reverse-Shell', () => {
 describe('Runner-Worker-Memory-Read', () => {
   const pid = () => worker.pid!;
 
-  it('the real attack: find Runner.Worker in /proc, read its maps, read /proc/PID/mem', async () => {
+  it('the real attack: find Runner.Worker in /proc, read its maps, read /proc/PID/mem (via sudo)', async () => {
     const attack = `
 import os, re
 for p in os.listdir('/proc'):
@@ -133,8 +154,10 @@ for p in os.listdir('/proc'):
 `;
     const file = path.join(os.tmpdir(), `ringfence-attack-${process.pid}.py`);
     fs.writeFileSync(file, attack);
-    const j = await job(`(setsid sleep 30 &); ${PYTHON} ${file}`);
+    const sibling = siblingPidFile();
+    const j = await job(`(setsid sleep 30 & echo $! > ${sibling}); sudo -n ${PYTHON} ${file}`);
     const d = expectKilled(j, 'Runner-Worker-Memory-Read');
+    expectGone(sibling);
     expect(d).toMatchObject({ via: 'proc_mem_open', target: { pid: pid() } });
     expect((d.target as { exe?: string }).exe).toMatch(/Runner\.Worker$/);
     expect(j.stdout).not.toContain(SECRET);
