@@ -3,11 +3,12 @@ import { Command } from 'commander';
 import { RingfenceError } from '../util/errors';
 import { PolicyError } from '../policy/policy';
 import { run, type RunOptions } from './run';
+import { addStoreCommands } from './store';
 import { trace } from './trace';
 
 function fail(error: unknown): never {
   if (error instanceof PolicyError) {
-    process.stderr.write(`ringfence: policy ${error.source} is not valid, nothing was run:\n${error.message}\n`);
+    process.stderr.write(`ringfence: policy ${error.source} is not valid, nothing was done:\n${error.message}\n`);
     process.exit(2);
   }
   if (error instanceof RingfenceError) {
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
       process.exitCode = await run(command, args, options);
     });
 
+  addStoreCommands(program);
   return program;
 }
 

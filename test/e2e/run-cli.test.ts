@@ -53,7 +53,7 @@ describe('ringfence run', () => {
     const run = await ringfence(['run', '--policy', policy, '--', '/usr/bin/touch', marker]);
     expect(run.code).toBe(2);
     expect(run.stderr.trim().split('\n')).toEqual([
-      `ringfence: policy ${policy} is not valid, nothing was run:`,
+      `ringfence: policy ${policy} is not valid, nothing was done:`,
       `${policy}:4: endpoint 'bad.example.com:0': bad port '0' in 'bad.example.com:0' (1-65535)`,
       `${policy}:5: endpoint 'two.*.*.com': more than one '*' in 'two.*.*.com'`,
     ]);

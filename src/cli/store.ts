@@ -1,0 +1,272 @@
+/**
+ * The control-plane commands: `ringfence server`, `ringfence token`, and
+ * `ringfence policy …`, which talk to the server (RINGFENCE_SERVER,
+ * RINGFENCE_TOKEN) and print tables, or JSON with --json.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { Command } from 'commander';
+import fs from 'node:fs';
+import YAML from 'yaml';
+import type { Attachment__Output } from '../proto/ringfence/policy/v1/Attachment';
+import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
+import { StoreClient } from '../store/client';
+import { DEFAULT_AUDIENCE, GITHUB_ISSUER, OidcVerifier } from '../store/oidc';
+import { DEFAULT_DB, openRepository } from '../store/open';
+import { SCOPE_KINDS } from '../store/proto';
+import { createPolicyStoreServer } from '../store/server';
+import { createToken } from '../store/tokens';
+import { loadPolicyFile } from '../policy/policy';
+import { RingfenceError } from '../util/errors';
+
+export const DEFAULT_LISTEN = '127.0.0.1:7070';
+
+/** A gRPC failure as the one line (plus problem lines) a user reads. */
+export class StoreCallError extends RingfenceError {}
+
+function client(): StoreClient {
+  const token = process.env.RINGFENCE_TOKEN;
+  if (!token) throw new RingfenceError('RINGFENCE_TOKEN is not set: create a token with `ringfence token create --org ORG --role admin` on the server host', 'RF_USAGE');
+  return new StoreClient({ address: process.env.RINGFENCE_SERVER || DEFAULT_LISTEN, token });
+}
+
+async function call<Res>(method: string, request: unknown): Promise<Res> {
+  const c = client();
+  try {
+    return await c.call<unknown, Res>(method as never, request);
+  } catch (error) {
+    const e = error as grpc.ServiceError;
+    if (e.code === grpc.status.UNAVAILABLE) throw new StoreCallError(`cannot reach the policy store at ${process.env.RINGFENCE_SERVER || DEFAULT_LISTEN} (set RINGFENCE_SERVER)`, 'RF_UNAVAILABLE');
+    const [first, ...problems] = String(e.details ?? e.message).split('\n');
+    throw new StoreCallError(`${grpc.status[e.code] ?? e.code}: ${first}`, 'RF_STORE', problems.join('\n') || undefined);
+  } finally {
+    c.close();
+  }
+}
+
+const print = (text: string): void => void process.stdout.write(text.endsWith("\n") ? text : text + "\n");
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => cells.map((c, i) => (c ?? '').padEnd(widths[i])).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+function showPolicy(p: Policy__Output): string {
+  return YAML.stringify({
+    name: p.name,
+    'egress-policy': p.egressPolicy,
+    'allowed-endpoints': p.allowedEndpoints,
+    'lockdown-mode': { enabled: p.lockdownMode?.enabled ?? false, detections: p.lockdownMode?.detections ?? [] },
+  }) + `# version ${p.version}, ${p.updatedAt} by ${p.updatedBy}\n`;
+}
+
+function scopeText(a: Attachment__Output): string {
+  const s = a.scope!;
+  const kind = SCOPE_KINDS.fromProto[String(s.kind)];
+  return kind === 'workflow' ? `workflow ${s.repository}:${s.workflow}` : kind === 'repository' ? `repository ${s.repository}` : kind === 'cluster' ? `cluster ${s.cluster}` : 'organization';
+}
+
+interface ScopeFlags {
+  org?: string;
+  repo?: string;
+  workflow?: string;
+  cluster?: string;
+}
+
+function scopeFromFlags(flags: ScopeFlags) {
+  if (flags.cluster) {
+    if (flags.repo || flags.workflow) throw new RingfenceError('--cluster cannot be combined with --repo or --workflow', 'RF_USAGE');
+    return { kind: SCOPE_KINDS.toProto.cluster, cluster: flags.cluster };
+  }
+  if (!flags.org) throw new RingfenceError('name the scope: --org ORG [--repo REPO [--workflow PATH]] or --cluster CLUSTER', 'RF_USAGE');
+  if (flags.workflow && !flags.repo) throw new RingfenceError('--workflow needs --repo', 'RF_USAGE');
+  const repository = flags.repo?.includes('/') ? flags.repo : flags.repo;
+  if (flags.workflow) return { kind: SCOPE_KINDS.toProto.workflow, repository, workflow: flags.workflow };
+  if (flags.repo) return { kind: SCOPE_KINDS.toProto.repository, repository };
+  return { kind: SCOPE_KINDS.toProto.organization };
+}
+
+export function addStoreCommands(program: Command): void {
+  program
+    .command('server')
+    .description('run the policy store (gRPC)')
+    .option('--db <url>', 'sqlite:PATH or postgres://USER@HOST/DB', DEFAULT_DB)
+    .option('--listen <address>', 'HOST:PORT to listen on', DEFAULT_LISTEN)
+    .option('--tls-cert <file>', 'serve TLS with this certificate (PEM)')
+    .option('--tls-key <file>', 'and this key (PEM)')
+    .option('--oidc-issuer <url>', "issuer of jobs' OIDC id-tokens", GITHUB_ISSUER)
+    .option('--oidc-audience <audience>', 'audience the id-tokens must carry', DEFAULT_AUDIENCE)
+    .option('--no-oidc', 'accept tokens only, no OIDC id-tokens')
+    .action(async (options: { db: string; listen: string; tlsCert?: string; tlsKey?: string; oidc: boolean; oidcIssuer: string; oidcAudience: string }) => {
+      const repository = await openRepository(options.db);
+      const jobIdentity = options.oidc ? new OidcVerifier({ issuer: options.oidcIssuer, audience: options.oidcAudience }) : undefined;
+      const server = createPolicyStoreServer({ repository, jobIdentity, log: (line) => process.stderr.write(line + '\n') });
+      const credentials =
+        options.tlsCert && options.tlsKey
+          ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: fs.readFileSync(options.tlsCert), private_key: fs.readFileSync(options.tlsKey) }])
+          : grpc.ServerCredentials.createInsecure();
+      const port = await new Promise<number>((resolve, reject) => server.bindAsync(options.listen, credentials, (error, bound) => (error ? reject(new RingfenceError(`cannot listen on ${options.listen}: ${error.message}`, 'RF_LISTEN')) : resolve(bound))));
+      const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
+      process.stderr.write(`ringfence policy store listening on ${host}:${port} (${options.db}, schema v${await repository.schemaVersion()})\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => server.tryShutdown(() => resolve());
+        process.once('SIGINT', stop).once('SIGTERM', stop);
+      });
+      await repository.close();
+    });
+
+  const token = program.command('token').description('credentials of the policy store');
+  token
+    .command('create')
+    .description('create a token (run on the server host, against its database); printed once')
+    .requiredOption('--org <org>', 'the organization it acts in')
+    .requiredOption('--role <role>', 'admin (manage policies) or agent (resolve only)')
+    .option('--description <text>', 'what it is for', '')
+    .option('--db <url>', 'sqlite:PATH or postgres://…', DEFAULT_DB)
+    .action(async (options: { org: string; role: 'admin' | 'agent'; description: string; db: string }) => {
+      const repository = await openRepository(options.db);
+      try {
+        const { token: secret, record } = await createToken(repository, options.org, options.role, options.description);
+        process.stderr.write(`token ${record.id} (${record.role} of ${record.org}); it is not shown again:\n`);
+        print(secret);
+      } finally {
+        await repository.close();
+      }
+    });
+
+  const policy = program.command('policy').description('policies in the policy store (RINGFENCE_SERVER, RINGFENCE_TOKEN)');
+  const json = (cmd: Command) => cmd.option('--json', 'print JSON');
+
+  json(
+    policy
+      .command('create')
+      .argument('[name]', 'policy name (with --endpoint…)')
+      .option('-f, --file <file>', 'policy file (docs/policy.md)')
+      .option('--endpoint <endpoint...>', 'allowed endpoints')
+      .option('--egress-policy <mode>', 'audit or block', 'audit')
+      .option('--lockdown <detection...>', 'enable lockdown with these detections'),
+  ).action(async (name: string | undefined, options: { file?: string; endpoint?: string[]; egressPolicy: string; lockdown?: string[]; json?: boolean }) => {
+    let yaml: string;
+    if (options.file) {
+      loadPolicyFile(options.file); // the same check the server makes, with the file's own name and lines
+      yaml = fs.readFileSync(options.file, 'utf8');
+    }
+    else {
+      if (!name) throw new RingfenceError('policy create needs -f FILE, or NAME with --endpoint…', 'RF_USAGE');
+      yaml = YAML.stringify({
+        name,
+        'egress-policy': options.egressPolicy,
+        'allowed-endpoints': options.endpoint ?? [],
+        ...(options.lockdown ? { 'lockdown-mode': { enabled: true, detections: options.lockdown } } : {}),
+      });
+    }
+    const created = await call<Policy__Output>('CreatePolicy', { policyYaml: yaml, name: options.file ? (name ?? '') : name });
+    print(options.json ? JSON.stringify(created) : `created policy ${created.name} (version ${created.version})`);
+  });
+
+  json(policy.command('update').requiredOption('-f, --file <file>', 'policy file').option('--name <name>', 'when the file has none').option('--expected-version <n>', 'fail if it changed since this version')).action(
+    async (options: { file: string; name?: string; expectedVersion?: string; json?: boolean }) => {
+      loadPolicyFile(options.file);
+      const updated = await call<Policy__Output>('UpdatePolicy', { policyYaml: fs.readFileSync(options.file, 'utf8'), name: options.name ?? '', expectedVersion: options.expectedVersion ?? '0' });
+      print(options.json ? JSON.stringify(updated) : `updated policy ${updated.name} to version ${updated.version}`);
+    },
+  );
+
+  json(policy.command('list')).action(async (options: { json?: boolean }) => {
+    const { policies } = await call<{ policies: Policy__Output[] }>('ListPolicies', {});
+    if (options.json) return print(JSON.stringify(policies));
+    print(table(['NAME', 'EGRESS', 'ENDPOINTS', 'LOCKDOWN', 'VERSION', 'UPDATED'], policies.map((p) => [p.name, p.egressPolicy, String(p.allowedEndpoints.length), p.lockdownMode?.enabled ? p.lockdownMode.detections.join(',') : 'off', p.version, p.updatedAt])));
+  });
+
+  json(policy.command('show').argument('<name>')).action(async (name: string, options: { json?: boolean }) => {
+    const p = await call<Policy__Output>('GetPolicy', { name });
+    print(options.json ? JSON.stringify(p) : showPolicy(p));
+  });
+
+  json(policy.command('history').argument('<name>')).action(async (name: string, options: { json?: boolean }) => {
+    const { versions } = await call<{ versions: { version: string; author: string; createdAt: string; changes: string[] }[] }>('PolicyHistory', { name });
+    if (options.json) return print(JSON.stringify(versions));
+    print(table(['VERSION', 'WHEN', 'WHO', 'CHANGES'], versions.map((v) => [v.version, v.createdAt, v.author, v.changes.join('; ')])));
+  });
+
+  policy
+    .command('delete')
+    .argument('<name>')
+    .action(async (name: string) => {
+      const { detached } = await call<{ detached: number }>('DeletePolicy', { name });
+      print(`deleted policy ${name}${detached ? ` and its ${detached} attachment(s)` : ''}`);
+    });
+
+  for (const verb of ['attach', 'detach'] as const) {
+    policy
+      .command(verb)
+      .argument('<name>')
+      .option('--org <org>', 'the organization (the scope, unless --repo)')
+      .option('--repo <repo>', 'a repository: NAME or OWNER/NAME')
+      .option('--workflow <path>', 'a workflow file of --repo, e.g. .github/workflows/ci.yml')
+      .option('--cluster <cluster>', 'a runner group / ARC cluster')
+      .action(async (name: string, flags: ScopeFlags) => {
+        const scope = scopeFromFlags(flags);
+        if (verb === 'attach') {
+          const attachment = await call<Attachment__Output>('Attach', { policy: name, scope });
+          print(`attached ${name} to ${scopeText(attachment)}`);
+        } else {
+          await call('Detach', { policy: name, scope });
+          print(`detached ${name}`);
+        }
+      });
+  }
+
+  json(
+    policy
+      .command('resolve')
+      .description('which policy a job gets, and which attachment chose it')
+      .requiredOption('--org <org>')
+      .option('--repo <repo>')
+      .option('--workflow <path>')
+      .option('--job <job>')
+      .option('--cluster <cluster>'),
+  ).action(async (options: { org: string; repo?: string; workflow?: string; job?: string; cluster?: string; json?: boolean }) => {
+    const result = await call<{ policy: Policy__Output | null; scope: string; attachment: Attachment__Output | null }>('ResolvePolicy', {
+      job: { org: options.org, repository: options.repo ?? '', workflow: options.workflow ?? '', job: options.job ?? '', cluster: options.cluster ?? '' },
+    });
+    if (options.json) {
+      return print(
+        JSON.stringify({
+          policy: result.policy
+            ? { name: result.policy.name, 'egress-policy': result.policy.egressPolicy, 'allowed-endpoints': result.policy.allowedEndpoints, 'lockdown-mode': result.policy.lockdownMode, version: Number(result.policy.version) }
+            : null,
+          scope: result.scope,
+        }),
+      );
+    }
+    print(result.policy ? `${result.policy.name} (version ${result.policy.version}), from the ${result.attachment ? scopeText(result.attachment) : result.scope} attachment` : 'no policy applies: audit mode');
+  });
+
+  json(policy.command('import-endpoints').argument('<name>').requiredOption('--from <source>', 'file:PATH (one endpoint per line, # comments)').option('--dry-run', 'show what would be added, change nothing')).action(
+    async (name: string, options: { from: string; dryRun?: boolean; json?: boolean }) => {
+      if (!options.from.startsWith('file:')) throw new RingfenceError(`unknown import source '${options.from}': only file:PATH today`, 'RF_USAGE');
+      const file = options.from.slice('file:'.length);
+      let text: string;
+      try {
+        text = fs.readFileSync(file, 'utf8');
+      } catch (error) {
+        throw new RingfenceError(`cannot read ${file}: ${(error as Error).message}`, 'RF_USAGE');
+      }
+      const result = await call<{ added: string[]; unchanged: string[]; policy: Policy__Output }>('ImportEndpoints', { name, file: { text, path: file }, dryRun: Boolean(options.dryRun) });
+      if (options.json) return print(JSON.stringify(result));
+      for (const e of result.added) print(`+ ${e}`);
+      print(`${options.dryRun ? 'would add' : 'added'} ${result.added.length}, ${result.unchanged.length} already in ${name}${options.dryRun ? '' : ` (version ${result.policy.version})`}`);
+    },
+  );
+
+  policy
+    .command('export-endpoints')
+    .argument('<name>')
+    .option('-o, --output <file>', 'write to FILE instead of stdout')
+    .action(async (name: string, options: { output?: string }) => {
+      const { text } = await call<{ text: string }>('ExportEndpoints', { name });
+      if (options.output) fs.writeFileSync(options.output, text);
+      else process.stdout.write(text);
+    });
+}

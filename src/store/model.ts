@@ -1,0 +1,164 @@
+/**
+ * The policy store's model: policies of an organization, where they are
+ * attached, and which one a job gets (DESIGN.md §4, §6).
+ */
+import { StoreError } from './errors';
+
+export type ScopeKind = 'cluster' | 'organization' | 'repository' | 'workflow';
+
+/** Where a policy is attached, within an organization. */
+export interface Scope {
+  kind: ScopeKind;
+  /** Repository name within the org (workflow and repository scopes). */
+  repository?: string;
+  /** Workflow file path, e.g. .github/workflows/ci.yml (workflow scope). */
+  workflow?: string;
+  cluster?: string;
+}
+
+export interface StoredPolicy {
+  org: string;
+  name: string;
+  egressPolicy: 'audit' | 'block';
+  allowedEndpoints: string[];
+  lockdown: { enabled: boolean; detections: string[] };
+  version: number;
+  updatedBy: string;
+  updatedAt: string;
+}
+
+export type PolicyContent = Pick<StoredPolicy, 'egressPolicy' | 'allowedEndpoints' | 'lockdown'>;
+
+export interface PolicyVersion {
+  version: number;
+  author: string;
+  createdAt: string;
+  changes: string[];
+  policy: StoredPolicy;
+}
+
+export interface Attachment {
+  org: string;
+  policy: string;
+  scope: Scope;
+  createdBy: string;
+  createdAt: string;
+}
+
+export interface JobContext {
+  org: string;
+  repository?: string;
+  workflow?: string;
+  job?: string;
+  cluster?: string;
+  /** The policy named in the workflow step (authenticated by the job's OIDC token). */
+  namedPolicy?: string;
+}
+
+export type ResolvedScope = 'named' | 'workflow' | 'repository' | 'organization' | 'cluster' | 'none';
+
+export interface Resolution {
+  policy?: StoredPolicy;
+  scope: ResolvedScope;
+  attachment?: Attachment;
+}
+
+/** Most specific first: a more specific attachment is an exemption from a broader one. */
+export const PRECEDENCE: ScopeKind[] = ['workflow', 'repository', 'organization', 'cluster'];
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
+const WORKFLOW = /^\.github\/workflows\/[^/\0]+\.ya?ml$/;
+
+/** `name` or `owner/name`; the owner, if given, must be the org. */
+export function repositoryName(org: string, repository: string): string {
+  const parts = repository.split('/');
+  if (parts.length === 2) {
+    if (parts[0].toLowerCase() !== org.toLowerCase()) {
+      throw new StoreError('PERMISSION_DENIED', `repository ${repository} does not belong to organization ${org}`);
+    }
+    return checkName('repository', parts[1]);
+  }
+  if (parts.length !== 1) throw new StoreError('INVALID_ARGUMENT', `repository '${repository}' is neither NAME nor OWNER/NAME`);
+  return checkName('repository', repository);
+}
+
+export function checkName(what: string, value: string): string {
+  if (!NAME.test(value)) throw new StoreError('INVALID_ARGUMENT', `${what} '${value}' must be 1-100 letters, digits, '.', '_' or '-'`);
+  return value;
+}
+
+/** Validates a scope and brings it to its stored form. */
+export function normalizeScope(org: string, scope: Scope): Scope {
+  switch (scope.kind) {
+    case 'organization':
+      return { kind: 'organization' };
+    case 'cluster':
+      if (!scope.cluster) throw new StoreError('INVALID_ARGUMENT', 'a cluster scope needs a cluster name');
+      return { kind: 'cluster', cluster: checkName('cluster', scope.cluster) };
+    case 'repository':
+      if (!scope.repository) throw new StoreError('INVALID_ARGUMENT', 'a repository scope needs a repository');
+      return { kind: 'repository', repository: repositoryName(org, scope.repository) };
+    case 'workflow':
+      if (!scope.repository || !scope.workflow) throw new StoreError('INVALID_ARGUMENT', 'a workflow scope needs a repository and a workflow path');
+      if (!WORKFLOW.test(scope.workflow)) throw new StoreError('INVALID_ARGUMENT', `workflow '${scope.workflow}' is not a workflow file path such as .github/workflows/ci.yml`);
+      return { kind: 'workflow', repository: repositoryName(org, scope.repository), workflow: scope.workflow };
+    default:
+      throw new StoreError('INVALID_ARGUMENT', `unknown scope kind '${String((scope as Scope).kind)}'`);
+  }
+}
+
+export function describeScope(org: string, scope: Scope): string {
+  switch (scope.kind) {
+    case 'organization':
+      return `organization ${org}`;
+    case 'cluster':
+      return `cluster ${scope.cluster}`;
+    case 'repository':
+      return `repository ${org}/${scope.repository}`;
+    case 'workflow':
+      return `workflow ${org}/${scope.repository}:${scope.workflow}`;
+  }
+}
+
+/** Whether an attachment's scope covers the job. */
+export function scopeMatches(scope: Scope, job: JobContext, repository?: string): boolean {
+  switch (scope.kind) {
+    case 'organization':
+      return true;
+    case 'cluster':
+      return job.cluster !== undefined && scope.cluster === job.cluster;
+    case 'repository':
+      return repository !== undefined && scope.repository === repository;
+    case 'workflow':
+      return repository !== undefined && scope.repository === repository && scope.workflow === job.workflow;
+  }
+}
+
+/**
+ * The attachment that decides a job's policy: the most specific of those
+ * whose scope covers it (workflow > repository > organization > cluster).
+ */
+export function chooseAttachment(job: JobContext, attachments: Attachment[]): Attachment | undefined {
+  const repository = job.repository ? repositoryName(job.org, job.repository) : undefined;
+  for (const kind of PRECEDENCE) {
+    const found = attachments.find((a) => a.org === job.org && a.scope.kind === kind && scopeMatches(a.scope, job, repository));
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/** What changed between two versions of a policy, one line per change. */
+export function describeChanges(before: PolicyContent | undefined, after: PolicyContent): string[] {
+  if (!before) return ['created'];
+  const changes: string[] = [];
+  if (before.egressPolicy !== after.egressPolicy) changes.push(`egress-policy ${before.egressPolicy} → ${after.egressPolicy}`);
+  const old = new Set(before.allowedEndpoints);
+  const now = new Set(after.allowedEndpoints);
+  for (const e of after.allowedEndpoints) if (!old.has(e)) changes.push(`+ ${e}`);
+  for (const e of before.allowedEndpoints) if (!now.has(e)) changes.push(`- ${e}`);
+  if (before.lockdown.enabled !== after.lockdown.enabled) changes.push(`lockdown ${before.lockdown.enabled ? 'enabled' : 'disabled'} → ${after.lockdown.enabled ? 'enabled' : 'disabled'}`);
+  const oldDetections = before.lockdown.detections.join(', ');
+  const newDetections = after.lockdown.detections.join(', ');
+  if (oldDetections !== newDetections) changes.push(`detections [${oldDetections}] → [${newDetections}]`);
+  return changes.length ? changes : ['no change'];
+}

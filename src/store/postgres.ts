@@ -1,0 +1,193 @@
+/**
+ * The policy store in PostgreSQL, for several server replicas behind a load
+ * balancer. Updates lock the policy row (SELECT … FOR UPDATE), so concurrent
+ * updates from any replica are serialized and none is lost.
+ */
+import { Pool, type PoolClient } from 'pg';
+import { StoreError } from './errors';
+import { MIGRATIONS } from './migrations';
+import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
+import { now, type PolicyRepository, type TokenRecord } from './repository';
+import { attachmentFromRow, policyFromRow } from './sqlite';
+
+/** Serialization failures and deadlocks are retried; everything else is final. */
+const RETRYABLE = new Set(['40001', '40P01']);
+
+export class PostgresRepository implements PolicyRepository {
+  private readonly pool: Pool;
+
+  constructor(url: string) {
+    this.pool = new Pool({ connectionString: url, max: 16 });
+  }
+
+  private async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const client = await this.pool.connect();
+      try {
+        await client.query('BEGIN');
+        const result = await work(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        if (attempt < 5 && RETRYABLE.has((error as { code?: string }).code ?? '')) continue;
+        if ((error as { code?: string }).code === '23505') throw new StoreError('ALREADY_EXISTS', (error as Error).message);
+        throw error;
+      } finally {
+        client.release();
+      }
+    }
+  }
+
+  async migrate(): Promise<void> {
+    await this.transaction(async (client) => {
+      // one migrator at a time, whichever replica starts first
+      await client.query('SELECT pg_advisory_xact_lock(7465201)');
+      await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+      const { rows } = await client.query('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
+      const applied = Number(rows[0].version);
+      for (let index = applied; index < MIGRATIONS.length; index++) {
+        for (const statement of MIGRATIONS[index]) await client.query(statement);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [index + 1, now()]);
+      }
+    });
+  }
+
+  async schemaVersion(): Promise<number> {
+    const { rows } = await this.pool.query('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
+    return Number(rows[0].version);
+  }
+
+  private async recordVersion(client: PoolClient, policy: StoredPolicy, changes: string[]): Promise<void> {
+    await client.query('INSERT INTO policy_versions (org, name, version, author, created_at, changes, policy) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
+      policy.org,
+      policy.name,
+      policy.version,
+      policy.updatedBy,
+      policy.updatedAt,
+      JSON.stringify(changes),
+      JSON.stringify(policy),
+    ]);
+  }
+
+  async createPolicy(org: string, name: string, content: PolicyContent, author: string): Promise<StoredPolicy> {
+    return this.transaction(async (client) => {
+      const policy: StoredPolicy = { org, name, ...content, version: 1, updatedBy: author, updatedAt: now() };
+      const inserted = await client.query(
+        `INSERT INTO policies (org, name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at)
+         VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8) ON CONFLICT (org, name) DO NOTHING`,
+        [org, name, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt],
+      );
+      if (inserted.rowCount === 0) throw new StoreError('ALREADY_EXISTS', `policy ${name} already exists in ${org}`);
+      await this.recordVersion(client, policy, describeChanges(undefined, content));
+      return policy;
+    });
+  }
+
+  async updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<StoredPolicy> {
+    return this.transaction(async (client) => {
+      const { rows } = await client.query('SELECT * FROM policies WHERE org = $1 AND name = $2 FOR UPDATE', [org, name]);
+      if (rows.length === 0) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
+      const before = policyFromRow(rows[0]);
+      if (expectedVersion && before.version !== expectedVersion) {
+        throw new StoreError('FAILED_PRECONDITION', `policy ${name} is at version ${before.version}, not ${expectedVersion}: it changed since you read it`);
+      }
+      const policy: StoredPolicy = { org, name, ...content, version: before.version + 1, updatedBy: author, updatedAt: now() };
+      await client.query(
+        `UPDATE policies SET version = $1, egress_policy = $2, allowed_endpoints = $3, lockdown_enabled = $4, lockdown_detections = $5, updated_by = $6, updated_at = $7
+         WHERE org = $8 AND name = $9`,
+        [policy.version, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt, org, name],
+      );
+      await this.recordVersion(client, policy, describeChanges(before, content));
+      return policy;
+    });
+  }
+
+  async getPolicy(org: string, name: string): Promise<StoredPolicy | undefined> {
+    const { rows } = await this.pool.query('SELECT * FROM policies WHERE org = $1 AND name = $2', [org, name]);
+    return rows[0] ? policyFromRow(rows[0]) : undefined;
+  }
+
+  async listPolicies(org: string): Promise<StoredPolicy[]> {
+    const { rows } = await this.pool.query('SELECT * FROM policies WHERE org = $1 ORDER BY name', [org]);
+    return rows.map(policyFromRow);
+  }
+
+  async deletePolicy(org: string, name: string): Promise<{ detached: number }> {
+    return this.transaction(async (client) => {
+      const found = await client.query('SELECT 1 FROM policies WHERE org = $1 AND name = $2 FOR UPDATE', [org, name]);
+      if (found.rowCount === 0) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
+      const detached = (await client.query('DELETE FROM attachments WHERE org = $1 AND policy = $2', [org, name])).rowCount ?? 0;
+      await client.query('DELETE FROM policy_versions WHERE org = $1 AND name = $2', [org, name]);
+      await client.query('DELETE FROM policies WHERE org = $1 AND name = $2', [org, name]);
+      return { detached };
+    });
+  }
+
+  async history(org: string, name: string): Promise<PolicyVersion[]> {
+    if (!(await this.getPolicy(org, name))) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
+    const { rows } = await this.pool.query('SELECT * FROM policy_versions WHERE org = $1 AND name = $2 ORDER BY version', [org, name]);
+    return rows.map((r) => ({ version: Number(r.version), author: r.author, createdAt: r.created_at, changes: JSON.parse(r.changes), policy: JSON.parse(r.policy) }));
+  }
+
+  async attach(org: string, policy: string, scope: Scope, author: string): Promise<Attachment> {
+    return this.transaction(async (client) => {
+      const found = await client.query('SELECT 1 FROM policies WHERE org = $1 AND name = $2', [org, policy]);
+      if (found.rowCount === 0) throw new StoreError('NOT_FOUND', `policy ${policy} does not exist in ${org}`);
+      const createdAt = now();
+      const inserted = await client.query(
+        `INSERT INTO attachments (org, policy, kind, repository, workflow, cluster, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org, kind, repository, workflow, cluster) DO NOTHING`,
+        [org, policy, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '', author, createdAt],
+      );
+      if (inserted.rowCount === 0) {
+        const { rows } = await client.query('SELECT policy FROM attachments WHERE org = $1 AND kind = $2 AND repository = $3 AND workflow = $4 AND cluster = $5', [
+          org,
+          scope.kind,
+          scope.repository ?? '',
+          scope.workflow ?? '',
+          scope.cluster ?? '',
+        ]);
+        throw new StoreError('ALREADY_EXISTS', `policy ${rows[0]?.policy ?? '?'} is already attached there; detach it first`);
+      }
+      return { org, policy, scope, createdBy: author, createdAt };
+    });
+  }
+
+  async detach(org: string, policy: string, scope: Scope): Promise<void> {
+    const result = await this.pool.query('DELETE FROM attachments WHERE org = $1 AND policy = $2 AND kind = $3 AND repository = $4 AND workflow = $5 AND cluster = $6', [
+      org,
+      policy,
+      scope.kind,
+      scope.repository ?? '',
+      scope.workflow ?? '',
+      scope.cluster ?? '',
+    ]);
+    if (result.rowCount === 0) throw new StoreError('NOT_FOUND', `policy ${policy} is not attached there`);
+  }
+
+  async listAttachments(org: string): Promise<Attachment[]> {
+    const { rows } = await this.pool.query('SELECT * FROM attachments WHERE org = $1 ORDER BY kind, repository, workflow, cluster', [org]);
+    return rows.map(attachmentFromRow);
+  }
+
+  async createToken(record: TokenRecord, hash: string): Promise<void> {
+    await this.pool.query('INSERT INTO tokens (id, org, role, description, created_at, hash) VALUES ($1, $2, $3, $4, $5, $6)', [
+      record.id,
+      record.org,
+      record.role,
+      record.description,
+      record.createdAt,
+      hash,
+    ]);
+  }
+
+  async findToken(hash: string): Promise<TokenRecord | undefined> {
+    const { rows } = await this.pool.query('SELECT id, org, role, description, created_at FROM tokens WHERE hash = $1', [hash]);
+    return rows[0] ? { id: rows[0].id, org: rows[0].org, role: rows[0].role, description: rows[0].description, createdAt: rows[0].created_at } : undefined;
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * Storage of the policy store. One interface, two implementations: SQLite
+ * (embedded, the default) and PostgreSQL (several server replicas). The
+ * shared test suite (test/store/) runs against both.
+ */
+import type { Attachment, PolicyContent, PolicyVersion, Scope, StoredPolicy } from './model';
+
+export type TokenRole = 'admin' | 'agent';
+
+export interface TokenRecord {
+  id: string;
+  org: string;
+  role: TokenRole;
+  description: string;
+  createdAt: string;
+}
+
+export interface PolicyRepository {
+  /** Creates the schema or brings it to the newest version. */
+  migrate(): Promise<void>;
+  /** The schema version in use (the number of migrations applied). */
+  schemaVersion(): Promise<number>;
+
+  /** ALREADY_EXISTS when the org has a policy of that name. */
+  createPolicy(org: string, name: string, content: PolicyContent, author: string): Promise<StoredPolicy>;
+  /**
+   * A new version. NOT_FOUND when missing; FAILED_PRECONDITION when
+   * expectedVersion is given and is not the stored one. Concurrent updates
+   * are serialized: each becomes a version, none is lost.
+   */
+  updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<StoredPolicy>;
+  getPolicy(org: string, name: string): Promise<StoredPolicy | undefined>;
+  listPolicies(org: string): Promise<StoredPolicy[]>;
+  /** Deletes the policy, its history and its attachments; NOT_FOUND when missing. */
+  deletePolicy(org: string, name: string): Promise<{ detached: number }>;
+  history(org: string, name: string): Promise<PolicyVersion[]>;
+
+  /** ALREADY_EXISTS when the scope already has a policy attached. */
+  attach(org: string, policy: string, scope: Scope, author: string): Promise<Attachment>;
+  /** NOT_FOUND when that policy is not attached there. */
+  detach(org: string, policy: string, scope: Scope): Promise<void>;
+  listAttachments(org: string): Promise<Attachment[]>;
+
+  createToken(record: TokenRecord, hash: string): Promise<void>;
+  findToken(hash: string): Promise<TokenRecord | undefined>;
+
+  close(): Promise<void>;
+}
+
+export const now = () => new Date().toISOString();

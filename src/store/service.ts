@@ -1,0 +1,201 @@
+/**
+ * The policy store's operations, independent of transport: validation with
+ * the agent's own policy code, tenancy (everything acts in the caller's
+ * organization), roles, precedence. The gRPC server (server.ts) is a thin
+ * layer over this.
+ */
+import { EndpointError, parseEndpoint } from '../policy/endpoint';
+import { parsePolicy, PolicyError } from '../policy/policy';
+import { StoreError } from './errors';
+import { chooseAttachment, checkName, normalizeScope, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
+import type { PolicyRepository, TokenRole } from './repository';
+
+/** Who is calling, from their credentials. */
+export interface Caller {
+  org: string;
+  role: TokenRole | 'job';
+  /** For history: a token id, or the job's repository and workflow. */
+  subject: string;
+  /** For a job's OIDC identity: what it may resolve. */
+  job?: { repository: string; workflow?: string };
+}
+
+export interface ImportResult {
+  added: string[];
+  unchanged: string[];
+  policy: StoredPolicy;
+}
+
+function requireAdmin(caller: Caller): void {
+  if (caller.role !== 'admin') throw new StoreError('PERMISSION_DENIED', `a ${caller.role} credential cannot change policies; use an admin token`);
+}
+
+/** Parses a policy file's text with the agent's parser; bad input names every problem. */
+export function contentFromYaml(yaml: string, source: string): { name?: string; content: PolicyContent } {
+  try {
+    const policy = parsePolicy(yaml, source);
+    return {
+      name: policy.name,
+      content: {
+        egressPolicy: policy.egressPolicy,
+        allowedEndpoints: policy.allowedEndpoints.map((e) => e.text),
+        lockdown: { enabled: policy.lockdown.enabled, detections: [...policy.lockdown.detections] },
+      },
+    };
+  } catch (error) {
+    if (error instanceof PolicyError) {
+      throw new StoreError('INVALID_ARGUMENT', `policy is not valid (${error.problems.length} problem${error.problems.length === 1 ? '' : 's'})`, error.message.split('\n'));
+    }
+    throw error;
+  }
+}
+
+/** Endpoint lines of a file: one per line (or several, space-separated), '#' comments. */
+export function parseEndpointFile(text: string, source: string): string[] {
+  const endpoints: string[] = [];
+  const problems: string[] = [];
+  text.split('\n').forEach((line, index) => {
+    for (const entry of line.replace(/#.*/, '').split(/[\s,]+/).filter(Boolean)) {
+      try {
+        endpoints.push(parseEndpoint(entry).text);
+      } catch (error) {
+        if (!(error instanceof EndpointError)) throw error;
+        problems.push(`${source}:${index + 1}: endpoint '${entry}': ${error.message}`);
+      }
+    }
+  });
+  if (problems.length) throw new StoreError('INVALID_ARGUMENT', `${source} has ${problems.length} bad endpoint${problems.length === 1 ? '' : 's'}`, problems);
+  return endpoints;
+}
+
+/** How error messages name a policy document: its name, when it has one. */
+function sourceLabel(yaml: string, name?: string): string {
+  return name || /^name:\s*["']?([A-Za-z0-9._-]+)/m.exec(yaml)?.[1] || 'policy';
+}
+
+export class PolicyService {
+  constructor(readonly repository: PolicyRepository) {}
+
+  async create(caller: Caller, yaml: string, name?: string): Promise<StoredPolicy> {
+    requireAdmin(caller);
+    const parsed = contentFromYaml(yaml, sourceLabel(yaml, name));
+    const policyName = checkName('policy name', name || parsed.name || '');
+    return this.repository.createPolicy(caller.org, policyName, parsed.content, caller.subject);
+  }
+
+  async update(caller: Caller, yaml: string, name?: string, expectedVersion?: number): Promise<StoredPolicy> {
+    requireAdmin(caller);
+    const parsed = contentFromYaml(yaml, sourceLabel(yaml, name));
+    const policyName = checkName('policy name', name || parsed.name || '');
+    return this.repository.updatePolicy(caller.org, policyName, parsed.content, caller.subject, expectedVersion || undefined);
+  }
+
+  async get(caller: Caller, name: string): Promise<StoredPolicy> {
+    if (caller.role === 'agent' || caller.role === 'job') throw new StoreError('PERMISSION_DENIED', 'this credential can only resolve policies for jobs');
+    const policy = await this.repository.getPolicy(caller.org, name);
+    if (!policy) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${caller.org}`);
+    return policy;
+  }
+
+  async list(caller: Caller): Promise<StoredPolicy[]> {
+    requireAdmin(caller);
+    return this.repository.listPolicies(caller.org);
+  }
+
+  async remove(caller: Caller, name: string): Promise<{ detached: number }> {
+    requireAdmin(caller);
+    return this.repository.deletePolicy(caller.org, name);
+  }
+
+  async history(caller: Caller, name: string): Promise<PolicyVersion[]> {
+    requireAdmin(caller);
+    return this.repository.history(caller.org, name);
+  }
+
+  async attach(caller: Caller, policy: string, scope: Scope): Promise<Attachment> {
+    requireAdmin(caller);
+    return this.repository.attach(caller.org, policy, normalizeScope(caller.org, scope), caller.subject);
+  }
+
+  async detach(caller: Caller, policy: string, scope: Scope): Promise<void> {
+    requireAdmin(caller);
+    return this.repository.detach(caller.org, policy, normalizeScope(caller.org, scope));
+  }
+
+  async attachments(caller: Caller): Promise<Attachment[]> {
+    requireAdmin(caller);
+    return this.repository.listAttachments(caller.org);
+  }
+
+  /**
+   * Exactly one policy for a job, or none (audit): named in the workflow step
+   * (only with the job's own OIDC identity) > workflow > repository >
+   * organization > cluster.
+   */
+  async resolve(caller: Caller, job: JobContext): Promise<Resolution> {
+    if (job.org !== caller.org) throw new StoreError('PERMISSION_DENIED', `credentials of ${caller.org} cannot resolve policies of ${job.org}`);
+    if (job.namedPolicy) {
+      if (caller.role !== 'job') throw new StoreError('PERMISSION_DENIED', `a policy named in the workflow is fetched with the job's OIDC id-token`);
+      const policy = await this.repository.getPolicy(caller.org, job.namedPolicy);
+      if (!policy) throw new StoreError('NOT_FOUND', `policy ${job.namedPolicy} does not exist in ${caller.org}`);
+      return { policy, scope: 'named' };
+    }
+    if (caller.role === 'job' && caller.job && job.repository && job.repository.split('/').pop() !== caller.job.repository) {
+      throw new StoreError('PERMISSION_DENIED', `a job of ${caller.job.repository} cannot resolve policies for ${job.repository}`);
+    }
+    const attachment = chooseAttachment(job, await this.repository.listAttachments(caller.org));
+    if (!attachment) return { scope: 'none' };
+    const policy = await this.repository.getPolicy(caller.org, attachment.policy);
+    if (!policy) return { scope: 'none' };
+    return { policy, scope: attachment.scope.kind, attachment };
+  }
+
+  /**
+   * Adds a file's endpoints to a policy without duplicates (or, dry, says
+   * what it would add). A concurrent change to the policy makes it merge
+   * again on the newer version, so neither write is lost.
+   */
+  async importEndpoints(caller: Caller, name: string, source: { text: string; path: string }, dryRun: boolean): Promise<ImportResult> {
+    requireAdmin(caller);
+    const incoming = parseEndpointFile(source.text, source.path || 'endpoints');
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.mergeEndpoints(caller, name, incoming, dryRun);
+      } catch (error) {
+        if (!(error instanceof StoreError) || error.code !== 'FAILED_PRECONDITION' || attempt >= 20) throw error;
+      }
+    }
+  }
+
+  private async mergeEndpoints(caller: Caller, name: string, incoming: string[], dryRun: boolean): Promise<ImportResult> {
+    const policy = await this.repository.getPolicy(caller.org, name);
+    if (!policy) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${caller.org}`);
+    const have = new Set(policy.allowedEndpoints.map(identity));
+    const added: string[] = [];
+    const unchanged: string[] = [];
+    for (const endpoint of incoming) {
+      const id = identity(endpoint);
+      if (have.has(id)) unchanged.push(endpoint);
+      else {
+        have.add(id);
+        added.push(endpoint);
+      }
+    }
+    if (dryRun || added.length === 0) return { added, unchanged, policy };
+    const content: PolicyContent = { egressPolicy: policy.egressPolicy, allowedEndpoints: [...policy.allowedEndpoints, ...added], lockdown: policy.lockdown };
+    const updated = await this.repository.updatePolicy(caller.org, name, content, caller.subject, policy.version);
+    return { added, unchanged, policy: updated };
+  }
+
+  async exportEndpoints(caller: Caller, name: string): Promise<string> {
+    const policy = await this.get(caller, name);
+    return `# allowed endpoints of policy ${policy.name} (${policy.org}), version ${policy.version}\n${policy.allowedEndpoints.join('\n')}\n`;
+  }
+}
+
+/** Entries that mean the same endpoint (case, trailing dot, default port) are one. */
+function identity(text: string): string {
+  const endpoint = parseEndpoint(text);
+  if (endpoint.kind === 'name') return `${endpoint.pattern}:${endpoint.port}`;
+  return `${Buffer.from(endpoint.bytes).toString('hex')}/${endpoint.prefixLength}:${endpoint.port}`;
+}

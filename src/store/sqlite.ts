@@ -1,0 +1,204 @@
+/**
+ * The policy store in SQLite (better-sqlite3, WAL): zero set-up, one file.
+ * Writes run in IMMEDIATE transactions, so concurrent updaters (several
+ * server processes on one file, too) are serialized and none is lost.
+ */
+import Database from 'better-sqlite3';
+import fs from 'node:fs';
+import path from 'node:path';
+import { StoreError } from './errors';
+import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
+import { now, type PolicyRepository, type TokenRecord } from './repository';
+import { MIGRATIONS } from './migrations';
+
+interface PolicyRow {
+  org: string;
+  name: string;
+  version: number;
+  egress_policy: 'audit' | 'block';
+  allowed_endpoints: string;
+  lockdown_enabled: number;
+  lockdown_detections: string;
+  updated_by: string;
+  updated_at: string;
+}
+
+interface AttachmentRow {
+  org: string;
+  policy: string;
+  kind: Scope['kind'];
+  repository: string;
+  workflow: string;
+  cluster: string;
+  created_by: string;
+  created_at: string;
+}
+
+export function policyFromRow(row: PolicyRow): StoredPolicy {
+  return {
+    org: row.org,
+    name: row.name,
+    egressPolicy: row.egress_policy,
+    allowedEndpoints: JSON.parse(row.allowed_endpoints) as string[],
+    lockdown: { enabled: Boolean(row.lockdown_enabled), detections: JSON.parse(row.lockdown_detections) as string[] },
+    version: Number(row.version),
+    updatedBy: row.updated_by,
+    updatedAt: row.updated_at,
+  };
+}
+
+export function attachmentFromRow(row: AttachmentRow): Attachment {
+  const scope: Scope = { kind: row.kind };
+  if (row.repository) scope.repository = row.repository;
+  if (row.workflow) scope.workflow = row.workflow;
+  if (row.cluster) scope.cluster = row.cluster;
+  return { org: row.org, policy: row.policy, scope, createdBy: row.created_by, createdAt: row.created_at };
+}
+
+export class SqliteRepository implements PolicyRepository {
+  private readonly db: Database.Database;
+
+  constructor(file: string) {
+    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.pragma('foreign_keys = ON');
+  }
+
+  async migrate(): Promise<void> {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+    const applied = await this.schemaVersion();
+    const apply = this.db.transaction((version: number, statements: string[]) => {
+      for (const statement of statements) this.db.exec(statement);
+      this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(version, now());
+    });
+    MIGRATIONS.forEach((statements, index) => {
+      if (index + 1 > applied) apply.immediate(index + 1, statements);
+    });
+  }
+
+  async schemaVersion(): Promise<number> {
+    const row = this.db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as { version: number | null };
+    return row.version ?? 0;
+  }
+
+  private row(org: string, name: string): PolicyRow | undefined {
+    return this.db.prepare('SELECT * FROM policies WHERE org = ? AND name = ?').get(org, name) as PolicyRow | undefined;
+  }
+
+  private recordVersion(policy: StoredPolicy, changes: string[]): void {
+    this.db
+      .prepare('INSERT INTO policy_versions (org, name, version, author, created_at, changes, policy) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(policy.org, policy.name, policy.version, policy.updatedBy, policy.updatedAt, JSON.stringify(changes), JSON.stringify(policy));
+  }
+
+  async createPolicy(org: string, name: string, content: PolicyContent, author: string): Promise<StoredPolicy> {
+    return this.db.transaction(() => {
+      if (this.row(org, name)) throw new StoreError('ALREADY_EXISTS', `policy ${name} already exists in ${org}`);
+      const policy: StoredPolicy = { org, name, ...content, version: 1, updatedBy: author, updatedAt: now() };
+      this.db
+        .prepare(
+          'INSERT INTO policies (org, name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        )
+        .run(org, name, 1, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt);
+      this.recordVersion(policy, describeChanges(undefined, content));
+      return policy;
+    }).immediate();
+  }
+
+  async updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<StoredPolicy> {
+    return this.db.transaction(() => {
+      const row = this.row(org, name);
+      if (!row) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
+      const before = policyFromRow(row);
+      if (expectedVersion && before.version !== expectedVersion) {
+        throw new StoreError('FAILED_PRECONDITION', `policy ${name} is at version ${before.version}, not ${expectedVersion}: it changed since you read it`);
+      }
+      const policy: StoredPolicy = { org, name, ...content, version: before.version + 1, updatedBy: author, updatedAt: now() };
+      this.db
+        .prepare(
+          'UPDATE policies SET version = ?, egress_policy = ?, allowed_endpoints = ?, lockdown_enabled = ?, lockdown_detections = ?, updated_by = ?, updated_at = ? WHERE org = ? AND name = ? AND version = ?',
+        )
+        .run(policy.version, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt, org, name, before.version);
+      this.recordVersion(policy, describeChanges(before, content));
+      return policy;
+    }).immediate();
+  }
+
+  async getPolicy(org: string, name: string): Promise<StoredPolicy | undefined> {
+    const row = this.row(org, name);
+    return row ? policyFromRow(row) : undefined;
+  }
+
+  async listPolicies(org: string): Promise<StoredPolicy[]> {
+    return (this.db.prepare('SELECT * FROM policies WHERE org = ? ORDER BY name').all(org) as PolicyRow[]).map(policyFromRow);
+  }
+
+  async deletePolicy(org: string, name: string): Promise<{ detached: number }> {
+    return this.db.transaction(() => {
+      if (!this.row(org, name)) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
+      const detached = this.db.prepare('DELETE FROM attachments WHERE org = ? AND policy = ?').run(org, name).changes;
+      this.db.prepare('DELETE FROM policy_versions WHERE org = ? AND name = ?').run(org, name);
+      this.db.prepare('DELETE FROM policies WHERE org = ? AND name = ?').run(org, name);
+      return { detached };
+    }).immediate();
+  }
+
+  async history(org: string, name: string): Promise<PolicyVersion[]> {
+    if (!this.row(org, name)) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
+    const rows = this.db.prepare('SELECT * FROM policy_versions WHERE org = ? AND name = ? ORDER BY version').all(org, name) as {
+      version: number;
+      author: string;
+      created_at: string;
+      changes: string;
+      policy: string;
+    }[];
+    return rows.map((r) => ({ version: r.version, author: r.author, createdAt: r.created_at, changes: JSON.parse(r.changes), policy: JSON.parse(r.policy) }));
+  }
+
+  async attach(org: string, policy: string, scope: Scope, author: string): Promise<Attachment> {
+    return this.db.transaction(() => {
+      if (!this.row(org, policy)) throw new StoreError('NOT_FOUND', `policy ${policy} does not exist in ${org}`);
+      const existing = this.db
+        .prepare('SELECT * FROM attachments WHERE org = ? AND kind = ? AND repository = ? AND workflow = ? AND cluster = ?')
+        .get(org, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '') as AttachmentRow | undefined;
+      if (existing) {
+        throw new StoreError('ALREADY_EXISTS', `policy ${existing.policy} is already attached there; detach it first`);
+      }
+      const createdAt = now();
+      this.db
+        .prepare('INSERT INTO attachments (org, policy, kind, repository, workflow, cluster, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(org, policy, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '', author, createdAt);
+      return { org, policy, scope, createdBy: author, createdAt };
+    }).immediate();
+  }
+
+  async detach(org: string, policy: string, scope: Scope): Promise<void> {
+    const changes = this.db
+      .prepare('DELETE FROM attachments WHERE org = ? AND policy = ? AND kind = ? AND repository = ? AND workflow = ? AND cluster = ?')
+      .run(org, policy, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '').changes;
+    if (changes === 0) throw new StoreError('NOT_FOUND', `policy ${policy} is not attached there`);
+  }
+
+  async listAttachments(org: string): Promise<Attachment[]> {
+    return (this.db.prepare('SELECT * FROM attachments WHERE org = ? ORDER BY kind, repository, workflow, cluster').all(org) as AttachmentRow[]).map(attachmentFromRow);
+  }
+
+  async createToken(record: TokenRecord, hash: string): Promise<void> {
+    this.db
+      .prepare('INSERT INTO tokens (id, org, role, description, created_at, hash) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(record.id, record.org, record.role, record.description, record.createdAt, hash);
+  }
+
+  async findToken(hash: string): Promise<TokenRecord | undefined> {
+    const row = this.db.prepare('SELECT id, org, role, description, created_at FROM tokens WHERE hash = ?').get(hash) as
+      | { id: string; org: string; role: TokenRecord['role']; description: string; created_at: string }
+      | undefined;
+    return row ? { id: row.id, org: row.org, role: row.role, description: row.description, createdAt: row.created_at } : undefined;
+  }
+
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * Credentials: opaque bearer tokens, stored only as SHA-256 hashes. Admin
+ * tokens manage an organization's policies; agent tokens (per cluster or
+ * runner) may only resolve policies for that organization's jobs.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { StoreError } from './errors';
+import { checkName } from './model';
+import { now, type PolicyRepository, type TokenRecord, type TokenRole } from './repository';
+import type { Caller } from './service';
+
+const PREFIX: Record<TokenRole, string> = { admin: 'rfa_', agent: 'rfg_' };
+
+export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
+
+/** Creates a token and returns it: the only time it is ever seen in clear. */
+export async function createToken(repository: PolicyRepository, org: string, role: TokenRole, description = ''): Promise<{ token: string; record: TokenRecord }> {
+  if (role !== 'admin' && role !== 'agent') throw new StoreError('INVALID_ARGUMENT', `role must be admin or agent, not '${role}'`);
+  const record: TokenRecord = { id: randomBytes(6).toString('hex'), org: checkName('organization', org), role, description, createdAt: now() };
+  const token = `${PREFIX[role]}${randomBytes(32).toString('base64url')}`;
+  await repository.createToken(record, hashToken(token));
+  return { token, record };
+}
+
+/** The caller a bearer token stands for; UNAUTHENTICATED when it is unknown. */
+export async function callerForToken(repository: PolicyRepository, token: string): Promise<Caller> {
+  const record = await repository.findToken(hashToken(token));
+  if (!record) throw new StoreError('UNAUTHENTICATED', 'unknown or revoked token');
+  return { org: record.org, role: record.role, subject: `token:${record.id}` };
+}

@@ -1,0 +1,80 @@
+/** The policy store as users drive it: `ringfence server`, `token create`, `policy …`. */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const RINGFENCE = path.resolve(__dirname, '../../bin/ringfence');
+const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-cli-store-'));
+const db = `sqlite:${path.join(dir, 'store.db')}`;
+let server: ChildProcess;
+let env: NodeJS.ProcessEnv;
+
+function ringfence(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(process.execPath, [RINGFENCE, ...args], { env: { ...process.env, ...env, ...extraEnv } }, (error, stdout, stderr) =>
+      resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
+beforeAll(async () => {
+  server = spawn(process.execPath, [RINGFENCE, 'server', '--db', db, '--listen', '127.0.0.1:0', '--no-oidc'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const address = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    server.stderr!.on('data', (d) => {
+      text += d;
+      const match = /listening on (\S+)/.exec(text);
+      if (match) resolve(match[1]);
+    });
+    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${text}`)));
+  });
+  const created = await ringfence(['token', 'create', '--org', 'acme', '--role', 'admin', '--db', db]);
+  expect(created.code).toBe(0);
+  env = { RINGFENCE_SERVER: address, RINGFENCE_TOKEN: created.stdout.trim() };
+});
+
+afterAll(() => {
+  server?.kill('SIGTERM');
+});
+
+describe('ringfence policy', () => {
+  it('creates from flags and from a file, lists, shows, attaches, resolves, exports', async () => {
+    expect((await ringfence(['policy', 'create', 'npm', '--endpoint', 'registry.npmjs.org', '*.githubusercontent.com:443', '--egress-policy', 'block'])).stdout).toBe('created policy npm (version 1)\n');
+    const file = path.join(dir, 'release.yml');
+    fs.writeFileSync(file, 'name: release\negress-policy: block\nallowed-endpoints: github.com\nlockdown-mode:\n  enabled: true\n  detections: [Reverse-Shell]\n');
+    expect((await ringfence(['policy', 'create', '-f', file])).code).toBe(0);
+
+    const list = await ringfence(['policy', 'list']);
+    expect(list.stdout.split('\n')[0]).toMatch(/^NAME +EGRESS +ENDPOINTS +LOCKDOWN +VERSION +UPDATED$/);
+    expect(list.stdout).toMatch(/^npm +block +2 +off +1 /m);
+    expect(list.stdout).toMatch(/^release +block +1 +Reverse-Shell +1 /m);
+
+    expect((await ringfence(['policy', 'attach', 'npm', '--org', 'acme', '--repo', 'acme/web'])).stdout).toBe('attached npm to repository web\n');
+    expect((await ringfence(['policy', 'attach', 'release', '--org', 'acme', '--repo', 'web', '--workflow', '.github/workflows/release.yml'])).code).toBe(0);
+    const resolved = await ringfence(['policy', 'resolve', '--org', 'acme', '--repo', 'web', '--workflow', '.github/workflows/release.yml', '--json']);
+    expect(JSON.parse(resolved.stdout)).toMatchObject({ policy: { name: 'release', 'egress-policy': 'block' }, scope: 'workflow' });
+    const none = await ringfence(['policy', 'resolve', '--org', 'acme', '--repo', 'other', '--workflow', '.github/workflows/ci.yml', '--json']);
+    expect(JSON.parse(none.stdout)).toEqual({ policy: null, scope: 'none' });
+
+    const out = path.join(dir, 'npm.txt');
+    await ringfence(['policy', 'export-endpoints', 'npm', '-o', out]);
+    expect(fs.readFileSync(out, 'utf8')).toContain('registry.npmjs.org\n*.githubusercontent.com:443\n');
+    fs.writeFileSync(path.join(dir, 'more.txt'), '# more\nproxy.golang.org\nregistry.npmjs.org\n');
+    const dry = await ringfence(['policy', 'import-endpoints', 'npm', '--from', `file:${path.join(dir, 'more.txt')}`, '--dry-run']);
+    expect(dry.stdout).toBe('+ proxy.golang.org\nwould add 1, 1 already in npm\n');
+  });
+
+  it('says what is wrong in one line per problem, with a non-zero exit', async () => {
+    const bad = path.join(dir, 'bad.yml');
+    fs.writeFileSync(bad, 'name: bad\negress-policy: block\nallowed-endpoints: >\n  ok.com\n  a..b.com\n');
+    const result = await ringfence(['policy', 'create', '-f', bad]);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toBe(`ringfence: policy ${bad} is not valid, nothing was done:\n${bad}:5: endpoint 'a..b.com': empty label in 'a..b.com'\n`);
+    const missing = await ringfence(['policy', 'show', 'nope']);
+    expect(missing.stderr).toBe('ringfence: NOT_FOUND: policy nope does not exist in acme\n');
+    const noToken = await ringfence(['policy', 'list'], { RINGFENCE_TOKEN: '' });
+    expect(noToken.stderr).toMatch(/^ringfence: RINGFENCE_TOKEN is not set/);
+  });
+});

@@ -1,0 +1,196 @@
+/**
+ * The policy store through its real gRPC server, on SQLite and PostgreSQL:
+ * CRUD, versions, precedence and exemptions, tenancy, auth, bad policies,
+ * endpoint import/export, concurrent updates.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { StoreClient } from '../../src/store/client';
+import { SCOPE_KINDS } from '../../src/store/proto';
+import type { PolicyRepository } from '../../src/store/repository';
+import { createPolicyStoreServer } from '../../src/store/server';
+import { createToken } from '../../src/store/tokens';
+import { OidcVerifier } from '../../src/store/oidc';
+import { BACKENDS } from './backends';
+import { startTestIssuer, type TestIssuer } from './oidc-issuer';
+
+const BUILD = `name: build
+egress-policy: block
+allowed-endpoints: >
+  registry.npmjs.org:443
+  github.com
+lockdown-mode:
+  enabled: true
+  detections: [Reverse-Shell]
+`;
+
+const scope = (kind: 'organization' | 'repository' | 'workflow' | 'cluster', extra: Record<string, string> = {}) => ({ kind: SCOPE_KINDS.toProto[kind], ...extra });
+
+describe.each(BACKENDS)('policy store on $name', (backend) => {
+  let repository: PolicyRepository;
+  let server: grpc.Server;
+  let address: string;
+  let issuer: TestIssuer;
+  const tokens: Record<string, string> = {};
+  const clients: StoreClient[] = [];
+
+  const as = (who: string) => {
+    const c = new StoreClient({ address, token: tokens[who] ?? who, deadlineMs: 5000 });
+    clients.push(c);
+    return <Res>(method: string, request: unknown) => c.call<unknown, Res>(method as never, request);
+  };
+  const code = async (promise: Promise<unknown>) => {
+    try {
+      await promise;
+      return 'OK';
+    } catch (error) {
+      return grpc.status[(error as grpc.ServiceError).code];
+    }
+  };
+
+  beforeAll(async () => {
+    repository = await backend.open();
+    issuer = await startTestIssuer();
+    server = createPolicyStoreServer({ repository, jobIdentity: new OidcVerifier({ issuer: issuer.issuer, audience: 'ringfence' }) });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    address = `127.0.0.1:${port}`;
+    tokens.acme = (await createToken(repository, 'acme', 'admin', 'test admin')).token;
+    tokens.acmeAgent = (await createToken(repository, 'acme', 'agent', 'runner pool')).token;
+    tokens.globex = (await createToken(repository, 'globex', 'admin')).token;
+  });
+
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    await new Promise<void>((resolve) => (server ? server.tryShutdown(() => resolve()) : resolve()));
+    await repository?.close();
+    await issuer?.close();
+  });
+
+  it('creates, shows, lists, updates with versions and history, deletes', async () => {
+    const acme = as('acme');
+    const created = await acme<{ name: string; version: string; allowedEndpoints: string[] }>('CreatePolicy', { policyYaml: BUILD });
+    expect(created).toMatchObject({ name: 'build', version: '1', allowedEndpoints: ['registry.npmjs.org:443', 'github.com'] });
+    expect(await code(acme('CreatePolicy', { policyYaml: BUILD }))).toBe('ALREADY_EXISTS');
+
+    const updated = await acme<{ version: string }>('UpdatePolicy', { policyYaml: BUILD.replace('github.com', 'api.github.com').replace('block', 'audit') });
+    expect(updated.version).toBe('2');
+    const { versions } = await acme<{ versions: { version: string; changes: string[]; author: string }[] }>('PolicyHistory', { name: 'build' });
+    expect(versions.map((v) => v.version)).toEqual(['1', '2']);
+    expect(versions[1].changes).toEqual(['egress-policy block → audit', '+ api.github.com', '- github.com']);
+    expect(versions[1].author).toMatch(/^token:/);
+
+    const { policies } = await acme<{ policies: { name: string }[] }>('ListPolicies', {});
+    expect(policies.map((p) => p.name)).toEqual(['build']);
+    expect(await code(acme('UpdatePolicy', { policyYaml: BUILD, expectedVersion: '1' }))).toBe('FAILED_PRECONDITION');
+
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n', name: 'scratch' });
+    expect(await acme<{ detached: number }>('DeletePolicy', { name: 'scratch' })).toEqual({ detached: 0 });
+    expect(await code(acme('GetPolicy', { name: 'scratch' }))).toBe('NOT_FOUND');
+  });
+
+  it('refuses a bad policy with every problem named, and stores nothing', async () => {
+    const acme = as('acme');
+    const bad = 'name: broken\negress-policy: block\nallowed-endpoints: >\n  ok.example.com\n  bad.example.com:99999\n  *.*.example.com\n';
+    const error = await acme('CreatePolicy', { policyYaml: bad }).catch((e: grpc.ServiceError) => e);
+    expect((error as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect((error as grpc.ServiceError).details).toContain("broken:5: endpoint 'bad.example.com:99999'");
+    expect((error as grpc.ServiceError).details).toContain("broken:6: endpoint '*.*.example.com'");
+    expect(await code(acme('GetPolicy', { name: 'broken' }))).toBe('NOT_FOUND');
+  });
+
+  it('resolves by precedence: workflow > repository > organization > cluster, else none', async () => {
+    const acme = as('acme');
+    for (const name of ['org-wide', 'repo-api', 'wf-release', 'cluster-default', 'exempt']) {
+      await acme('CreatePolicy', { policyYaml: 'egress-policy: block\n', name });
+    }
+    await acme('Attach', { policy: 'cluster-default', scope: scope('cluster', { cluster: 'linux-large' }) });
+    const resolve = (job: Record<string, string>) => as('acmeAgent')<{ policy: { name: string } | null; scope: string; attachment: unknown }>('ResolvePolicy', { job: { org: 'acme', ...job } });
+
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: null, scope: 'none' });
+    expect(await resolve({ repository: 'api', cluster: 'linux-large' })).toMatchObject({ policy: { name: 'cluster-default' }, scope: 'cluster' });
+
+    await acme('Attach', { policy: 'org-wide', scope: scope('organization') });
+    expect(await resolve({ repository: 'api', cluster: 'linux-large' })).toMatchObject({ policy: { name: 'org-wide' }, scope: 'organization' });
+
+    await acme('Attach', { policy: 'repo-api', scope: scope('repository', { repository: 'acme/api' }) });
+    expect(await resolve({ repository: 'acme/api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'repo-api' }, scope: 'repository' });
+    expect(await resolve({ repository: 'web' })).toMatchObject({ policy: { name: 'org-wide' } });
+
+    await acme('Attach', { policy: 'wf-release', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/release.yml' }) });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/release.yml' })).toMatchObject({ policy: { name: 'wf-release' }, scope: 'workflow', attachment: { policy: 'wf-release' } });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'repo-api' } });
+
+    // an exemption is a more specific policy, e.g. lockdown off for one workflow
+    await acme('Attach', { policy: 'exempt', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/ci.yml' }) });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'exempt' }, scope: 'workflow' });
+
+    expect(await code(acme('Attach', { policy: 'org-wide', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/ci.yml' }) }))).toBe('ALREADY_EXISTS');
+    await acme('Detach', { policy: 'exempt', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/ci.yml' }) });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'repo-api' } });
+    expect(await code(acme('Detach', { policy: 'exempt', scope: scope('organization') }))).toBe('NOT_FOUND');
+  });
+
+  it('keeps organizations apart', async () => {
+    const globex = as('globex');
+    expect(await code(globex('GetPolicy', { name: 'build' }))).toBe('NOT_FOUND');
+    expect((await globex<{ policies: unknown[] }>('ListPolicies', {})).policies).toEqual([]);
+    expect(await code(globex('Attach', { policy: 'build', scope: scope('organization') }))).toBe('NOT_FOUND');
+    expect(await code(globex('ResolvePolicy', { job: { org: 'acme', repository: 'api' } }))).toBe('PERMISSION_DENIED');
+    expect(await code(as('acme')('Attach', { policy: 'build', scope: scope('repository', { repository: 'globex/site' }) }))).toBe('PERMISSION_DENIED');
+    await globex('CreatePolicy', { policyYaml: BUILD }); // same name, other org: fine
+  });
+
+  it('refuses missing, unknown and under-privileged credentials', async () => {
+    expect(await code(as('rfa_not-a-real-token')('ListPolicies', {}))).toBe('UNAUTHENTICATED');
+    expect(await code(as('acmeAgent')('ListPolicies', {}))).toBe('PERMISSION_DENIED');
+    expect(await code(as('acmeAgent')('CreatePolicy', { policyYaml: BUILD, name: 'sneaky' }))).toBe('PERMISSION_DENIED');
+    expect(await code(as('acmeAgent')('ResolvePolicy', { job: { org: 'acme', repository: 'api', namedPolicy: 'build' } }))).toBe('PERMISSION_DENIED');
+  });
+
+  it('a job fetches the policy named in its workflow with its OIDC id-token; forged, expired, other-audience and other-org tokens fail', async () => {
+    await as('acme')('CreatePolicy', { policyYaml: 'egress-policy: block\n', name: 'named-step' });
+    const claims = { repository_owner: 'acme', repository: 'acme/api', job_workflow_ref: 'acme/api/.github/workflows/ci.yml@refs/heads/main' };
+    const named = { job: { org: 'acme', repository: 'api', workflow: '.github/workflows/ci.yml', namedPolicy: 'named-step' } };
+    const good = await issuer.sign(claims);
+    expect(await as(good)<{ policy: { name: string }; scope: string }>('ResolvePolicy', named)).toMatchObject({ policy: { name: 'named-step' }, scope: 'named' });
+    expect(await code(as(await issuer.sign(claims, { key: 'foreign' }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
+    expect(await code(as(await issuer.sign(claims, { expiresIn: Math.floor(Date.now() / 1000) - 60 }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
+    expect(await code(as(await issuer.sign(claims, { audience: 'someone-else' }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
+    expect(await code(as(await issuer.sign(claims, { issuer: 'https://evil.example' }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
+    const globexJob = await issuer.sign({ ...claims, repository_owner: 'globex', repository: 'globex/api' });
+    expect(await code(as(globexJob)('ResolvePolicy', named))).toBe('PERMISSION_DENIED');
+    // a job token reads nothing else
+    expect(await code(as(good)('ListPolicies', {}))).toBe('PERMISSION_DENIED');
+    expect(await code(as(good)('GetPolicy', { name: 'named-step' }))).toBe('PERMISSION_DENIED');
+  });
+
+  it('imports endpoints from a file without duplicates, dry or not, and exports them', async () => {
+    const acme = as('acme');
+    const file = { path: 'endpoints.txt', text: '# tools\nregistry.npmjs.org\nREGISTRY.NPMJS.ORG.:443\nproxy.golang.org\n\nsum.golang.org:443 # checksums\n' };
+    const dry = await acme<{ added: string[]; unchanged: string[]; policy: { version: string } }>('ImportEndpoints', { name: 'build', file, dryRun: true });
+    expect(dry.added).toEqual(['proxy.golang.org', 'sum.golang.org:443']);
+    expect(dry.unchanged).toEqual(['registry.npmjs.org', 'REGISTRY.NPMJS.ORG.:443']);
+    const before = dry.policy.version;
+    const done = await acme<{ added: string[]; policy: { version: string; allowedEndpoints: string[] } }>('ImportEndpoints', { name: 'build', file, dryRun: false });
+    expect(Number(done.policy.version)).toBe(Number(before) + 1);
+    const again = await acme<{ added: string[] }>('ImportEndpoints', { name: 'build', file, dryRun: false });
+    expect(again.added).toEqual([]);
+    const { text } = await acme<{ text: string }>('ExportEndpoints', { name: 'build' });
+    const lines = text.split('\n').filter((l) => l && !l.startsWith('#'));
+    expect(lines).toEqual(done.policy.allowedEndpoints);
+    expect(await code(acme('ImportEndpoints', { name: 'build', file: { path: 'bad.txt', text: 'ok.com\nbad..com\n' } }))).toBe('INVALID_ARGUMENT');
+  });
+
+  it('loses no write when updates race', async () => {
+    const acme = as('acme');
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n', name: 'raced' });
+    const writers = Array.from({ length: 12 }, (_, i) => acme('ImportEndpoints', { name: 'raced', file: { path: 'f', text: `host${i}.example.com\n` } }).catch((e) => e));
+    const results = await Promise.all(writers);
+    expect(results.filter((r) => r instanceof Error)).toEqual([]);
+    const policy = await acme<{ allowedEndpoints: string[]; version: string }>('GetPolicy', { name: 'raced' });
+    expect([...policy.allowedEndpoints].sort()).toEqual(Array.from({ length: 12 }, (_, i) => `host${i}.example.com`).sort());
+    expect(policy.version).toBe('13');
+    const { versions } = await acme<{ versions: unknown[] }>('PolicyHistory', { name: 'raced' });
+    expect(versions.length).toBe(13);
+  });
+});
