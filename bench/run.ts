@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { connectCost, dnsLatency } from './egress';
 import { killLatency, lockdownExecStorm } from './lockdown';
+import { postgresBenchDb, resolveLoad, sqliteBenchDb, type ResolveBenchResult } from './store';
 import { drain, flood, median, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
 
 const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
@@ -48,55 +49,37 @@ function floodTable(results: FloodResult[]): string {
   ].join('\n');
 }
 
-async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
-  const log = (line: string) => process.stderr.write(line + '\n');
-  const rounds = quick ? 3 : 7;
+/** A section of docs/benchmarks.md: measured, then rendered. */
+interface Section {
+  name: string;
+  run(options: { quick: boolean; log: (line: string) => void }): Promise<string>;
+}
 
-  log(`exec storm (${rounds} rounds)…`);
-  const exec = await storm('exec', quick ? 2000 : 20000, rounds, log);
-  log(`connect storm (${rounds} rounds)…`);
-  const connect = await storm('connect', quick ? 20000 : 200000, rounds, log);
-  log('flood…');
-  const floods: FloodResult[] = [];
-  for (const generators of [1, os.cpus().length]) {
-    const result = await flood(generators, quick ? 200000 : 2000000);
-    log(`  ${generators} generator(s): ${fmt(result.eventsPerSecond)} events/s, ${result.dropped} drops`);
-    floods.push(result);
-  }
-
-  log('drain…');
-  const drains: DrainResult[] = [];
-  for (let i = 0; i < (quick ? 1 : 5); i++) {
-    const result = await drain(quick ? 300000 : 1000000);
-    log(`  ${fmt(result.eventsPerSecond)} events/s`);
-    drains.push(result);
-  }
-  const drainRates = drains.map((d) => d.eventsPerSecond);
-
-  log('DNS proxy latency…');
-  const dns = await dnsLatency(quick ? 500 : 2500, quick ? 3 : 10);
-  log(`  p50 ${fmt(dns.direct.p50)} µs direct, ${fmt(dns.proxy.p50)} µs via proxy; ${fmt(dns.qps)} answers/s`);
-  log('connect cost of the egress hooks…');
-  const connects = await connectCost(quick ? 20000 : 200000, rounds);
-  log(`  ${fmt(connects.hooksVsSensor, 3)}× with hooks vs sensor only`);
-
-  log('lockdown: detection to kill…');
-  const kill = await killLatency(quick ? 20 : 100);
-  log(`  offender p50 ${fmt(kill.offenderUs.p50)} µs, job p50 ${fmt(kill.jobUs.p50)} µs`);
-  log('lockdown: exec storm, lockdown on vs off…');
-  const lockStorm = await lockdownExecStorm(quick ? 2000 : 10000, quick ? 3 : 5);
-
-  const date = new Date().toISOString().slice(0, 10);
-  const text = `# Benchmarks
-
-Written by \`npm run bench\` (bench/run.ts${quick ? ', --quick' : ''}). Every figure below was measured by that
-run; nothing is edited by hand.
-
-- Date: ${date}
-- Machine: ${machine()}
-
-## Sensor: storms in a tracked cgroup
+const SECTIONS: Section[] = [
+  {
+    name: 'sensor',
+    async run({ quick, log }) {
+      const rounds = quick ? 3 : 7;
+      log(`exec storm (${rounds} rounds)…`);
+      const exec = await storm('exec', quick ? 2000 : 20000, rounds, log);
+      log(`connect storm (${rounds} rounds)…`);
+      const connect = await storm('connect', quick ? 20000 : 200000, rounds, log);
+      log('flood…');
+      const floods: FloodResult[] = [];
+      for (const generators of [1, os.cpus().length]) {
+        const result = await flood(generators, quick ? 200000 : 2000000);
+        log(`  ${generators} generator(s): ${fmt(result.eventsPerSecond)} events/s, ${result.dropped} drops`);
+        floods.push(result);
+      }
+      log('drain…');
+      const drains: DrainResult[] = [];
+      for (let i = 0; i < (quick ? 1 : 5); i++) {
+        const result = await drain(quick ? 300000 : 1000000);
+        log(`  ${fmt(result.eventsPerSecond)} events/s`);
+        drains.push(result);
+      }
+      const drainRates = drains.map((d) => d.eventsPerSecond);
+      return `## Sensor: storms in a tracked cgroup
 
 Each round runs the storm (test/fixtures/syscall_flood) in a cgroup without the
 sensor loaded, then with the sensor loaded but not tracking that cgroup (what
@@ -130,9 +113,20 @@ decoder → listeners) delivers when records are waiting: ${fmt(drains[0].events
 events are made while nobody reads (a 256 MiB ring buffer holds them), then the reader starts and the time until listeners have all of them
 is measured. Runs: ${drainRates.map((r) => fmt(r)).join(', ')} events/s; median
 **${fmt(median(drainRates))} events/s**, ${drains[0].batches} batches per run, ${drains.reduce((n, d) => n + d.dropped, 0)} drops.
-Target: ≥ 500,000 events/s.
-
-## Egress: DNS proxy
+Target: ≥ 500,000 events/s.`;
+    },
+  },
+  {
+    name: 'egress',
+    async run({ quick, log }) {
+      const rounds = quick ? 3 : 7;
+      log('DNS proxy latency…');
+      const dns = await dnsLatency(quick ? 500 : 2500, quick ? 3 : 10);
+      log(`  p50 ${fmt(dns.direct.p50)} µs direct, ${fmt(dns.proxy.p50)} µs via proxy; ${fmt(dns.qps)} answers/s`);
+      log('connect cost of the egress hooks…');
+      const connects = await connectCost(quick ? 20000 : 200000, rounds);
+      log(`  ${fmt(connects.hooksVsSensor, 3)}× with hooks vs sensor only`);
+      return `## Egress: DNS proxy
 
 A client in its own process sends A queries one at a time for an allowed
 name, alternately straight to a test upstream on 127.0.0.1 (its own process)
@@ -167,9 +161,18 @@ hooks than without.
 
 CPU time of the storm process (its own report; the hooks run in its context): nothing ${fmt(connects.cpu.noneMs)} ms,
 sensor ${fmt(connects.cpu.sensorMs)} ms, sensor + hooks ${fmt(connects.cpu.hooksMs)} ms: hooks vs sensor only
-**${fmt(connects.cpu.hooksVsSensor, 3)} (${fmt((connects.cpu.hooksVsSensor - 1) * 100, 1)} %)**.
-
-## Lockdown: detection to death
+**${fmt(connects.cpu.hooksVsSensor, 3)} (${fmt((connects.cpu.hooksVsSensor - 1) * 100, 1)} %)**.`;
+    },
+  },
+  {
+    name: 'lockdown',
+    async run({ quick, log }) {
+      log('lockdown: detection to kill…');
+      const kill = await killLatency(quick ? 20 : 100);
+      log(`  offender p50 ${fmt(kill.offenderUs.p50)} µs, job p50 ${fmt(kill.jobUs.p50)} µs`);
+      log('lockdown: exec storm, lockdown on vs off…');
+      const lockStorm = await lockdownExecStorm(quick ? 2000 : 10000, quick ? 3 : 5);
+      return `## Lockdown: detection to death
 
 ${kill.runs} runs of a job with two background processes whose shell puts a TCP
 socket on its stdin (\`exec 0<&3\`), Reverse-Shell listed. Times are kernel
@@ -187,12 +190,77 @@ the agent with cgroup.kill when the detection record reaches it).
 An exec storm (${fmt(lockStorm.count)} × fork + exec of /bin/true) in a tracked cgroup, lockdown
 off vs on with every detection listed, medians of ${lockStorm.rounds} alternating rounds:
 wall ${fmt(lockStorm.offMs)} ms off, ${fmt(lockStorm.onMs)} ms on (${fmt(lockStorm.onMs / lockStorm.offMs, 3)});
-CPU of the storm ${fmt(lockStorm.offCpuMs)} ms off, ${fmt(lockStorm.onCpuMs)} ms on (${fmt(lockStorm.onCpuMs / lockStorm.offCpuMs, 3)}).
-`;
+CPU of the storm ${fmt(lockStorm.offCpuMs)} ms off, ${fmt(lockStorm.onCpuMs)} ms on (${fmt(lockStorm.onCpuMs / lockStorm.offCpuMs, 3)}).`;
+    },
+  },
+  {
+    name: 'store',
+    async run({ quick, log }) {
+      const agents = 1000;
+      const seconds = quick ? 3 : 10;
+      const results: ResolveBenchResult[] = [];
+      for (const [backend, db] of [
+        ['SQLite', sqliteBenchDb()],
+        ['PostgreSQL', await postgresBenchDb()],
+      ] as const) {
+        log(`policy store: resolve with ${agents} agents on ${backend}…`);
+        const result = await resolveLoad(backend, db, agents, seconds);
+        log(`  saturated ${fmt(result.saturated.rps)} resolves/s; paced p50 ${fmt(result.paced.p50Ms, 2)} ms, p99 ${fmt(result.paced.p99Ms, 2)} ms`);
+        results.push(result);
+      }
+      return `## Policy store: resolve under load
+
+${agents} agents (gRPC clients in one process, one agent token) resolve the
+policy of jobs in an organization with 100 repository policies, workflow
+exemptions and an organization default, against \`ringfence server\` in a
+process of its own on 127.0.0.1, ${seconds} s per measurement:
+
+- **paced**: every agent resolves once a second (${fmt(results[0].paced.offeredRps)} resolves/s
+  offered, agents starting at random points of the second): the latency an
+  agent sees at that load. Target: p99 ≤ 5 ms on SQLite.
+- **saturated**: every agent resolves back to back (${agents} requests always in
+  flight): the most the server answers on this machine; latency is then
+  queueing (in-flight / throughput).
+
+| database | paced p50 | paced p99 | paced resolves/s | saturated resolves/s | saturated p50 | saturated p99 | errors |
+|---|---|---|---|---|---|---|---|
+${results.map((r) => `| ${r.backend} | ${fmt(r.paced.p50Ms, 2)} ms | ${fmt(r.paced.p99Ms, 2)} ms | ${fmt(r.paced.rps)} | ${fmt(r.saturated.rps)} | ${fmt(r.saturated.p50Ms, 1)} ms | ${fmt(r.saturated.p99Ms, 1)} ms | ${r.paced.errors + r.saturated.errors} |`).join('\n')}`;
+    },
+  },
+];
+
+function replaceSection(doc: string, name: string, text: string): string {
+  const begin = `<!-- bench:${name} -->`;
+  const end = `<!-- /bench:${name} -->`;
+  const block = `${begin}\n${text.trim()}\n${end}`;
+  const from = doc.indexOf(begin);
+  const to = doc.indexOf(end);
+  if (from >= 0 && to > from) return doc.slice(0, from) + block + doc.slice(to + end.length);
+  return `${doc.trimEnd()}\n\n${block}\n`;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  const onlyIndex = process.argv.indexOf('--only');
+  const only = onlyIndex > 0 ? process.argv[onlyIndex + 1].split(',') : SECTIONS.map((s) => s.name);
+  const unknown = only.filter((name) => !SECTIONS.some((s) => s.name === name));
+  if (unknown.length) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.map((s) => s.name).join(', ')}`);
+  const log = (line: string) => process.stderr.write(line + '\n');
   const file = path.join(ROOT, 'docs/benchmarks.md');
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  fs.writeFileSync(file, text);
-  log(`written ${file}`);
+  let doc = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
+  if (!doc.includes('<!-- bench:')) doc = '';
+  const date = new Date().toISOString().slice(0, 10);
+  doc = replaceSection(doc || '# Benchmarks\n', 'intro', `Written by \`npm run bench\` (bench/run.ts; \`-- --only sensor,egress,lockdown,store\`
+re-measures some sections, \`-- --quick\` smaller runs). Every figure below was measured by
+such a run on the machine and date its section names; nothing is edited by hand.`);
+  for (const section of SECTIONS) {
+    if (!only.includes(section.name)) continue;
+    const text = await section.run({ quick, log });
+    doc = replaceSection(doc, section.name, `${text}\n\n_Measured ${date}${quick ? ' (--quick)' : ''} on ${machine()}._`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, doc);
+    log(`written section ${section.name} of ${file}`);
+  }
 }
 
 main().catch((error) => {

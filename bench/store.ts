@@ -15,15 +15,22 @@ import { percentile } from './egress';
 
 const RINGFENCE = path.resolve(__dirname, '../../bin/ringfence');
 
-export interface ResolveBenchResult {
-  backend: string;
-  agents: number;
-  seconds: number;
+export interface LoadResult {
   requests: number;
   errors: number;
   rps: number;
   p50Ms: number;
   p99Ms: number;
+}
+
+export interface ResolveBenchResult {
+  backend: string;
+  agents: number;
+  seconds: number;
+  /** Every agent resolving back to back: the most the server answers. */
+  saturated: LoadResult;
+  /** Every agent resolving once per `intervalMs` (open loop): latency at that load. */
+  paced: LoadResult & { intervalMs: number; offeredRps: number };
 }
 
 /** A realistic org: 100 repositories with policies, some workflows with exemptions. */
@@ -57,29 +64,45 @@ export async function resolveLoad(backend: string, db: string, agents: number, s
       server.on('exit', (code) => reject(new Error(`server exited ${code}: ${text}`)));
     });
     const clients = Array.from({ length: agents }, () => new StoreClient({ address, token, deadlineMs: 30_000 }));
-    const latencies: number[] = [];
-    let errors = 0;
+    const job = (agent: number, i: number) => ({ job: { org: 'acme', repository: `repo${(agent + i) % 100}`, workflow: i % 2 ? '.github/workflows/release.yml' : '.github/workflows/ci.yml', cluster: 'linux' } });
     // warm up the connection and the server's code paths
-    await Promise.all(clients.slice(0, 50).map((c) => c.call('ResolvePolicy' as never, { job: { org: 'acme', repository: 'repo1', workflow: '.github/workflows/ci.yml' } })));
-    const until = Date.now() + seconds * 1000;
-    const started = Date.now();
-    await Promise.all(
-      clients.map(async (client, agent) => {
-        for (let i = 0; Date.now() < until; i++) {
-          const repo = (agent + i) % 100;
-          const t = process.hrtime.bigint();
-          try {
-            await client.call('ResolvePolicy' as never, { job: { org: 'acme', repository: `repo${repo}`, workflow: i % 2 ? '.github/workflows/release.yml' : '.github/workflows/ci.yml', cluster: 'linux' } });
-            latencies.push(Number(process.hrtime.bigint() - t) / 1e6);
-          } catch {
-            errors++;
-          }
-        }
-      }),
-    );
-    const elapsed = (Date.now() - started) / 1000;
+    await Promise.all(clients.slice(0, 50).map((c, a) => c.call('ResolvePolicy' as never, job(a, 0))));
+
+    const measure = async (agentLoop: (client: StoreClient, agent: number, until: number, record: (ms: number | null) => void) => Promise<void>): Promise<LoadResult> => {
+      const latencies: number[] = [];
+      let errors = 0;
+      const until = Date.now() + seconds * 1000;
+      const started = Date.now();
+      await Promise.all(clients.map((client, agent) => agentLoop(client, agent, until, (ms) => (ms === null ? errors++ : latencies.push(ms)))));
+      const elapsed = (Date.now() - started) / 1000;
+      return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    };
+    const timed = async (client: StoreClient, request: unknown, record: (ms: number | null) => void) => {
+      const t = process.hrtime.bigint();
+      try {
+        await client.call('ResolvePolicy' as never, request);
+        record(Number(process.hrtime.bigint() - t) / 1e6);
+      } catch {
+        record(null);
+      }
+    };
+
+    const saturated = await measure(async (client, agent, until, record) => {
+      for (let i = 0; Date.now() < until; i++) await timed(client, job(agent, i), record);
+    });
+    const intervalMs = 1000;
+    const paced = await measure(async (client, agent, until, record) => {
+      // each agent starts at a random point of the interval, as real agents would
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * intervalMs));
+      const pending: Promise<void>[] = [];
+      for (let i = 0; Date.now() < until; i++) {
+        pending.push(timed(client, job(agent, i), record));
+        await new Promise((resolve) => setTimeout(resolve, intervalMs));
+      }
+      await Promise.all(pending);
+    });
     clients.forEach((c) => c.close());
-    return { backend, agents, seconds: elapsed, requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    return { backend, agents, seconds, saturated, paced: { ...paced, intervalMs, offeredRps: agents / (intervalMs / 1000) } };
   } finally {
     server.kill('SIGTERM');
   }
@@ -89,3 +112,18 @@ export function sqliteBenchDb(): string {
   return `sqlite:${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rf-bench-store-')), 'store.db')}`;
 }
 
+
+/** A fresh database in the local cluster scripts/setup.sh starts (or RINGFENCE_TEST_POSTGRES's). */
+export async function postgresBenchDb(): Promise<string> {
+  const { Client } = await import('pg');
+  const admin = process.env.RINGFENCE_TEST_POSTGRES ?? 'postgresql://ringfence_test:ringfence_test@127.0.0.1:5432/postgres';
+  const name = `rf_bench_${process.pid}`;
+  const client = new Client({ connectionString: admin });
+  await client.connect();
+  await client.query(`DROP DATABASE IF EXISTS ${name}`);
+  await client.query(`CREATE DATABASE ${name}`);
+  await client.end();
+  const url = new URL(admin);
+  url.pathname = `/${name}`;
+  return url.toString();
+}

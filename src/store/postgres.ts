@@ -166,6 +166,16 @@ export class PostgresRepository implements PolicyRepository {
     if (result.rowCount === 0) throw new StoreError('NOT_FOUND', `policy ${policy} is not attached there`);
   }
 
+  async attachmentsFor(org: string, repository: string | undefined, workflow: string | undefined, cluster: string | undefined): Promise<Attachment[]> {
+    const { rows } = await this.pool.query({
+      name: 'attachments-for',
+      text: `SELECT * FROM attachments WHERE org = $1 AND (kind = 'organization' OR (kind = 'repository' AND repository = $2)
+               OR (kind = 'workflow' AND repository = $2 AND workflow = $3) OR (kind = 'cluster' AND cluster = $4))`,
+      values: [org, repository ?? '', workflow ?? '', cluster ?? ''],
+    });
+    return rows.map(attachmentFromRow);
+  }
+
   async listAttachments(org: string): Promise<Attachment[]> {
     const { rows } = await this.pool.query('SELECT * FROM attachments WHERE org = $1 ORDER BY kind, repository, workflow, cluster', [org]);
     return rows.map(attachmentFromRow);

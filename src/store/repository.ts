@@ -40,6 +40,8 @@ export interface PolicyRepository {
   /** NOT_FOUND when that policy is not attached there. */
   detach(org: string, policy: string, scope: Scope): Promise<void>;
   listAttachments(org: string): Promise<Attachment[]>;
+  /** The attachments that could cover a job (its workflow, repository, cluster, and the org). */
+  attachmentsFor(org: string, repository: string | undefined, workflow: string | undefined, cluster: string | undefined): Promise<Attachment[]>;
 
   createToken(record: TokenRecord, hash: string): Promise<void>;
   findToken(hash: string): Promise<TokenRecord | undefined>;

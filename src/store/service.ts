@@ -7,7 +7,7 @@
 import { EndpointError, parseEndpoint } from '../policy/endpoint';
 import { parsePolicy, PolicyError } from '../policy/policy';
 import { StoreError } from './errors';
-import { chooseAttachment, checkName, normalizeScope, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
+import { chooseAttachment, checkName, normalizeScope, repositoryName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
 import type { PolicyRepository, TokenRole } from './repository';
 
 /** Who is calling, from their credentials. */
@@ -143,7 +143,8 @@ export class PolicyService {
     if (caller.role === 'job' && caller.job && job.repository && job.repository.split('/').pop() !== caller.job.repository) {
       throw new StoreError('PERMISSION_DENIED', `a job of ${caller.job.repository} cannot resolve policies for ${job.repository}`);
     }
-    const attachment = chooseAttachment(job, await this.repository.listAttachments(caller.org));
+    const repository = job.repository ? repositoryName(job.org, job.repository) : undefined;
+    const attachment = chooseAttachment(job, await this.repository.attachmentsFor(caller.org, repository, job.workflow, job.cluster));
     if (!attachment) return { scope: 'none' };
     const policy = await this.repository.getPolicy(caller.org, attachment.policy);
     if (!policy) return { scope: 'none' };

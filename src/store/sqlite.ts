@@ -57,6 +57,17 @@ export function attachmentFromRow(row: AttachmentRow): Attachment {
 
 export class SqliteRepository implements PolicyRepository {
   private readonly db: Database.Database;
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** Prepared once, reused: parsing SQL dominated the cost of a resolve. */
+  private sql(text: string): Database.Statement {
+    let statement = this.statements.get(text);
+    if (!statement) {
+      statement = this.db.prepare(text);
+      this.statements.set(text, statement);
+    }
+    return statement;
+  }
 
   constructor(file: string) {
     if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
@@ -79,12 +90,12 @@ export class SqliteRepository implements PolicyRepository {
   }
 
   async schemaVersion(): Promise<number> {
-    const row = this.db.prepare('SELECT MAX(version) AS version FROM schema_migrations').get() as { version: number | null };
+    const row = this.sql('SELECT MAX(version) AS version FROM schema_migrations').get() as { version: number | null };
     return row.version ?? 0;
   }
 
   private row(org: string, name: string): PolicyRow | undefined {
-    return this.db.prepare('SELECT * FROM policies WHERE org = ? AND name = ?').get(org, name) as PolicyRow | undefined;
+    return this.sql('SELECT * FROM policies WHERE org = ? AND name = ?').get(org, name) as PolicyRow | undefined;
   }
 
   private recordVersion(policy: StoredPolicy, changes: string[]): void {
@@ -132,22 +143,22 @@ export class SqliteRepository implements PolicyRepository {
   }
 
   async listPolicies(org: string): Promise<StoredPolicy[]> {
-    return (this.db.prepare('SELECT * FROM policies WHERE org = ? ORDER BY name').all(org) as PolicyRow[]).map(policyFromRow);
+    return (this.sql('SELECT * FROM policies WHERE org = ? ORDER BY name').all(org) as PolicyRow[]).map(policyFromRow);
   }
 
   async deletePolicy(org: string, name: string): Promise<{ detached: number }> {
     return this.db.transaction(() => {
       if (!this.row(org, name)) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
-      const detached = this.db.prepare('DELETE FROM attachments WHERE org = ? AND policy = ?').run(org, name).changes;
-      this.db.prepare('DELETE FROM policy_versions WHERE org = ? AND name = ?').run(org, name);
-      this.db.prepare('DELETE FROM policies WHERE org = ? AND name = ?').run(org, name);
+      const detached = this.sql('DELETE FROM attachments WHERE org = ? AND policy = ?').run(org, name).changes;
+      this.sql('DELETE FROM policy_versions WHERE org = ? AND name = ?').run(org, name);
+      this.sql('DELETE FROM policies WHERE org = ? AND name = ?').run(org, name);
       return { detached };
     }).immediate();
   }
 
   async history(org: string, name: string): Promise<PolicyVersion[]> {
     if (!this.row(org, name)) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
-    const rows = this.db.prepare('SELECT * FROM policy_versions WHERE org = ? AND name = ? ORDER BY version').all(org, name) as {
+    const rows = this.sql('SELECT * FROM policy_versions WHERE org = ? AND name = ? ORDER BY version').all(org, name) as {
       version: number;
       author: string;
       created_at: string;
@@ -181,8 +192,17 @@ export class SqliteRepository implements PolicyRepository {
     if (changes === 0) throw new StoreError('NOT_FOUND', `policy ${policy} is not attached there`);
   }
 
+  async attachmentsFor(org: string, repository: string | undefined, workflow: string | undefined, cluster: string | undefined): Promise<Attachment[]> {
+    return (
+      this.sql(
+        `SELECT * FROM attachments WHERE org = ? AND (kind = 'organization' OR (kind = 'repository' AND repository = ?)
+           OR (kind = 'workflow' AND repository = ? AND workflow = ?) OR (kind = 'cluster' AND cluster = ?))`,
+      ).all(org, repository ?? '', repository ?? '', workflow ?? '', cluster ?? '') as AttachmentRow[]
+    ).map(attachmentFromRow);
+  }
+
   async listAttachments(org: string): Promise<Attachment[]> {
-    return (this.db.prepare('SELECT * FROM attachments WHERE org = ? ORDER BY kind, repository, workflow, cluster').all(org) as AttachmentRow[]).map(attachmentFromRow);
+    return (this.sql('SELECT * FROM attachments WHERE org = ? ORDER BY kind, repository, workflow, cluster').all(org) as AttachmentRow[]).map(attachmentFromRow);
   }
 
   async createToken(record: TokenRecord, hash: string): Promise<void> {
@@ -192,7 +212,7 @@ export class SqliteRepository implements PolicyRepository {
   }
 
   async findToken(hash: string): Promise<TokenRecord | undefined> {
-    const row = this.db.prepare('SELECT id, org, role, description, created_at FROM tokens WHERE hash = ?').get(hash) as
+    const row = this.sql('SELECT id, org, role, description, created_at FROM tokens WHERE hash = ?').get(hash) as
       | { id: string; org: string; role: TokenRecord['role']; description: string; created_at: string }
       | undefined;
     return row ? { id: row.id, org: row.org, role: row.role, description: row.description, createdAt: row.created_at } : undefined;

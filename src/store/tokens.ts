@@ -22,9 +22,21 @@ export async function createToken(repository: PolicyRepository, org: string, rol
   return { token, record };
 }
 
+/** Known tokens, by hash, for a short while: a database read per call for the same agent is waste. */
+const TOKEN_CACHE_MS = 30_000;
+const cache = new WeakMap<PolicyRepository, Map<string, { caller: Caller; until: number }>>();
+
 /** The caller a bearer token stands for; UNAUTHENTICATED when it is unknown. */
 export async function callerForToken(repository: PolicyRepository, token: string): Promise<Caller> {
-  const record = await repository.findToken(hashToken(token));
+  const hash = hashToken(token);
+  let known = cache.get(repository);
+  if (!known) cache.set(repository, (known = new Map()));
+  const hit = known.get(hash);
+  if (hit && hit.until > Date.now()) return hit.caller;
+  const record = await repository.findToken(hash);
   if (!record) throw new StoreError('UNAUTHENTICATED', 'unknown or revoked token');
-  return { org: record.org, role: record.role, subject: `token:${record.id}` };
+  const caller: Caller = { org: record.org, role: record.role, subject: `token:${record.id}` };
+  if (known.size > 10_000) known.clear();
+  known.set(hash, { caller, until: Date.now() + TOKEN_CACHE_MS });
+  return caller;
 }
