@@ -5,6 +5,7 @@
  *  - connect: a loopback connect storm with the egress hooks attached vs not.
  */
 import { execFile, spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Cgroup } from '../src/cgroup/cgroup2';
 import { DnsProxy } from '../src/dns/proxy';
@@ -83,6 +84,25 @@ export interface ConnectBenchResult {
   hooksVsNone: number;
   /** CPU time of the storm process (medians) and the same ratios. */
   cpu: { noneMs: number; sensorMs: number; hooksMs: number; hooksVsSensor: number };
+  /** Run time of each of our programs per connect of the hooks storm (kernel.bpf_stats_enabled). */
+  perConnectNs: Record<string, number>;
+}
+
+const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
+
+/** Cumulative run time (ns) of every program of the sensor, by name, from the kernel's own accounting. */
+async function programRunTime(sensor: Sensor): Promise<Map<string, number>> {
+  const times = new Map<string, number>();
+  for (const id of sensor.kernelObjects().programs) {
+    const shown = await new Promise<string>((resolve) => execFile('bpftool', ['prog', 'show', 'id', String(id), '-j'], (_e, stdout) => resolve(stdout)));
+    try {
+      const info = JSON.parse(shown) as { name: string; run_time_ns?: number };
+      times.set(info.name, info.run_time_ns ?? 0);
+    } catch {
+      /* program gone */
+    }
+  }
+  return times;
 }
 
 const storm = (cgroup: Cgroup, count: number) => runFlood(cgroup, ['connect', String(count)]);
@@ -98,7 +118,10 @@ export async function connectCost(count: number, rounds: number): Promise<Connec
   const none: StormRun[] = [];
   const sensorOnly: StormRun[] = [];
   const hooks: StormRun[] = [];
+  const hookNs = new Map<string, number>();
   const policy = parsePolicy('egress-policy: block\nallowed-endpoints: 198.18.9.9\n');
+  const statsWere = fs.readFileSync(BPF_STATS, 'utf8').trim();
+  fs.writeFileSync(BPF_STATS, '1');
   try {
     for (let round = 0; round < rounds; round++) {
       none.push(await storm(cgroup, count));
@@ -108,13 +131,19 @@ export async function connectCost(count: number, rounds: number): Promise<Connec
       sensor.track(cgroup);
       sensorOnly.push(await storm(cgroup, count));
       const egress = new JobEgress(sensor.kernel(), cgroup, policy);
+      const before = await programRunTime(sensor);
       hooks.push(await storm(cgroup, count));
+      const after = await programRunTime(sensor);
+      for (const [name, ns] of after) hookNs.set(name, (hookNs.get(name) ?? 0) + ns - (before.get(name) ?? 0));
       egress.remove();
       await sensor.close();
     }
   } finally {
+    fs.writeFileSync(BPF_STATS, statsWere);
     await cgroup.destroy();
   }
+  const perConnectNs: Record<string, number> = {};
+  for (const [name, ns] of hookNs) if (ns > 0) perConnectNs[name] = ns / (count * rounds);
   const wall = (runs: StormRun[]) => median(runs.map((r) => r.wallMs));
   const cpu = (runs: StormRun[]) => median(runs.map((r) => r.cpuMs));
   const noneMs = wall(none);
@@ -129,5 +158,6 @@ export async function connectCost(count: number, rounds: number): Promise<Connec
     hooksVsSensor: hooksMs / sensorMs,
     hooksVsNone: hooksMs / noneMs,
     cpu: { noneMs: cpu(none), sensorMs: cpu(sensorOnly), hooksMs: cpu(hooks), hooksVsSensor: cpu(hooks) / cpu(sensorOnly) },
+    perConnectNs,
   };
 }

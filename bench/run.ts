@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { connectCost, dnsLatency } from './egress';
+import { connectCost, dnsLatency, type ConnectBenchResult } from './egress';
 import { killLatency, lockdownExecStorm } from './lockdown';
 import { postgresBenchDb, resolveLoad, sqliteBenchDb, type ResolveBenchResult } from './store';
 import { drain, flood, median, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
@@ -47,6 +47,18 @@ function floodTable(results: FloodResult[]): string {
     '|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
+}
+
+/** The egress hooks' and the sensor's share of a connect, from the kernel's program run times. */
+function hookShare(c: ConnectBenchResult) {
+  const cycleNs = (c.cpu.noneMs * 1e6) / c.connects;
+  let hooksNs = 0;
+  let probesNs = 0;
+  for (const [name, ns] of Object.entries(c.perConnectNs)) {
+    if (/^handle_(connect|sendmsg|recvmsg|getpeername)[46]$|^handle_skb_egress$/.test(name)) hooksNs += ns;
+    else if (/connect/.test(name)) probesNs += ns;
+  }
+  return { cycleNs, hooksNs, probesNs, hooksPct: (hooksNs / cycleNs) * 100, probesPct: (probesNs / cycleNs) * 100 };
 }
 
 /** A section of docs/benchmarks.md: measured, then rendered. */
@@ -161,7 +173,14 @@ hooks than without.
 
 CPU time of the storm process (its own report; the hooks run in its context): nothing ${fmt(connects.cpu.noneMs)} ms,
 sensor ${fmt(connects.cpu.sensorMs)} ms, sensor + hooks ${fmt(connects.cpu.hooksMs)} ms: hooks vs sensor only
-**${fmt(connects.cpu.hooksVsSensor, 3)} (${fmt((connects.cpu.hooksVsSensor - 1) * 100, 1)} %)**.`;
+**${fmt(connects.cpu.hooksVsSensor, 3)} (${fmt((connects.cpu.hooksVsSensor - 1) * 100, 1)} %)**.
+
+The kernel's own accounting of our programs during the hooks storm
+(kernel.bpf_stats_enabled), per connect: ${Object.entries(connects.perConnectNs).filter(([, ns]) => ns >= 1).map(([name, ns]) => `${name} ${fmt(ns)} ns`).join(', ')}.
+The egress hooks take **${fmt(hookShare(connects).hooksNs)} ns** of a connect cycle of ${fmt(hookShare(connects).cycleNs)} ns
+(CPU, nothing loaded): **${fmt(hookShare(connects).hooksPct, 1)} %**; the sensor's connect probes
+${fmt(hookShare(connects).probesNs)} ns (${fmt(hookShare(connects).probesPct, 1)} %). The wall and CPU ratios above
+also carry the scheduling noise of a 2-core VM.`;
     },
   },
   {
