@@ -66,6 +66,19 @@ describe('ringfence policy', () => {
     expect(dry.stdout).toBe('+ proxy.golang.org\nwould add 1, 1 already in npm\n');
   });
 
+  it('ringfence run takes the job its policy from the store', async () => {
+    const agent = (await ringfence(['token', 'create', '--org', 'acme', '--role', 'agent', '--db', db])).stdout.trim();
+    const run = await ringfence(['run', '--org', 'acme', '--repo', 'acme/web', '--workflow', '.github/workflows/release.yml', '--', '/bin/true'], { RINGFENCE_TOKEN: agent });
+    expect(run.code).toBe(0);
+    expect(run.stderr).toContain('ringfence: policy release v1 from the policy store (workflow scope)');
+    expect(run.stderr).toMatch(/policy release v1 \(block\)/);
+    const other = await ringfence(['run', '--org', 'acme', '--repo', 'acme/other', '--', '/bin/true'], { RINGFENCE_TOKEN: agent });
+    expect(other.stderr).toContain('ringfence: policy none (audit) from the policy store (none scope)');
+    const foreign = await ringfence(['run', '--org', 'globex', '--repo', 'globex/web', '--', '/bin/true'], { RINGFENCE_TOKEN: agent });
+    expect(foreign.code).toBe(2);
+    expect(foreign.stderr).toMatch(/^ringfence: cannot fetch the job's policy from .*: credentials of acme cannot resolve policies of globex\n$/);
+  });
+
   it('says what is wrong in one line per problem, with a non-zero exit', async () => {
     const bad = path.join(dir, 'bad.yml');
     fs.writeFileSync(bad, 'name: bad\negress-policy: block\nallowed-endpoints: >\n  ok.com\n  a..b.com\n');

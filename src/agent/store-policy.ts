@@ -1,0 +1,52 @@
+/**
+ * The agent's side of the policy store: which policy a job gets, fetched
+ * with the agent's credentials (or the job's OIDC id-token for a policy named
+ * in the workflow step), turned into the Policy the agent enforces.
+ */
+import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
+import { parsePolicy, type Policy } from '../policy/policy';
+import { StoreClient } from '../store/client';
+import { RingfenceError } from '../util/errors';
+import YAML from 'yaml';
+
+export interface StoreJob {
+  org: string;
+  repository?: string;
+  workflow?: string;
+  job?: string;
+  cluster?: string;
+  namedPolicy?: string;
+}
+
+export interface FetchedPolicy {
+  policy?: Policy;
+  name: string;
+  scope: string;
+}
+
+/** Re-reads a stored policy with the agent's own parser: the store and the agent cannot disagree. */
+export function policyFromMessage(message: Policy__Output): Policy {
+  const yaml = YAML.stringify({
+    name: message.name,
+    'egress-policy': message.egressPolicy,
+    'allowed-endpoints': message.allowedEndpoints,
+    'lockdown-mode': { enabled: message.lockdownMode?.enabled ?? false, detections: message.lockdownMode?.detections ?? [] },
+  });
+  return parsePolicy(yaml, `policy store: ${message.name}`);
+}
+
+export async function fetchPolicy(address: string, token: string, job: StoreJob): Promise<FetchedPolicy> {
+  const client = new StoreClient({ address, token });
+  try {
+    const result = await client.call<unknown, { policy: Policy__Output | null; scope: string }>('ResolvePolicy', {
+      job: { org: job.org, repository: job.repository ?? '', workflow: job.workflow ?? '', job: job.job ?? '', cluster: job.cluster ?? '', namedPolicy: job.namedPolicy ?? '' },
+    });
+    if (!result.policy) return { name: 'none (audit)', scope: result.scope };
+    return { policy: policyFromMessage(result.policy), name: `${result.policy.name} v${result.policy.version}`, scope: result.scope };
+  } catch (error) {
+    const e = error as { code?: number; details?: string; message: string };
+    throw new RingfenceError(`cannot fetch the job's policy from ${address}: ${e.details ?? e.message}`, 'RF_STORE');
+  } finally {
+    client.close();
+  }
+}
