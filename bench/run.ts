@@ -209,7 +209,9 @@ the agent with cgroup.kill when the detection record reaches it).
 An exec storm (${fmt(lockStorm.count)} × fork + exec of /bin/true) in a tracked cgroup, lockdown
 off vs on with every detection listed, medians of ${lockStorm.rounds} alternating rounds:
 wall ${fmt(lockStorm.offMs)} ms off, ${fmt(lockStorm.onMs)} ms on (${fmt(lockStorm.onMs / lockStorm.offMs, 3)});
-CPU of the storm ${fmt(lockStorm.offCpuMs)} ms off, ${fmt(lockStorm.onCpuMs)} ms on (${fmt(lockStorm.onCpuMs / lockStorm.offCpuMs, 3)}).`;
+CPU of the storm ${fmt(lockStorm.offCpuMs)} ms off, ${fmt(lockStorm.onCpuMs)} ms on (${fmt(lockStorm.onCpuMs / lockStorm.offCpuMs, 3)}).
+A ratio below 1 is the machine's noise: the lockdown checks at exec are a
+few hundred nanoseconds against a fork + exec of about half a millisecond.`;
     },
   },
   {
@@ -248,14 +250,20 @@ ${results.map((r) => `| ${r.backend} | ${fmt(r.paced.p50Ms, 2)} ms | ${fmt(r.pac
   },
 ];
 
-function replaceSection(doc: string, name: string, text: string): string {
-  const begin = `<!-- bench:${name} -->`;
-  const end = `<!-- /bench:${name} -->`;
-  const block = `${begin}\n${text.trim()}\n${end}`;
-  const from = doc.indexOf(begin);
-  const to = doc.indexOf(end);
-  if (from >= 0 && to > from) return doc.slice(0, from) + block + doc.slice(to + end.length);
-  return `${doc.trimEnd()}\n\n${block}\n`;
+/** The sections' texts in a document, by name. */
+function readSections(doc: string): Map<string, string> {
+  const sections = new Map<string, string>();
+  const block = /<!-- bench:([a-z]+) -->\n([\s\S]*?)\n<!-- \/bench:\1 -->/g;
+  let match: RegExpExecArray | null;
+  while ((match = block.exec(doc))) sections.set(match[1], match[2]);
+  return sections;
+}
+
+/** The document with its sections in a fixed order: intro, then SECTIONS' order. */
+function writeSections(sections: Map<string, string>): string {
+  const order = ['intro', ...SECTIONS.map((s) => s.name)];
+  const blocks = order.filter((name) => sections.has(name)).map((name) => `<!-- bench:${name} -->\n${sections.get(name)!.trim()}\n<!-- /bench:${name} -->`);
+  return `# Benchmarks\n\n${blocks.join('\n\n')}\n`;
 }
 
 async function main(): Promise<void> {
@@ -266,18 +274,17 @@ async function main(): Promise<void> {
   if (unknown.length) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.map((s) => s.name).join(', ')}`);
   const log = (line: string) => process.stderr.write(line + '\n');
   const file = path.join(ROOT, 'docs/benchmarks.md');
-  let doc = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '';
-  if (!doc.includes('<!-- bench:')) doc = '';
+  const sections = readSections(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
   const date = new Date().toISOString().slice(0, 10);
-  doc = replaceSection(doc || '# Benchmarks\n', 'intro', `Written by \`npm run bench\` (bench/run.ts; \`-- --only sensor,egress,lockdown,store\`
+  sections.set('intro', `Written by \`npm run bench\` (bench/run.ts; \`-- --only sensor,egress,lockdown,store\`
 re-measures some sections, \`-- --quick\` smaller runs). Every figure below was measured by
 such a run on the machine and date its section names; nothing is edited by hand.`);
   for (const section of SECTIONS) {
     if (!only.includes(section.name)) continue;
     const text = await section.run({ quick, log });
-    doc = replaceSection(doc, section.name, `${text}\n\n_Measured ${date}${quick ? ' (--quick)' : ''} on ${machine()}._`);
+    sections.set(section.name, `${text}\n\n_Measured ${date}${quick ? ' (--quick)' : ''} on ${machine()}._`);
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, doc);
+    fs.writeFileSync(file, writeSections(sections));
     log(`written section ${section.name} of ${file}`);
   }
 }
