@@ -3,7 +3,6 @@
  * simulated by one client process, against `ringfence server` in a process of
  * its own, on SQLite and on PostgreSQL.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,9 +10,9 @@ import { StoreClient } from '../src/store/client';
 import { openRepository } from '../src/store/open';
 import { PolicyService } from '../src/store/service';
 import { createToken } from '../src/store/tokens';
+import { freshPostgresDatabase, startStoreServer } from '../test/helpers/store';
 import { percentile } from './egress';
 
-const RINGFENCE = path.resolve(__dirname, '../../bin/ringfence');
 
 export interface LoadResult {
   requests: number;
@@ -52,17 +51,8 @@ async function populate(db: string): Promise<string> {
 
 export async function resolveLoad(backend: string, db: string, agents: number, seconds: number): Promise<ResolveBenchResult> {
   const token = await populate(db);
-  const server = spawn(process.execPath, [RINGFENCE, 'server', '--db', db, '--listen', '127.0.0.1:0', '--no-oidc'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const { process: server, address } = await startStoreServer(db);
   try {
-    const address = await new Promise<string>((resolve, reject) => {
-      let text = '';
-      server.stderr!.on('data', (d) => {
-        text += d;
-        const match = /listening on (\S+)/.exec(text);
-        if (match) resolve(match[1]);
-      });
-      server.on('exit', (code) => reject(new Error(`server exited ${code}: ${text}`)));
-    });
     const clients = Array.from({ length: agents }, () => new StoreClient({ address, token, deadlineMs: 30_000 }));
     const job = (agent: number, i: number) => ({ job: { org: 'acme', repository: `repo${(agent + i) % 100}`, workflow: i % 2 ? '.github/workflows/release.yml' : '.github/workflows/ci.yml', cluster: 'linux' } });
     // warm up the connection and the server's code paths
@@ -114,16 +104,4 @@ export function sqliteBenchDb(): string {
 
 
 /** A fresh database in the local cluster scripts/setup.sh starts (or RINGFENCE_TEST_POSTGRES's). */
-export async function postgresBenchDb(): Promise<string> {
-  const { Client } = await import('pg');
-  const admin = process.env.RINGFENCE_TEST_POSTGRES ?? 'postgresql://ringfence_test:ringfence_test@127.0.0.1:5432/postgres';
-  const name = `rf_bench_${process.pid}`;
-  const client = new Client({ connectionString: admin });
-  await client.connect();
-  await client.query(`DROP DATABASE IF EXISTS ${name}`);
-  await client.query(`CREATE DATABASE ${name}`);
-  await client.end();
-  const url = new URL(admin);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
+export const postgresBenchDb = () => freshPostgresDatabase(`rf_bench_${process.pid}`);

@@ -6,17 +6,10 @@
 import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
 import { parsePolicy, type Policy } from '../policy/policy';
 import { StoreClient } from '../store/client';
+import type { JobContext } from '../store/model';
 import { RingfenceError } from '../util/errors';
 import YAML from 'yaml';
 
-export interface StoreJob {
-  org: string;
-  repository?: string;
-  workflow?: string;
-  job?: string;
-  cluster?: string;
-  namedPolicy?: string;
-}
 
 export interface FetchedPolicy {
   policy?: Policy;
@@ -35,7 +28,7 @@ export function policyFromMessage(message: Policy__Output): Policy {
   return parsePolicy(yaml, `policy store: ${message.name}`);
 }
 
-export async function fetchPolicy(address: string, token: string, job: StoreJob): Promise<FetchedPolicy> {
+export async function fetchPolicy(address: string, token: string, job: JobContext): Promise<FetchedPolicy> {
   const client = new StoreClient({ address, token });
   try {
     const result = await client.call<unknown, { policy: Policy__Output | null; scope: string }>('ResolvePolicy', {

@@ -20,24 +20,22 @@ import { RingfenceError } from '../util/errors';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
 
-/** A gRPC failure as the one line (plus problem lines) a user reads. */
-export class StoreCallError extends RingfenceError {}
-
 function client(): StoreClient {
   const token = process.env.RINGFENCE_TOKEN;
   if (!token) throw new RingfenceError('RINGFENCE_TOKEN is not set: create a token with `ringfence token create --org ORG --role admin` on the server host', 'RF_USAGE');
   return new StoreClient({ address: process.env.RINGFENCE_SERVER || DEFAULT_LISTEN, token });
 }
 
+/** One call; a gRPC failure becomes the one line (plus problem lines) a user reads. */
 async function call<Res>(method: string, request: unknown): Promise<Res> {
   const c = client();
   try {
     return await c.call<unknown, Res>(method as never, request);
   } catch (error) {
     const e = error as grpc.ServiceError;
-    if (e.code === grpc.status.UNAVAILABLE) throw new StoreCallError(`cannot reach the policy store at ${process.env.RINGFENCE_SERVER || DEFAULT_LISTEN} (set RINGFENCE_SERVER)`, 'RF_UNAVAILABLE');
+    if (e.code === grpc.status.UNAVAILABLE) throw new RingfenceError(`cannot reach the policy store at ${process.env.RINGFENCE_SERVER || DEFAULT_LISTEN} (set RINGFENCE_SERVER)`, 'RF_UNAVAILABLE');
     const [first, ...problems] = String(e.details ?? e.message).split('\n');
-    throw new StoreCallError(`${grpc.status[e.code] ?? e.code}: ${first}`, 'RF_STORE', problems.join('\n') || undefined);
+    throw new RingfenceError(`${grpc.status[e.code] ?? e.code}: ${first}`, 'RF_STORE', problems.join('\n') || undefined);
   } finally {
     c.close();
   }
@@ -80,9 +78,9 @@ function scopeFromFlags(flags: ScopeFlags) {
   }
   if (!flags.org) throw new RingfenceError('name the scope: --org ORG [--repo REPO [--workflow PATH]] or --cluster CLUSTER', 'RF_USAGE');
   if (flags.workflow && !flags.repo) throw new RingfenceError('--workflow needs --repo', 'RF_USAGE');
-  const repository = flags.repo?.includes('/') ? flags.repo : flags.repo;
-  if (flags.workflow) return { kind: SCOPE_KINDS.toProto.workflow, repository, workflow: flags.workflow };
-  if (flags.repo) return { kind: SCOPE_KINDS.toProto.repository, repository };
+  // the server checks that an OWNER/NAME repository belongs to the token's org
+  if (flags.workflow) return { kind: SCOPE_KINDS.toProto.workflow, repository: flags.repo, workflow: flags.workflow };
+  if (flags.repo) return { kind: SCOPE_KINDS.toProto.repository, repository: flags.repo };
   return { kind: SCOPE_KINDS.toProto.organization };
 }
 

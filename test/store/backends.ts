@@ -7,9 +7,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Client } from 'pg';
 import type { PolicyRepository } from '../../src/store/repository';
 import { openRepository } from '../../src/store/open';
+import { freshPostgresDatabase } from '../helpers/store';
 
 export interface Backend {
   name: string;
@@ -21,8 +21,6 @@ export interface Backend {
 
 let databases = 0;
 
-/** The role scripts/setup.sh creates in the local cluster it starts. */
-const DEFAULT_TEST_POSTGRES = 'postgresql://ringfence_test:ringfence_test@127.0.0.1:5432/postgres';
 
 export const BACKENDS: Backend[] = [
   (() => {
@@ -41,16 +39,7 @@ export const BACKENDS: Backend[] = [
     return {
       name: 'postgres',
       async open() {
-        const admin = process.env.RINGFENCE_TEST_POSTGRES ?? DEFAULT_TEST_POSTGRES;
-        const name = `rf_test_${process.pid}_${++databases}`;
-        const client = new Client({ connectionString: admin });
-        await client.connect();
-        await client.query(`DROP DATABASE IF EXISTS ${name}`);
-        await client.query(`CREATE DATABASE ${name}`);
-        await client.end();
-        const url = new URL(admin);
-        url.pathname = `/${name}`;
-        last = url.toString();
+        last = await freshPostgresDatabase(`rf_test_${process.pid}_${++databases}`);
         return openRepository(last);
       },
       url: () => last,

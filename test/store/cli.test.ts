@@ -1,11 +1,11 @@
 /** The policy store as users drive it: `ringfence server`, `token create`, `policy …`. */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RINGFENCE, startStoreServer } from '../helpers/store';
 
-const RINGFENCE = path.resolve(__dirname, '../../bin/ringfence');
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-cli-store-'));
 const db = `sqlite:${path.join(dir, 'store.db')}`;
 let server: ChildProcess;
@@ -20,16 +20,8 @@ function ringfence(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Promise<{ 
 }
 
 beforeAll(async () => {
-  server = spawn(process.execPath, [RINGFENCE, 'server', '--db', db, '--listen', '127.0.0.1:0', '--no-oidc'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const address = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    server.stderr!.on('data', (d) => {
-      text += d;
-      const match = /listening on (\S+)/.exec(text);
-      if (match) resolve(match[1]);
-    });
-    server.on('exit', (code) => reject(new Error(`server exited ${code}: ${text}`)));
-  });
+  let address: string;
+  ({ process: server, address } = await startStoreServer(db));
   const created = await ringfence(['token', 'create', '--org', 'acme', '--role', 'admin', '--db', db]);
   expect(created.code).toBe(0);
   env = { RINGFENCE_SERVER: address, RINGFENCE_TOKEN: created.stdout.trim() };
