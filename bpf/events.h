@@ -257,6 +257,12 @@ enum rf_detection {
 	 * ncat -e, socat, a mkfifo pipeline) and kills or resumes it.
 	 */
 	RF_DETECT_SHELL_ON_IPC = 4,
+	/*
+	 * A job process opening another cgroup's cgroup.procs/cgroup.threads for
+	 * writing, or cloning into another cgroup (CLONE_INTO_CGROUP): leaving the
+	 * job's cgroup would leave the sensor's scope and the egress hooks.
+	 */
+	RF_DETECT_CGROUP_ESCAPE = 5,
 };
 
 #define RF_DETECT_BIT(d) (1U << (d))
@@ -281,6 +287,8 @@ enum rf_detection_hook {
 	RF_DHOOK_PROC_MEM = 3,  /* open of /proc/PID/mem */
 	RF_DHOOK_VM = 4,        /* process_vm_readv/writev */
 	RF_DHOOK_PTRACE = 5,
+	RF_DHOOK_CGROUP_OPEN = 6,   /* open of a cgroup.procs/cgroup.threads file for writing */
+	RF_DHOOK_CLONE_INTO = 7,    /* clone3 with CLONE_INTO_CGROUP */
 };
 
 /*
@@ -295,6 +303,7 @@ struct rf_detection_event {
 	__u8 hook;           /* enum rf_detection_hook */
 	__u8 fd;             /* the stdio descriptor (reverse shell) */
 	__u32 target_tgid;   /* protected process (memory read); 0 otherwise */
+	                     /* (cgroup escape: the target cgroup's id is in cap_effective) */
 	__s64 ptrace_request;
 	__u64 cap_effective; /* privileged container */
 	__u32 pidns_level;

@@ -118,6 +118,27 @@ static __always_inline bool rf_is_proc_mem(struct file *file)
 	return name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 0;
 }
 
+/* cgroup.procs or cgroup.threads of the cgroup2 hierarchy, opened for writing. */
+static __always_inline bool rf_is_cgroup_procs_for_writing(struct file *file)
+{
+	struct dentry *dentry;
+	static const char procs[] = "cgroup.procs", threads[] = "cgroup.threads";
+	char name[16] = {};
+	bool is_procs = true, is_threads = true;
+
+	if (!(BPF_CORE_READ(file, f_mode) & RF_FMODE_WRITE))
+		return false;
+	if (BPF_CORE_READ(file, f_inode, i_sb, s_magic) != RF_CGROUP2_SUPER_MAGIC)
+		return false;
+	dentry = BPF_CORE_READ(file, f_path.dentry);
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	for (int i = 0; i < (int)sizeof(procs); i++)
+		is_procs = is_procs && name[i] == procs[i];
+	for (int i = 0; i < (int)sizeof(threads); i++)
+		is_threads = is_threads && name[i] == threads[i];
+	return is_procs || is_threads;
+}
+
 static __always_inline int rf_open_exit(struct trace_event_raw_sys_exit *ctx)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_PROC_MEM_OPEN);
@@ -140,7 +161,13 @@ static __always_inline int rf_open_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 	task = (struct task_struct *)bpf_get_current_task();
 	file = rf_task_file(task, fd);
-	if (!file || !rf_is_proc_mem(file))
+	if (!file)
+		return 0;
+	if (rf_is_cgroup_procs_for_writing(file)) {
+		rf_judge_cgroup_target(BPF_CORE_READ(file, f_path.dentry, d_parent), job, RF_DHOOK_CGROUP_OPEN);
+		return 0;
+	}
+	if (!rf_is_proc_mem(file))
 		return 0;
 
 	inode = BPF_CORE_READ(file, f_inode);
@@ -181,4 +208,29 @@ SEC("tracepoint/syscalls/sys_exit_open")
 int handle_sys_exit_open(struct trace_event_raw_sys_exit *ctx)
 {
 	return rf_open_exit(ctx);
+}
+
+#define RF_CLONE_INTO_CGROUP 0x200000000ULL
+
+/* clone3(CLONE_INTO_CGROUP): a child born in another cgroup. Judged before the clone. */
+SEC("tracepoint/syscalls/sys_enter_clone3")
+int handle_sys_enter_clone3(struct trace_event_raw_sys_enter *ctx)
+{
+	struct task_struct *task;
+	struct file *file;
+	__u64 args[11] = {}; /* struct clone_args up to .cgroup */
+	__u64 job;
+
+	if (ctx->args[1] < sizeof(args))
+		return 0;
+	job = rf_current_job();
+	if (!job)
+		return 0;
+	if (bpf_probe_read_user(args, sizeof(args), (void *)ctx->args[0]) < 0 || !(args[0] & RF_CLONE_INTO_CGROUP))
+		return 0;
+	task = (struct task_struct *)bpf_get_current_task();
+	file = rf_task_file(task, (int)args[10]);
+	if (file)
+		rf_judge_cgroup_target(BPF_CORE_READ(file, f_path.dentry), job, RF_DHOOK_CLONE_INTO);
+	return 0;
 }

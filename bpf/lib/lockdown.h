@@ -126,6 +126,40 @@ static __always_inline void rf_hold_for_verdict(__u64 job, const struct rf_detec
 	rf_count(cnt, emitted);
 }
 
+#define RF_CGROUP2_SUPER_MAGIC 0x63677270
+
+/*
+ * Whether the cgroup directory `dir` (a dentry of the cgroup2 mount) is the
+ * job's cgroup or below it: directory inode numbers are cgroup ids there.
+ */
+static __always_inline bool rf_cgroup_dir_in_job(struct dentry *dir, __u64 job)
+{
+	for (int level = 0; level < RF_MAX_CGROUP_DEPTH; level++) {
+		struct dentry *parent;
+
+		if (!dir)
+			return false;
+		if (BPF_CORE_READ(dir, d_inode, i_ino) == job)
+			return true;
+		parent = BPF_CORE_READ(dir, d_parent);
+		if (parent == dir)
+			return false; /* the hierarchy's root */
+		dir = parent;
+	}
+	return false;
+}
+
+/* A cgroup-escape attempt toward the cgroup directory `dir`: judged like any detection. */
+static __always_inline void rf_judge_cgroup_target(struct dentry *dir, __u64 job, __u8 hook)
+{
+	struct rf_detection_event d = { .detection = RF_DETECT_CGROUP_ESCAPE, .hook = hook };
+
+	if (rf_cgroup_dir_in_job(dir, job))
+		return;
+	d.cap_effective = BPF_CORE_READ(dir, d_inode, i_ino);
+	rf_detected(job, &d);
+}
+
 /* Processes named in protected_comms are protected from their exec on. */
 static __always_inline void rf_protect_by_comm(void)
 {

@@ -58,7 +58,7 @@ export interface NetworkJobEvent extends Base {
 
 export interface DetectionJobEvent extends Base {
   kind: 'detection';
-  detection: 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container';
+  detection: 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container' | 'Cgroup-Escape';
   /** killed: the offender died in the offending syscall and the job was ended. */
   action: 'killed' | 'audited';
   /** What gave it away: dup, exec, proc_mem_open, process_vm, ptrace, relay. */
@@ -66,7 +66,7 @@ export interface DetectionJobEvent extends Base {
   /** Reverse shell through a relay: the process that carried it to the network. */
   relay?: { pid: number; exe: string };
   /** The protected process read (memory), the remote end (shell), the capabilities (container). */
-  target: { pid: number; exe?: string; argv?: string[] } | { ip: string; port: number; fd: number } | { capabilities: string; pidnsLevel: number };
+  target: { pid: number; exe?: string; argv?: string[] } | { ip: string; port: number; fd: number } | { capabilities: string; pidnsLevel: number } | { cgroupId: number };
   policy: string;
 }
 
@@ -144,6 +144,8 @@ export function detectionEvent(job: string, policy: string, tree: ProcessTree, d
     target = { pid: detection.targetTgid, exe: info?.exe, argv: info?.argv };
   } else if (detection.detection === 'Reverse-Shell') {
     target = { ip: detection.peer.address, port: detection.peer.port, fd: detection.fd };
+  } else if (detection.detection === 'Cgroup-Escape') {
+    target = { cgroupId: detection.targetCgroupId };
   } else {
     target = { capabilities: `0x${detection.capEffective.toString(16)}`, pidnsLevel: detection.pidnsLevel };
   }

@@ -36,6 +36,8 @@ export class JobSummary {
     } else if (d.detection === 'Reverse-Shell') {
       const t = d.target as { ip: string; port: number; fd: number };
       target = d.relay ? ` whose fd ${t.fd} goes through ${d.relay.exe} (pid ${d.relay.pid}) to ${t.ip}:${t.port}` : ` with fd ${t.fd} a socket to ${t.ip}:${t.port}`;
+    } else if (d.detection === 'Cgroup-Escape') {
+      target = ` moving out of the job's cgroup (to cgroup ${(d.target as { cgroupId: number }).cgroupId})`;
     } else {
       target = ` in a container with capabilities ${(d.target as { capabilities: string }).capabilities}`;
     }

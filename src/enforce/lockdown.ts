@@ -5,7 +5,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Detection, Policy } from '../policy/policy';
+import type { Policy } from '../policy/policy';
+import type { DetectionName } from '../sensor/events';
 import { DetectionId, LAYOUT } from '../sensor/layout';
 import type { NativeSensorHandle } from '../sensor/native';
 import { encodeCgroupKey } from './maps';
@@ -23,12 +24,18 @@ export interface LockdownOptions {
   loopbackIsRemote?: boolean;
 }
 
-/** The detections a policy kills for: none unless lockdown is enabled. */
-export function killedDetections(policy: Policy): Detection[] {
-  return policy.lockdown.enabled ? policy.lockdown.detections : [];
+/**
+ * The detections a policy kills for: its listed ones when lockdown is
+ * enabled; and leaving the job's cgroup whenever lockdown is enabled or
+ * egress is blocked, since that would escape both.
+ */
+export function killedDetections(policy: Policy): DetectionName[] {
+  const killed: DetectionName[] = policy.lockdown.enabled ? [...policy.lockdown.detections] : [];
+  if (policy.lockdown.enabled || policy.egressPolicy === 'block') killed.push('Cgroup-Escape');
+  return killed;
 }
 
-export function encodeJobLockdown(detections: Detection[], options: LockdownOptions = {}): Buffer {
+export function encodeJobLockdown(detections: DetectionName[], options: LockdownOptions = {}): Buffer {
   const f = LAYOUT.rf_job_lockdown.fields;
   const value = Buffer.alloc(LAYOUT.rf_job_lockdown.size);
   const mask = detections.reduce((bits, d) => bits | (1 << DetectionId[d]), 0);
@@ -44,7 +51,7 @@ export class JobLockdown {
   constructor(
     private readonly kernel: NativeSensorHandle,
     private readonly cgroupId: number,
-    readonly killed: Detection[],
+    readonly killed: DetectionName[],
     options: LockdownOptions = {},
   ) {
     kernel.mapUpdate('job_lockdown', encodeCgroupKey(cgroupId), encodeJobLockdown(killed, options));

@@ -18,7 +18,7 @@ const MEM = LAYOUT.rf_proc_mem_event.fields;
 const DUP = LAYOUT.rf_stdio_dup_event.fields;
 const EGRESS = LAYOUT.rf_egress_event.fields;
 const DETECTION = LAYOUT.rf_detection_event.fields;
-const DETECTION_NAMES = ['', 'Reverse-Shell', 'Runner-Worker-Memory-Read', 'Privileged-Container'] as const;
+const DETECTION_NAMES = ['', 'Reverse-Shell', 'Runner-Worker-Memory-Read', 'Privileged-Container', undefined, 'Cgroup-Escape'] as const;
 const SHELL_ON_IPC = 4;
 const FD = LAYOUT.rf_fd_info.fields;
 const FD_SIZE = LAYOUT.rf_fd_info.size;
@@ -291,6 +291,7 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: numbe
         fd: view.getUint8(at + DETECTION.fd.offset),
         peer: readPeer(view, bytes, at + DETECTION.peer.offset),
         capEffective: view.getBigUint64(at + DETECTION.cap_effective.offset, true),
+        targetCgroupId: u64(view, at + DETECTION.cap_effective.offset),
         pidnsLevel: view.getUint32(at + DETECTION.pidns_level.offset, true),
       });
     }

@@ -144,7 +144,8 @@ export interface EgressEvent extends EventBase {
   port: number;
 }
 
-export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container';
+/** The policy's detections, and Cgroup-Escape (leaving the job's cgroup), which lockdown or block mode kills. */
+export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container' | 'Cgroup-Escape';
 
 /**
  * Not a detection yet: a shell reading commands from a pipe or socketpair
@@ -165,7 +166,9 @@ export interface DetectionEvent extends EventBase {
   /** killed: SIGKILL in the offending syscall; audited: recorded only. */
   action: 'killed' | 'audited';
   /** What gave the offender away. */
-  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace';
+  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into';
+  /** Cgroup escape: the cgroup it tried to reach. */
+  targetCgroupId: number;
   /** Memory read: the protected process (initial pid namespace). */
   targetTgid: number;
   ptraceRequest: number;

@@ -179,16 +179,19 @@ export const DetectionId = {
   'Reverse-Shell': 1,
   'Runner-Worker-Memory-Read': 2,
   'Privileged-Container': 3,
+  'Cgroup-Escape': 5,
 } as const;
 /** enum rf_detection_action */
 export const DetectionAction = { KILLED: 1, AUDITED: 2, HELD: 3 } as const;
 /** enum rf_detection_hook */
-export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace'> = {
+export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into'> = {
   1: 'dup',
   2: 'exec',
   3: 'proc_mem_open',
   4: 'process_vm',
   5: 'ptrace',
+  6: 'cgroup_open',
+  7: 'clone_into',
 };
 
 /** enum rf_egress_hook */

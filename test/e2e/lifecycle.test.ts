@@ -8,7 +8,7 @@ describe('sensor lifecycle', () => {
     const sensor = Sensor.open();
     sensor.start();
     const { programs, links } = sensor.kernelObjects();
-    expect(programs.length).toBe(23); // 14 probes + 9 egress hooks (attached per job cgroup)
+    expect(programs.length).toBe(24); // 15 probes + 9 egress hooks (attached per job cgroup)
     expect(links.length).toBe(14);
     for (const id of programs) expect((await bpftool(['prog', 'show', 'id', String(id)])).code).toBe(0);
 

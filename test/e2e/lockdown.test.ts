@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DetectionJobEvent } from '../../src/agent/job-events';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server';
+import { findCgroup2Mount } from '../../src/cgroup/cgroup2';
 import { fixture } from '../helpers/job';
 import { createTestHost, type TestHost } from '../helpers/netns';
 import { runScriptJob, type ScriptJob } from '../helpers/run-job';
@@ -189,6 +190,31 @@ describe('Privileged-Container', () => {
     const d = expectKilled(j, 'Privileged-Container');
     expect(d).toMatchObject({ via: 'exec', target: { pidnsLevel: 1 } });
     expect(j.stdout).not.toContain('inside');
+  });
+});
+
+describe('Cgroup-Escape', () => {
+  const selfCgroup = () => `${findCgroup2Mount()}$(sed -n 's/^0:://p' /proc/self/cgroup)`;
+
+  it('moving out of the job cgroup is killed before the write', async () => {
+    const root = findCgroup2Mount();
+    const sibling = siblingPidFile();
+    const j = await job(`(setsid sleep 30 & echo $! > ${sibling}); echo $$ > ${root}/cgroup.procs; echo survived`);
+    expect(expectKilled(j, 'Cgroup-Escape')).toMatchObject({ via: 'cgroup_open' });
+    expect(j.stdout).not.toContain('survived');
+    expectGone(sibling);
+  });
+
+  it('a child cloned straight into another cgroup (clone3 CLONE_INTO_CGROUP) is killed before it is born', async () => {
+    const j = await job(`${fixture('clone_into')} ${findCgroup2Mount()}; echo survived`);
+    expect(expectKilled(j, 'Cgroup-Escape')).toMatchObject({ via: 'clone_into' });
+    expect(j.stdout).not.toContain('child');
+  });
+
+  it('moving within the job (a child cgroup of its own) is allowed', async () => {
+    const j = await job(`cg=${selfCgroup()}; mkdir $cg/inner && echo $$ > $cg/inner/cgroup.procs && echo fine`);
+    expect(detections(j)).toEqual([]);
+    expect(j.stdout).toBe('fine\n');
   });
 });
 
