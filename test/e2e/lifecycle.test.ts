@@ -9,7 +9,7 @@ describe('sensor lifecycle', () => {
     sensor.start();
     const { programs, links } = sensor.kernelObjects();
     expect(programs.length).toBe(24); // 15 probes + 9 egress hooks (attached per job cgroup)
-    expect(links.length).toBe(14);
+    expect(links.length).toBe(15);
     for (const id of programs) expect((await bpftool(['prog', 'show', 'id', String(id)])).code).toBe(0);
 
     await sensor.close();
