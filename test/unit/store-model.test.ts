@@ -1,0 +1,72 @@
+/** The policy store's pure rules: scopes, precedence, change descriptions. */
+import { describe, expect, it } from 'vitest';
+import { StoreError } from '../../src/store/errors';
+import { chooseAttachment, describeChanges, normalizeScope, repositoryName, type Attachment, type Scope } from '../../src/store/model';
+import { parseEndpointFile } from '../../src/store/service';
+
+const at = (policy: string, scope: Scope, org = 'acme'): Attachment => ({ org, policy, scope, createdBy: 't', createdAt: '' });
+
+describe('scopes', () => {
+  it('takes repositories as NAME or OWNER/NAME of the same org only', () => {
+    expect(repositoryName('acme', 'web')).toBe('web');
+    expect(repositoryName('acme', 'ACME/web')).toBe('web');
+    expect(() => repositoryName('acme', 'globex/web')).toThrow(/does not belong/);
+    expect(() => repositoryName('acme', 'a/b/c')).toThrow(StoreError);
+  });
+
+  it('normalizes and validates each kind', () => {
+    expect(normalizeScope('acme', { kind: 'workflow', repository: 'acme/web', workflow: '.github/workflows/ci.yml' })).toEqual({ kind: 'workflow', repository: 'web', workflow: '.github/workflows/ci.yml' });
+    expect(normalizeScope('acme', { kind: 'organization', repository: 'ignored' })).toEqual({ kind: 'organization' });
+    expect(() => normalizeScope('acme', { kind: 'workflow', repository: 'web', workflow: 'ci.yml' })).toThrow(/workflow file path/);
+    expect(() => normalizeScope('acme', { kind: 'cluster' })).toThrow(/cluster name/);
+    expect(() => normalizeScope('acme', { kind: 'repository' })).toThrow(/needs a repository/);
+  });
+});
+
+describe('chooseAttachment', () => {
+  const attachments = [
+    at('cluster', { kind: 'cluster', cluster: 'big' }),
+    at('org', { kind: 'organization' }),
+    at('repo', { kind: 'repository', repository: 'web' }),
+    at('wf', { kind: 'workflow', repository: 'web', workflow: '.github/workflows/release.yml' }),
+    at('other-org', { kind: 'organization' }, 'globex'),
+  ];
+
+  it.each([
+    [{ repository: 'web', workflow: '.github/workflows/release.yml', cluster: 'big' }, 'wf'],
+    [{ repository: 'acme/web', workflow: '.github/workflows/ci.yml' }, 'repo'],
+    [{ repository: 'api', workflow: '.github/workflows/release.yml' }, 'org'],
+    [{ cluster: 'big' }, 'org'],
+  ])('%j → %s', (job, expected) => {
+    expect(chooseAttachment({ org: 'acme', ...job }, attachments)?.policy).toBe(expected);
+  });
+
+  it('falls back to the cluster, then to nothing, and never crosses orgs', () => {
+    const noOrg = attachments.filter((a) => a.policy !== 'org');
+    expect(chooseAttachment({ org: 'acme', repository: 'api', cluster: 'big' }, noOrg)?.policy).toBe('cluster');
+    expect(chooseAttachment({ org: 'acme', repository: 'api', cluster: 'small' }, noOrg)).toBeUndefined();
+    expect(chooseAttachment({ org: 'initech', repository: 'x' }, attachments)).toBeUndefined();
+  });
+});
+
+describe('describeChanges', () => {
+  it('says what changed, one line each', () => {
+    const before = { egressPolicy: 'audit' as const, allowedEndpoints: ['a.com', 'b.com'], lockdown: { enabled: false, detections: [] } };
+    const after = { egressPolicy: 'block' as const, allowedEndpoints: ['b.com', 'c.com'], lockdown: { enabled: true, detections: ['Reverse-Shell'] } };
+    expect(describeChanges(undefined, after)).toEqual(['created']);
+    expect(describeChanges(before, after)).toEqual(['egress-policy audit → block', '+ c.com', '- a.com', 'lockdown disabled → enabled', 'detections [] → [Reverse-Shell]']);
+    expect(describeChanges(after, after)).toEqual(['no change']);
+  });
+});
+
+describe('endpoint files', () => {
+  it('reads one or more endpoints a line, with comments, and names bad lines', () => {
+    expect(parseEndpointFile('# tools\nregistry.npmjs.org\n\na.com b.com:80, c.com # three\n', 'f')).toEqual(['registry.npmjs.org', 'a.com', 'b.com:80', 'c.com']);
+    expect(() => parseEndpointFile('ok.com\nbad..com\n', 'list.txt')).toThrow(StoreError);
+    try {
+      parseEndpointFile('ok.com\nbad..com\nx.com:0\n', 'list.txt');
+    } catch (error) {
+      expect((error as StoreError).details).toEqual(["list.txt:2: endpoint 'bad..com': empty label in 'bad..com'", "list.txt:3: endpoint 'x.com:0': bad port '0' in 'x.com:0' (1-65535)"]);
+    }
+  });
+});
