@@ -21,6 +21,12 @@ fi
 
 # PostgreSQL for the policy store's tests (the store's suite runs on SQLite and PostgreSQL)
 cluster=$(pg_lsclusters --no-header 2>/dev/null | awk 'NR==1 {print $1" "$2}')
+if [ -z "$cluster" ] && command -v pg_createcluster >/dev/null; then
+  # the package's own cluster creation can be skipped in containers
+  version=$(ls /usr/lib/postgresql | sort -V | tail -n 1)
+  pg_createcluster "$version" main >/dev/null
+  cluster="$version main"
+fi
 if [ -n "$cluster" ]; then
   pg_lsclusters --no-header | awk 'NR==1 {print $4}' | grep -q online || pg_ctlcluster $cluster start
   su postgres -c "psql -tAc \"SELECT 1 FROM pg_roles WHERE rolname = 'ringfence_test'\"" | grep -q 1 ||
