@@ -9,7 +9,7 @@ import path from 'node:path';
 import { StoreClient } from '../src/store/client';
 import { openRepository } from '../src/store/open';
 import { PolicyService } from '../src/store/service';
-import { createToken } from '../src/store/tokens';
+import { callerForToken, createToken } from '../src/store/tokens';
 import { freshPostgresDatabase, startStoreServer } from '../test/helpers/store';
 import { percentile } from './egress';
 
@@ -105,3 +105,22 @@ export function sqliteBenchDb(): string {
 
 /** A fresh database in the local cluster scripts/setup.sh starts (or RINGFENCE_TEST_POSTGRES's). */
 export const postgresBenchDb = () => freshPostgresDatabase(`rf_bench_${process.pid}`);
+
+/** The server's own work per resolve (token check + resolution), in-process, without gRPC. */
+export async function inProcessResolve(db: string, iterations: number): Promise<{ p50Us: number; p99Us: number }> {
+  const token = await populate(db);
+  const repository = await openRepository(db);
+  const service = new PolicyService(repository);
+  const latencies: number[] = [];
+  try {
+    for (let i = 0; i < iterations; i++) {
+      const t = process.hrtime.bigint();
+      const caller = await callerForToken(repository, token);
+      await service.resolve(caller, { org: 'acme', repository: `repo${i % 100}`, workflow: '.github/workflows/ci.yml', cluster: 'linux' });
+      latencies.push(Number(process.hrtime.bigint() - t) / 1000);
+    }
+  } finally {
+    await repository.close();
+  }
+  return { p50Us: percentile(latencies, 50), p99Us: percentile(latencies, 99) };
+}
