@@ -79,6 +79,32 @@ function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+const JOBS_CGROUP = 'ringfence/jobs';
+
+/**
+ * Job cgroups whose ringfence process is gone (it was SIGKILLed or the
+ * machine lost power mid-job): their processes ran unwatched since; end them
+ * and remove the cgroups. Job ids end in the owning process's pid.
+ */
+export async function removeOrphanedJobs(log: (text: string) => void, root = Cgroup.create(JOBS_CGROUP)): Promise<string[]> {
+  const removed: string[] = [];
+  for (const job of root.children()) {
+    const owner = Number(/-(\d+)$/.exec(job.path)?.[1]);
+    if (!owner || owner === process.pid) continue;
+    try {
+      process.kill(owner, 0);
+      continue; // its ringfence is alive
+    } catch {
+      /* gone */
+    }
+    const processes = job.allProcs().length;
+    await job.destroy();
+    removed.push(job.path);
+    log(`ringfence: removed orphaned job cgroup ${job.path}${processes ? ` and killed its ${processes} process(es)` : ''}`);
+  }
+  return removed;
+}
+
 export async function runJob(command: string, args: string[], options: JobOptions): Promise<JobResult> {
   const log = options.log ?? ((text: string) => process.stderr.write(text + '\n'));
   const id = `run-${Date.now().toString(36)}-${process.pid}`;
@@ -91,7 +117,8 @@ export async function runJob(command: string, args: string[], options: JobOption
   const now = () => new Date().toISOString();
 
   const sensor = Sensor.open();
-  const cgroup = Cgroup.create(`ringfence/jobs/${id}`);
+  await removeOrphanedJobs(log);
+  const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
   let proxy: DnsProxy | undefined;
   let egress: JobEgress | undefined;
   let lockdown: JobLockdown | undefined;

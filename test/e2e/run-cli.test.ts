@@ -87,3 +87,25 @@ describe('ringfence run', () => {
     expect(fs.existsSync(path.join(jobsDir(), id))).toBe(false);
   });
 });
+
+describe('orphaned jobs', () => {
+  it('job cgroups whose ringfence died are ended and removed; live ones are left alone', async () => {
+    const { Cgroup } = await import('../../src/cgroup/cgroup2');
+    const { removeOrphanedJobs } = await import('../../src/agent/job');
+    // a private root, so that jobs of other test files running meanwhile are not involved
+    const root = Cgroup.create(`ringfence-test/${process.pid}-orphans`);
+    // a pid above pid_max stands for a dead ringfence; ours is alive
+    const orphan = Cgroup.create('run-orphan-4194305', root.path);
+    const live = Cgroup.create(`run-live-${process.pid}`, root.path);
+    const sleeper = orphan.spawn('/bin/sleep', ['60'], { stdio: 'ignore' });
+    const ended = new Promise<NodeJS.Signals | null>((resolve) => sleeper.on('exit', (_code, signal) => resolve(signal)));
+    while (orphan.procs().length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const lines: string[] = [];
+    expect(await removeOrphanedJobs((line) => lines.push(line), root)).toEqual([orphan.path]);
+    expect(lines).toEqual([`ringfence: removed orphaned job cgroup ${orphan.path} and killed its 1 process(es)`]);
+    expect(await ended).toBe('SIGKILL');
+    expect(orphan.exists()).toBe(false);
+    expect(live.exists()).toBe(true);
+    await root.destroy();
+  });
+});
