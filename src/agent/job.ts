@@ -11,7 +11,7 @@ import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
 import type { ShellOnIpcEvent } from '../sensor/events';
-import { findRelay } from './relay';
+import { lookForRelay } from './relay';
 import { parseIp } from '../net/address';
 import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
@@ -80,6 +80,8 @@ function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
 }
 
 const JOBS_CGROUP = 'ringfence/jobs';
+/** How long a held shell may wait for its pipeline to connect before it is let go. */
+const RELAY_WAIT_MS = 500;
 
 /**
  * Job cgroups whose ringfence process is gone (it was SIGKILLed or the
@@ -156,14 +158,18 @@ export async function runJob(command: string, args: string[], options: JobOption
     /*
      * A shell reading commands from a pipe/socketpair, stopped by the kernel
      * when reverse shells are killed: look for a relay to a remote host among
-     * the holders of its output (the pipeline's other members may still be
-     * starting, so look a few times), then kill the job or let the shell go.
+     * the holders of its output, then kill the job or let the shell go. While
+     * job processes hold the other end but none is connected yet (a
+     * pipeline's members start together), look again, for up to half a
+     * second; when no job process holds it (output to the runner's log), at once.
      */
     const judgeShell = async (event: ShellOnIpcEvent) => {
       let relay;
-      for (let attempt = 0; attempt < 6 && !relay; attempt++) {
-        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 10));
-        relay = findRelay(event, cgroup.allProcs());
+      for (let waited = 0; ; waited += 10) {
+        const look = lookForRelay(event, cgroup.allProcs());
+        relay = look.relay;
+        if (relay || look.holders === 0 || waited >= RELAY_WAIT_MS) break;
+        await new Promise((resolve) => setTimeout(resolve, 10));
       }
       const held = event.action === 'held';
       if (!relay) {

@@ -20,18 +20,33 @@ export interface Relay {
   fd: number;
 }
 
-function fdLinks(pid: number, proc: string): string[] {
+function fdLinks(pid: number, proc: string): { fd: string; link: string }[] {
   try {
     const dir = path.join(proc, String(pid), 'fd');
     return fs.readdirSync(dir).map((fd) => {
       try {
-        return fs.readlinkSync(path.join(dir, fd));
+        return { fd, link: fs.readlinkSync(path.join(dir, fd)) };
       } catch {
-        return '';
+        return { fd, link: '' };
       }
     });
   } catch {
     return [];
+  }
+}
+
+/**
+ * Whether pid's descriptor reads (O_RDONLY or O_RDWR). Both ends of a pipe
+ * share its inode: the shell's output is consumed by whoever holds the read
+ * end, while other writers (every job process writing the same job log) are
+ * not its other end.
+ */
+function reads(pid: number, fd: string, proc: string): boolean {
+  try {
+    const flags = /^flags:\s+([0-7]+)/m.exec(fs.readFileSync(path.join(proc, String(pid), 'fdinfo', fd), 'utf8'))?.[1];
+    return flags !== undefined && (parseInt(flags, 8) & 3) !== 1; // O_ACCMODE != O_WRONLY
+  } catch {
+    return false;
   }
 }
 
@@ -89,6 +104,14 @@ function remotePeers(pid: number, inodes: Set<number>, proc: string, loopbackIsR
  * stderr and a TCP connection to a remote host.
  */
 export function findRelay(event: ShellOnIpcEvent, jobPids: number[], options: { proc?: string; loopbackIsRemote?: boolean } = {}): Relay | undefined {
+  return lookForRelay(event, jobPids, options).relay;
+}
+
+/**
+ * As findRelay, and how many job processes hold the other end of the
+ * shell's output at all: with none, no relay can appear later either.
+ */
+export function lookForRelay(event: ShellOnIpcEvent, jobPids: number[], options: { proc?: string; loopbackIsRemote?: boolean } = {}): { relay?: Relay; holders: number } {
   const proc = options.proc ?? '/proc';
   const wanted = new Map<string, number>(); // link text → the shell's fd
   event.stdio.forEach((s, fd) => {
@@ -96,13 +119,15 @@ export function findRelay(event: ShellOnIpcEvent, jobPids: number[], options: { 
     const link = s.ipc === 'pipe' ? `pipe:[${s.peerInode}]` : `socket:[${s.peerInode}]`;
     if (!wanted.has(link)) wanted.set(link, fd);
   });
-  if (wanted.size === 0) return undefined;
+  let holders = 0;
+  if (wanted.size === 0) return { holders };
   for (const pid of jobPids) {
     if (pid === event.tgid) continue;
     const links = fdLinks(pid, proc);
-    const holds = links.find((link) => wanted.has(link));
+    const holds = links.find(({ fd, link }) => wanted.has(link) && (!link.startsWith('pipe:') || reads(pid, fd, proc)))?.link;
     if (!holds) continue;
-    const sockets = new Set(links.map((link) => /^socket:\[(\d+)\]$/.exec(link)?.[1]).filter(Boolean).map(Number));
+    holders++;
+    const sockets = new Set(links.map(({ link }) => /^socket:\[(\d+)\]$/.exec(link)?.[1]).filter(Boolean).map(Number));
     const peers = remotePeers(pid, sockets, proc, options.loopbackIsRemote ?? false);
     const first = peers.values().next();
     if (first.done) continue;
@@ -112,7 +137,7 @@ export function findRelay(event: ShellOnIpcEvent, jobPids: number[], options: { 
     } catch {
       /* exited meanwhile */
     }
-    return { pid, exe, ...first.value, fd: wanted.get(holds)! };
+    return { relay: { pid, exe, ...first.value, fd: wanted.get(holds)! }, holders };
   }
-  return undefined;
+  return { holders };
 }

@@ -229,6 +229,10 @@ describe('look-alikes stay quiet', () => {
     ['a rootless (user-namespaced) container', () => `unshare --user --map-root-user --pid --mount --fork /bin/true && echo fine`],
     ['a script fetched from the network piped into sh', () => `${PYTHON} -c 'import socket;s=socket.create_connection(("${host.ip4}",${SHELL_PORT}));s.recv(64);print("echo fine")' | sh`],
     ['a shell in a local pipeline', () => `echo 'echo fine' | sh | cat`],
+    [
+      'a shell whose output pipe is shared with a connected process (the job log of a runner)',
+      () => `{ ${PYTHON} -c 'import socket,time;s=socket.create_connection(("${host.ip4}",${SHELL_PORT}));time.sleep(1)' & sleep 0.3; echo 'echo fine' | sh; wait; } | cat`,
+    ],
   ])('%s', async (_name, script) => {
     const j = await job(script());
     expect(detections(j)).toEqual([]);

@@ -15,14 +15,24 @@ interface Run {
   stderr: string;
 }
 
-function ringfence(args: string[], options: { interruptAfterMs?: number } = {}): Promise<Run> {
+/** Runs bin/ringfence; with interruptWhen, sends SIGINT once that file exists (the job has started). */
+function ringfence(args: string[], options: { interruptWhen?: string } = {}): Promise<Run> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [RINGFENCE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
-    if (options.interruptAfterMs) setTimeout(() => child.kill('SIGINT'), options.interruptAfterMs);
+    if (options.interruptWhen) {
+      const marker = options.interruptWhen;
+      const poll = setInterval(() => {
+        if (fs.existsSync(marker)) {
+          clearInterval(poll);
+          child.kill('SIGINT');
+        }
+      }, 20);
+      child.on('close', () => clearInterval(poll));
+    }
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
@@ -80,7 +90,9 @@ describe('ringfence run', () => {
   });
 
   it('Ctrl-C ends the whole job and leaves nothing behind', async () => {
-    const run = await ringfence(['run', '--', '/bin/bash', '-c', 'sleep 60 & sleep 60'], { interruptAfterMs: 1500 });
+    const marker = path.join(os.tmpdir(), `ringfence-started-${process.pid}`);
+    fs.rmSync(marker, { force: true });
+    const run = await ringfence(['run', '--', '/bin/bash', '-c', `sleep 60 & touch ${marker}; sleep 60`], { interruptWhen: marker });
     expect(run.code).toBe(130);
     expect(run.stderr).toMatch(/interrupted by SIGINT/);
     const id = jobIdOf(run.stderr)!;

@@ -9,12 +9,18 @@ import type { ShellOnIpcEvent } from '../../src/sensor/events';
 const TCP_HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
 const tcpLine = (remote: string, state: string, inode: number) => `   0: 0100007F:9C40 ${remote} ${state} 00000000:00000000 00:00000000 00000000     0        0 ${inode} 1 0000000000000000 20 4 30 10 -1\n`;
 
+/** fds: link targets by descriptor; a pipe written (not read) is given as 'w:pipe:[N]'. */
 function fakeProc(processes: Record<number, { fds: string[]; exe: string; tcp?: string }>): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-proc-'));
   for (const [pid, p] of Object.entries(processes)) {
     fs.mkdirSync(path.join(root, pid, 'fd'), { recursive: true });
+    fs.mkdirSync(path.join(root, pid, 'fdinfo'));
     fs.mkdirSync(path.join(root, pid, 'net'));
-    p.fds.forEach((link, fd) => fs.symlinkSync(link, path.join(root, pid, 'fd', String(fd))));
+    p.fds.forEach((spec, fd) => {
+      const writeOnly = spec.startsWith('w:');
+      fs.symlinkSync(writeOnly ? spec.slice(2) : spec, path.join(root, pid, 'fd', String(fd)));
+      fs.writeFileSync(path.join(root, pid, 'fdinfo', String(fd)), `pos:\t0\nflags:\t0${writeOnly ? '2000001' : '2000000'}\nmnt_id:\t15\n`);
+    });
     fs.symlinkSync(p.exe, path.join(root, pid, 'exe'));
     fs.writeFileSync(path.join(root, pid, 'net', 'tcp'), TCP_HEADER + (p.tcp ?? ''));
     fs.writeFileSync(path.join(root, pid, 'net', 'tcp6'), TCP_HEADER);
@@ -34,6 +40,15 @@ describe('parseProcNetAddress', () => {
 });
 
 describe('findRelay', () => {
+  it('ignores other writers of the same pipe (every job process writing the job log)', () => {
+    const proc = fakeProc({
+      10: { fds: ['pipe:[100]', 'w:pipe:[500]', 'w:pipe:[500]'], exe: '/bin/sh' },
+      11: { fds: ['pipe:[9]', 'w:pipe:[500]', 'w:pipe:[500]', 'socket:[300]'], exe: '/usr/bin/node', tcp: tcpLine('0265A8C6:01BB', '01', 300) },
+    });
+    const event = shell([{ ipc: 'pipe', peerInode: 100 }, { ipc: 'pipe', peerInode: 500 }, { ipc: 'pipe', peerInode: 500 }]);
+    expect(findRelay(event, [10, 11], { proc })).toBeUndefined();
+  });
+
   it('finds the process holding the shell’s output and a remote connection', () => {
     const proc = fakeProc({
       10: { fds: ['pipe:[100]', 'socket:[201]', 'socket:[201]'], exe: '/bin/sh' },
