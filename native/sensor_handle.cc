@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -57,6 +58,18 @@ void DestroyLinksInParallel(const std::vector<struct bpf_link*>& links) {
   for (struct bpf_link* link : links)
     if (link) threads.emplace_back([link] { bpf_link__destroy(link); });
   for (std::thread& thread : threads) thread.join();
+}
+
+// The skeleton's links (one per auto-attached program) as one array: the
+// generated struct is nothing but bpf_link pointers.
+struct SkeletonLinks {
+  struct bpf_link** begin;
+  size_t count;
+};
+
+SkeletonLinks LinksOf(sensor* skel) {
+  static_assert(sizeof(skel->links) % sizeof(struct bpf_link*) == 0, "links holds only link pointers");
+  return {reinterpret_cast<struct bpf_link**>(&skel->links), sizeof(skel->links) / sizeof(struct bpf_link*)};
 }
 
 }  // namespace
@@ -130,10 +143,9 @@ void SensorHandle::Teardown() {
   }
   DetachAllCgroups();
   if (skel_) {
-    struct bpf_link** links = reinterpret_cast<struct bpf_link**>(&skel_->links);
-    size_t count = sizeof(skel_->links) / sizeof(struct bpf_link*);
-    DestroyLinksInParallel(std::vector<struct bpf_link*>(links, links + count));
-    for (size_t i = 0; i < count; i++) links[i] = nullptr;
+    SkeletonLinks links = LinksOf(skel_);
+    DestroyLinksInParallel(std::vector<struct bpf_link*>(links.begin, links.begin + links.count));
+    std::fill(links.begin, links.begin + links.count, nullptr);
     sensor__destroy(skel_);  // closes every program and map
     skel_ = nullptr;
   }
@@ -256,13 +268,13 @@ Napi::Value SensorHandle::ProgramIds(const Napi::CallbackInfo& info) {
     if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &prog_info, &len) == 0)
       programs.Set(programs.Length(), prog_info.id);
   }
-  struct bpf_link** all_links = reinterpret_cast<struct bpf_link**>(&skel->links);
-  size_t link_count = sizeof(skel->links) / sizeof(struct bpf_link*);
-  for (size_t i = 0; i < link_count; i++) {
-    if (!all_links[i]) continue;
+  SkeletonLinks all = LinksOf(skel);
+  for (size_t i = 0; i < all.count; i++) {
+    struct bpf_link* link = all.begin[i];
+    if (!link) continue;
     struct bpf_link_info link_info = {};
     __u32 len = sizeof(link_info);
-    if (bpf_obj_get_info_by_fd(bpf_link__fd(all_links[i]), &link_info, &len) == 0)
+    if (bpf_obj_get_info_by_fd(bpf_link__fd(link), &link_info, &len) == 0)
       links.Set(links.Length(), link_info.id);
   }
   Napi::Object result = Napi::Object::New(env);

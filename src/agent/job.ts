@@ -5,7 +5,6 @@
  */
 import type { StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import { Cgroup } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
@@ -17,6 +16,7 @@ import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
 import { Sensor } from '../sensor/sensor';
+import { signalNumber } from '../util/signals';
 import { detectionEvent, JobEventWriter, networkEvent, processEvent, processRef, type DetectionJobEvent, type DnsJobEvent } from './job-events';
 import { JobSummary } from './summary';
 
@@ -68,7 +68,6 @@ export function parseUpstream(spec: string): Upstream {
   return { host, port: port ? Number(port) : 53 };
 }
 
-const signalNumber = (signal: NodeJS.Signals) => os.constants.signals[signal] ?? 0;
 
 /** Signals a process that may have exited meanwhile. */
 function signalIfAlive(pid: number, signal: NodeJS.Signals): void {

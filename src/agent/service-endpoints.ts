@@ -8,7 +8,7 @@
  * account there, so they would be an exfiltration channel for every job.
  */
 import fs from 'node:fs';
-import { EndpointError, parseEndpoint, type Endpoint } from '../policy/endpoint';
+import { parseEndpoint, parseEndpointList, type Endpoint } from '../policy/endpoint';
 import { RingfenceError } from '../util/errors';
 
 export const DEFAULT_SERVICE_ENDPOINTS = [
@@ -22,18 +22,8 @@ export const DEFAULT_SERVICE_ENDPOINTS = [
 
 /** Parses a service endpoint list (file text); names the file and line of a bad entry. */
 export function parseServiceEndpoints(text: string, source: string): Endpoint[] {
-  const endpoints: Endpoint[] = [];
-  text.split('\n').forEach((line, index) => {
-    const content = line.replace(/#.*/, '').trim();
-    for (const entry of content.split(/[\s,]+/).filter(Boolean)) {
-      try {
-        endpoints.push(parseEndpoint(entry));
-      } catch (error) {
-        if (!(error instanceof EndpointError)) throw error;
-        throw new RingfenceError(`${source}:${index + 1}: endpoint '${entry}': ${error.message}`, 'RF_SERVICE_ENDPOINTS');
-      }
-    }
-  });
+  const { endpoints, problems } = parseEndpointList(text, source);
+  if (problems.length) throw new RingfenceError(problems[0], 'RF_SERVICE_ENDPOINTS');
   return endpoints;
 }
 

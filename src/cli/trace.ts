@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { Cgroup } from '../cgroup/cgroup2';
 import { eventToJson, formatEvent } from '../sensor/format';
 import { Sensor } from '../sensor/sensor';
+import { signalNumber } from '../util/signals';
 
 export interface TraceOptions {
   json?: boolean;
@@ -41,7 +42,7 @@ export async function trace(command: string, args: string[], options: TraceOptio
         process.stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
         resolve(127);
       });
-      child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? osSignal(signal) : 0)));
+      child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
     });
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
 
@@ -50,14 +51,10 @@ export async function trace(command: string, args: string[], options: TraceOptio
     await sensor.close();
     const stats = sensor.finalStats!;
     if (stats.dropped > 0) process.stderr.write(`ringfence: ${stats.dropped} events were dropped (ring buffer full)\n`);
-    return interrupted ? 128 + osSignal(interrupted) : status;
+    return interrupted ? 128 + signalNumber(interrupted) : status;
   } finally {
     sensor.destroy();
     await cgroup.destroy().catch(() => undefined);
     if (out !== process.stderr) await new Promise((resolve) => (out as fs.WriteStream).end(resolve));
   }
-}
-
-function osSignal(signal: NodeJS.Signals): number {
-  return (require('node:os') as typeof import('node:os')).constants.signals[signal] ?? 0;
 }

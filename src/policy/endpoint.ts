@@ -137,3 +137,24 @@ export function canonicalName(name: string): string {
   const lower = name.toLowerCase();
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
+
+/**
+ * An endpoint list file: one endpoint per line (several, space- or
+ * comma-separated, work too), `#` starts a comment. Every bad entry is one
+ * problem line naming the file and line; callers decide how to refuse.
+ */
+export function parseEndpointList(text: string, source: string): { endpoints: Endpoint[]; problems: string[] } {
+  const endpoints: Endpoint[] = [];
+  const problems: string[] = [];
+  text.split('\n').forEach((line, index) => {
+    for (const entry of line.replace(/#.*/, '').split(/[\s,]+/).filter(Boolean)) {
+      try {
+        endpoints.push(parseEndpoint(entry));
+      } catch (error) {
+        if (!(error instanceof EndpointError)) throw error;
+        problems.push(`${source}:${index + 1}: endpoint '${entry}': ${error.message}`);
+      }
+    }
+  });
+  return { endpoints, problems };
+}

@@ -27,6 +27,8 @@ const MAX_ANCESTRY = 64;
 export class ProcessTree {
   private readonly processes = new Map<number, ProcessInfo>();
   private readonly exitedOrder: number[] = [];
+  /** pids /proc did not know: not read again for every later event of theirs. */
+  private readonly unknown = new Set<number>();
 
   constructor(private readonly readProc: (pid: number) => ProcessInfo | undefined = readProcFs) {}
 
@@ -35,6 +37,7 @@ export class ProcessTree {
     switch (event.type) {
       case 'fork': {
         const parent = this.get(event.tgid);
+        this.unknown.delete(event.childTgid);
         this.processes.set(event.childTgid, {
           pid: event.childTgid,
           ppid: event.tgid,
@@ -50,6 +53,7 @@ export class ProcessTree {
         // Keep the parent from fork time: a daemonised process is reparented
         // to init, but its ancestry is still the job's.
         const known = this.processes.get(event.tgid);
+        this.unknown.delete(event.tgid);
         this.processes.set(event.tgid, {
           pid: event.tgid,
           ppid: known && !known.exited ? known.ppid : event.ppid,
@@ -80,9 +84,13 @@ export class ProcessTree {
 
   get(pid: number): ProcessInfo | undefined {
     let info = this.processes.get(pid);
-    if (!info) {
+    if (!info && pid > 0 && !this.unknown.has(pid)) {
       info = this.readProc(pid);
       if (info) this.processes.set(pid, info);
+      else {
+        if (this.unknown.size >= EXITED_KEPT) this.unknown.clear();
+        this.unknown.add(pid);
+      }
     }
     return info;
   }

@@ -8,7 +8,7 @@ import { StoreError } from './errors';
 import { MIGRATIONS } from './migrations';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
-import { attachmentFromRow, policyFromRow } from './sqlite';
+import { attachmentFromRow, policyFromRow } from './rows';
 
 /** Serialization failures and deadlocks are retried; everything else is final. */
 const RETRYABLE = new Set(['40001', '40P01']);

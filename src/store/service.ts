@@ -4,7 +4,7 @@
  * organization), roles, precedence. The gRPC server (server.ts) is a thin
  * layer over this.
  */
-import { EndpointError, parseEndpoint } from '../policy/endpoint';
+import { parseEndpoint, parseEndpointList } from '../policy/endpoint';
 import { parsePolicy, PolicyError } from '../policy/policy';
 import { StoreError } from './errors';
 import { chooseAttachment, checkName, normalizeScope, repositoryName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
@@ -52,20 +52,9 @@ export function contentFromYaml(yaml: string, source: string): { name?: string; 
 
 /** Endpoint lines of a file: one per line (or several, space-separated), '#' comments. */
 export function parseEndpointFile(text: string, source: string): string[] {
-  const endpoints: string[] = [];
-  const problems: string[] = [];
-  text.split('\n').forEach((line, index) => {
-    for (const entry of line.replace(/#.*/, '').split(/[\s,]+/).filter(Boolean)) {
-      try {
-        endpoints.push(parseEndpoint(entry).text);
-      } catch (error) {
-        if (!(error instanceof EndpointError)) throw error;
-        problems.push(`${source}:${index + 1}: endpoint '${entry}': ${error.message}`);
-      }
-    }
-  });
+  const { endpoints, problems } = parseEndpointList(text, source);
   if (problems.length) throw new StoreError('INVALID_ARGUMENT', `${source} has ${problems.length} bad endpoint${problems.length === 1 ? '' : 's'}`, problems);
-  return endpoints;
+  return endpoints.map((endpoint) => endpoint.text);
 }
 
 /** How error messages name a policy document: its name, when it has one. */
