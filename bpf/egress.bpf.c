@@ -243,6 +243,15 @@ static __always_inline int rf_verdict_to_return(struct rf_job_policy *policy, bo
 
 /* ---- socket hooks ------------------------------------------------------ */
 
+/* ctx->user_ip6 is four u32 context fields: written one by one. */
+static __always_inline void rf_set_user_ip6(struct bpf_sock_addr *ctx, const __u32 ip[4])
+{
+	ctx->user_ip6[0] = ip[0];
+	ctx->user_ip6[1] = ip[1];
+	ctx->user_ip6[2] = ip[2];
+	ctx->user_ip6[3] = ip[3];
+}
+
 static __always_inline void rf_remember_dns_origin(struct bpf_sock_addr *ctx, __u16 family)
 {
 	struct rf_sockaddr origin = { .family = family, .port = RF_DNS_PORT };
@@ -308,11 +317,9 @@ static __always_inline int rf_judge6(struct bpf_sock_addr *ctx, __u8 hook)
 			ctx->user_ip6[3] = policy->dns_ip4;
 		} else {
 			__u32 proxy[4];
+
 			__builtin_memcpy(proxy, policy->dns_ip6, 16);
-			ctx->user_ip6[0] = proxy[0];
-			ctx->user_ip6[1] = proxy[1];
-			ctx->user_ip6[2] = proxy[2];
-			ctx->user_ip6[3] = proxy[3];
+			rf_set_user_ip6(ctx, proxy);
 		}
 		ctx->user_port = bpf_htons(policy->dns_port);
 		return 1;
@@ -377,10 +384,7 @@ static __always_inline void rf_restore_origin6(struct bpf_sock_addr *ctx)
 	if (!origin || origin->family != 10)
 		return;
 	__builtin_memcpy(ip, origin->addr, 16);
-	ctx->user_ip6[0] = ip[0];
-	ctx->user_ip6[1] = ip[1];
-	ctx->user_ip6[2] = ip[2];
-	ctx->user_ip6[3] = ip[3];
+	rf_set_user_ip6(ctx, ip);
 	ctx->user_port = bpf_htons(RF_DNS_PORT);
 }
 
