@@ -1,17 +1,20 @@
 /**
  * Policy store: resolve requests/s and latency with 1,000 concurrent agents,
- * simulated by one client process, against `ringfence server` in a process of
+ * simulated by one client process (bench/grpc-load-client.ts), against `ringfence server` in a process of
  * its own, on SQLite and on PostgreSQL.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { StoreClient } from '../src/store/client';
+import { loadPolicyStoreProto } from '../src/store/proto';
 import { openRepository } from '../src/store/open';
 import { PolicyService } from '../src/store/service';
 import { callerForToken, createToken } from '../src/store/tokens';
 import { freshPostgresDatabase, startStoreServer } from '../test/helpers/store';
 import { percentile } from './egress';
+import { encodeUnary, GrpcLoadConnection } from './grpc-load-client';
 
 
 export interface LoadResult {
@@ -30,7 +33,11 @@ export interface ResolveBenchResult {
   saturated: LoadResult;
   /** Every agent resolving once per `intervalMs` (open loop): latency at that load. */
   paced: LoadResult & { intervalMs: number; offeredRps: number };
+  /** The same paced load from @grpc/grpc-js clients in the one process: the generator's own GC included. */
+  pacedGrpcJs: LoadResult;
 }
+
+const INTERVAL_MS = 1000;
 
 /** A realistic org: 100 repositories with policies, some workflows with exemptions. */
 async function populate(db: string): Promise<string> {
@@ -42,57 +49,117 @@ async function populate(db: string): Promise<string> {
   for (let i = 0; i < 100; i++) {
     await service.create(admin, `egress-policy: block\nallowed-endpoints: >\n  registry.npmjs.org\n  repo${i}.example.com\n`, `repo-${i}`);
     await service.attach(admin, `repo-${i}`, { kind: 'repository', repository: `repo${i}` });
-    if (i % 10 === 0) await service.attach(admin, `org-default`, { kind: 'workflow', repository: `repo${i}`, workflow: '.github/workflows/release.yml' });
+    if (i % 10 === 0) await service.attach(admin, `org-default`, { kind: 'workflow', repository: `repo${i}`, workflow: RELEASE });
   }
   const { token } = await createToken(repository, 'acme', 'agent', 'bench');
   await repository.close();
   return token;
 }
 
+const RELEASE = '.github/workflows/release.yml';
+
+/** The job of repository `repo` (0-99), in its ci or its release workflow, and the policy it must get. */
+function jobFor(repo: number, release: boolean): { request: { job: Record<string, string> }; expected: string } {
+  const workflow = release ? RELEASE : '.github/workflows/ci.yml';
+  const expected = release && repo % 10 === 0 ? 'org-default' : `repo-${repo}`;
+  return { request: { job: { org: 'acme', repository: `repo${repo}`, workflow, cluster: 'linux' } }, expected };
+}
+/** Agent `agent`'s `i`th call: every agent cycles through the repositories and both workflows. */
+const variantOf = (agent: number, i: number) => ((agent + i) % 100) * 2 + (i % 2);
+const jobOf = (agent: number, i: number) => jobFor((agent + i) % 100, i % 2 === 1);
+
+/** One simulated agent: sends the call for (agent, i), resolves with whether the right policy came back. */
+type AgentCall = (agent: number, i: number) => Promise<boolean>;
+
+/** Latency percentiles of `call` with every agent calling once per INTERVAL_MS, from random offsets. */
+async function pacedLoad(agents: number, seconds: number, call: AgentCall): Promise<LoadResult> {
+  // one dispatcher instead of a timer per agent: the generator should cost little
+  const schedule = Array.from({ length: agents }, (_, agent) => ({ agent, offset: Math.random() * INTERVAL_MS })).sort((a, b) => a.offset - b.offset);
+  const latencies: number[] = [];
+  let errors = 0;
+  let inFlight = 0;
+  const start = performance.now();
+  await new Promise<void>((done) => {
+    let round = 0;
+    let next = 0;
+    let stopped = false;
+    const tick = () => {
+      const now = performance.now() - start;
+      while (!stopped && now >= schedule[next].offset + round * INTERVAL_MS) {
+        const { agent } = schedule[next];
+        const sent = performance.now();
+        inFlight++;
+        call(agent, round).then(
+          (ok) => (ok ? latencies.push(performance.now() - sent) : errors++),
+          () => errors++,
+        ).finally(() => {
+          if (--inFlight === 0 && stopped) done();
+        });
+        if (++next === schedule.length) [next, round] = [0, round + 1];
+      }
+      if (now < seconds * 1000) setTimeout(tick, 1);
+      else if (((stopped = true), inFlight === 0)) done();
+    };
+    tick();
+  });
+  const elapsed = (performance.now() - start) / 1000;
+  return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+}
+
+/** Every agent calling back to back for `seconds`. */
+async function saturatedLoad(agents: number, seconds: number, call: AgentCall): Promise<LoadResult> {
+  const latencies: number[] = [];
+  let errors = 0;
+  const start = performance.now();
+  const until = start + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: agents }, async (_, agent) => {
+      for (let i = 0; performance.now() < until; i++) {
+        const sent = performance.now();
+        const ok = await call(agent, i).catch(() => false);
+        if (ok) latencies.push(performance.now() - sent);
+        else errors++;
+      }
+    }),
+  );
+  const elapsed = (performance.now() - start) / 1000;
+  return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+}
+
 export async function resolveLoad(backend: string, db: string, agents: number, seconds: number): Promise<ResolveBenchResult> {
   const token = await populate(db);
   const { process: server, address } = await startStoreServer(db);
   try {
+    const method = loadPolicyStoreProto().service.ResolvePolicy;
+    const { hostname, port } = new URL(`http://${address}`);
+    const requests = Array.from({ length: 200 }, (_, v) => {
+      const { request, expected } = jobFor(v >> 1, (v & 1) === 1);
+      return { frames: encodeUnary(address, method.path, { authorization: `Bearer ${token}`, 'grpc-timeout': '30S' }, method.requestSerialize(request as never)), expected };
+    });
+    // every agent has its own connection, as agents on separate runners would
+    const connections = await Promise.all(Array.from({ length: agents }, () => GrpcLoadConnection.connect(hostname, Number(port))));
+    let checked = 0;
+    const lean: AgentCall = async (agent, i) => {
+      const { frames, expected } = requests[variantOf(agent, i)];
+      const message = await connections[agent].call(frames);
+      // decoding every answer would be the generator's garbage again; every 50th is checked
+      return checked++ % 50 !== 0 || (method.responseDeserialize(message) as { policy?: { name?: string } }).policy?.name === expected;
+    };
+    await Promise.all(connections.map((_, agent) => lean(agent, 0))); // warm: connections and the server's code paths
+    // paced first: the saturated run leaves the server a large heap to collect
+    const paced = await pacedLoad(agents, seconds, lean);
     const clients = Array.from({ length: agents }, () => new StoreClient({ address, token, deadlineMs: 30_000 }));
-    const job = (agent: number, i: number) => ({ job: { org: 'acme', repository: `repo${(agent + i) % 100}`, workflow: i % 2 ? '.github/workflows/release.yml' : '.github/workflows/ci.yml', cluster: 'linux' } });
-    // warm up the connection and the server's code paths
-    await Promise.all(clients.slice(0, 50).map((c, a) => c.call('ResolvePolicy' as never, job(a, 0))));
-
-    const measure = async (agentLoop: (client: StoreClient, agent: number, until: number, record: (ms: number | null) => void) => Promise<void>): Promise<LoadResult> => {
-      const latencies: number[] = [];
-      let errors = 0;
-      const until = Date.now() + seconds * 1000;
-      const started = Date.now();
-      await Promise.all(clients.map((client, agent) => agentLoop(client, agent, until, (ms) => (ms === null ? errors++ : latencies.push(ms)))));
-      const elapsed = (Date.now() - started) / 1000;
-      return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    const grpcJs: AgentCall = async (agent, i) => {
+      const { request, expected } = jobOf(agent, i);
+      const response = await clients[agent].call<unknown, { policy: { name: string } | null }>('ResolvePolicy', request);
+      return response.policy?.name === expected;
     };
-    const timed = async (client: StoreClient, request: unknown, record: (ms: number | null) => void) => {
-      const t = process.hrtime.bigint();
-      try {
-        await client.call('ResolvePolicy' as never, request);
-        record(Number(process.hrtime.bigint() - t) / 1e6);
-      } catch {
-        record(null);
-      }
-    };
-
-    const saturated = await measure(async (client, agent, until, record) => {
-      for (let i = 0; Date.now() < until; i++) await timed(client, job(agent, i), record);
-    });
-    const intervalMs = 1000;
-    const paced = await measure(async (client, agent, until, record) => {
-      // each agent starts at a random point of the interval, as real agents would
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * intervalMs));
-      const pending: Promise<void>[] = [];
-      for (let i = 0; Date.now() < until; i++) {
-        pending.push(timed(client, job(agent, i), record));
-        await new Promise((resolve) => setTimeout(resolve, intervalMs));
-      }
-      await Promise.all(pending);
-    });
+    await Promise.all(clients.map((_, agent) => grpcJs(agent, 0)));
+    const pacedGrpcJs = await pacedLoad(agents, seconds, grpcJs);
     clients.forEach((c) => c.close());
-    return { backend, agents, seconds, saturated, paced: { ...paced, intervalMs, offeredRps: agents / (intervalMs / 1000) } };
+    const saturated = await saturatedLoad(agents, seconds, lean);
+    connections.forEach((c) => c.close());
+    return { backend, agents, seconds, saturated, paced: { ...paced, intervalMs: INTERVAL_MS, offeredRps: agents / (INTERVAL_MS / 1000) }, pacedGrpcJs };
   } finally {
     server.kill('SIGTERM');
   }

@@ -8,7 +8,7 @@ import { StoreError } from './errors';
 import { MIGRATIONS } from './migrations';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
-import { attachmentFromRow, policyFromRow } from './rows';
+import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, policyFromRow } from './rows';
 
 /** Serialization failures and deadlocks are retried; everything else is final. */
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -167,12 +167,7 @@ export class PostgresRepository implements PolicyRepository {
   }
 
   async attachmentsFor(org: string, repository: string | undefined, workflow: string | undefined, cluster: string | undefined): Promise<Attachment[]> {
-    const { rows } = await this.pool.query({
-      name: 'attachments-for',
-      text: `SELECT * FROM attachments WHERE org = $1 AND (kind = 'organization' OR (kind = 'repository' AND repository = $2)
-               OR (kind = 'workflow' AND repository = $2 AND workflow = $3) OR (kind = 'cluster' AND cluster = $4))`,
-      values: [org, repository ?? '', workflow ?? '', cluster ?? ''],
-    });
+    const { rows } = await this.pool.query({ name: 'attachments-for-job', text: ATTACHMENTS_FOR_JOB_SQL, values: [org, repository ?? '', workflow ?? '', cluster ?? ''] });
     return rows.map(attachmentFromRow);
   }
 

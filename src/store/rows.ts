@@ -47,3 +47,27 @@ export function attachmentFromRow(row: AttachmentRow): Attachment {
   if (row.cluster) scope.cluster = row.cluster;
   return { org: row.org, policy: row.policy, scope, createdBy: row.created_by, createdAt: row.created_at };
 }
+
+/**
+ * The attachments that can apply to a job: its organization's, its
+ * repository's, its workflow's and its cluster's. Four exact lookups on the
+ * primary key (org, kind, repository, workflow, cluster), one per scope kind,
+ * since stored scopes leave the columns they do not use empty (normalizeScope):
+ * an OR of the four made both databases scan all of the org's attachments.
+ * Parameters, PostgreSQL style: $1 org, $2 repository, $3 workflow, $4 cluster.
+ */
+export const ATTACHMENTS_FOR_JOB_SQL = [
+  ['organization', "''", "''", "''"],
+  ['repository', '$2', "''", "''"],
+  ['workflow', '$2', '$3', "''"],
+  ['cluster', "''", "''", '$4'],
+]
+  .map(([kind, repository, workflow, cluster]) => `SELECT * FROM attachments WHERE org = $1 AND kind = '${kind}' AND repository = ${repository} AND workflow = ${workflow} AND cluster = ${cluster}`)
+  .join('\nUNION ALL ');
+
+/** `sql` with $N parameters as SQLite's positional `?`, and the N of each in order. */
+export function positionalParameters(sql: string): { text: string; order: number[] } {
+  const order: number[] = [];
+  const text = sql.replace(/\$(\d+)/g, (_, n: string) => (order.push(Number(n)), '?'));
+  return { text, order };
+}

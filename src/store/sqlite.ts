@@ -9,7 +9,9 @@ import path from 'node:path';
 import { StoreError } from './errors';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
-import { attachmentFromRow, policyFromRow, type AttachmentRow, type PolicyRow } from './rows';
+import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, policyFromRow, positionalParameters, type AttachmentRow, type PolicyRow } from './rows';
+
+const ATTACHMENTS_FOR_JOB = positionalParameters(ATTACHMENTS_FOR_JOB_SQL);
 import { MIGRATIONS } from './migrations';
 
 export class SqliteRepository implements PolicyRepository {
@@ -150,12 +152,8 @@ export class SqliteRepository implements PolicyRepository {
   }
 
   async attachmentsFor(org: string, repository: string | undefined, workflow: string | undefined, cluster: string | undefined): Promise<Attachment[]> {
-    return (
-      this.sql(
-        `SELECT * FROM attachments WHERE org = ? AND (kind = 'organization' OR (kind = 'repository' AND repository = ?)
-           OR (kind = 'workflow' AND repository = ? AND workflow = ?) OR (kind = 'cluster' AND cluster = ?))`,
-      ).all(org, repository ?? '', repository ?? '', workflow ?? '', cluster ?? '') as AttachmentRow[]
-    ).map(attachmentFromRow);
+    const values = [org, repository ?? '', workflow ?? '', cluster ?? ''];
+    return (this.sql(ATTACHMENTS_FOR_JOB.text).all(ATTACHMENTS_FOR_JOB.order.map((n) => values[n - 1])) as AttachmentRow[]).map(attachmentFromRow);
   }
 
   async listAttachments(org: string): Promise<Attachment[]> {

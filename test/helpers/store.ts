@@ -24,8 +24,8 @@ export async function freshPostgresDatabase(name: string): Promise<string> {
 }
 
 /** `ringfence server` in a process of its own on a free loopback port; resolves once it listens. */
-export async function startStoreServer(db: string, extraArgs: string[] = ['--no-oidc']): Promise<{ process: ChildProcess; address: string }> {
-  const server = spawn(process.execPath, [RINGFENCE, 'server', '--db', db, '--listen', '127.0.0.1:0', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+export async function startStoreServer(db: string, extraArgs: string[] = ['--no-oidc'], nodeArgs: string[] = []): Promise<{ process: ChildProcess; address: string }> {
+  const server = spawn(process.execPath, [...nodeArgs, RINGFENCE, 'server', '--db', db, '--listen', '127.0.0.1:0', ...extraArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
   const address = await new Promise<string>((resolve, reject) => {
     let text = '';
     server.stderr!.on('data', (d) => {
