@@ -31,8 +31,10 @@ export interface ResolveBenchResult {
   seconds: number;
   /** Every agent resolving back to back: the most the server answers. */
   saturated: LoadResult;
-  /** Every agent resolving once per `intervalMs` (open loop): latency at that load. */
-  paced: LoadResult & { intervalMs: number; offeredRps: number };
+  /** Every agent resolving once per `intervalMs` (open loop): latency at that load, one result per round. */
+  paced: LoadResult[];
+  intervalMs: number;
+  offeredRps: number;
   /** The same paced load from @grpc/grpc-js clients in the one process: the generator's own GC included. */
   pacedGrpcJs: LoadResult;
 }
@@ -126,7 +128,8 @@ async function saturatedLoad(agents: number, seconds: number, call: AgentCall): 
   return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
 }
 
-export async function resolveLoad(backend: string, db: string, agents: number, seconds: number): Promise<ResolveBenchResult> {
+/** Runs `rounds` paced measurements of `seconds` each: the VM's tail varies from run to run. */
+export async function resolveLoad(backend: string, db: string, agents: number, seconds: number, rounds: number): Promise<ResolveBenchResult> {
   const token = await populate(db);
   const { process: server, address } = await startStoreServer(db);
   try {
@@ -147,7 +150,10 @@ export async function resolveLoad(backend: string, db: string, agents: number, s
     };
     await Promise.all(connections.map((_, agent) => lean(agent, 0))); // warm: connections and the server's code paths
     // paced first: the saturated run leaves the server a large heap to collect
-    const paced = await pacedLoad(agents, seconds, lean);
+    // one round not counted: the server's heap grows to its working size with 1,000 connections open
+    await pacedLoad(agents, seconds, lean);
+    const paced: LoadResult[] = [];
+    for (let round = 0; round < rounds; round++) paced.push(await pacedLoad(agents, seconds, lean));
     const clients = Array.from({ length: agents }, () => new StoreClient({ address, token, deadlineMs: 30_000 }));
     const grpcJs: AgentCall = async (agent, i) => {
       const { request, expected } = jobOf(agent, i);
@@ -159,7 +165,7 @@ export async function resolveLoad(backend: string, db: string, agents: number, s
     clients.forEach((c) => c.close());
     const saturated = await saturatedLoad(agents, seconds, lean);
     connections.forEach((c) => c.close());
-    return { backend, agents, seconds, saturated, paced: { ...paced, intervalMs: INTERVAL_MS, offeredRps: agents / (INTERVAL_MS / 1000) }, pacedGrpcJs };
+    return { backend, agents, seconds, saturated, paced, intervalMs: INTERVAL_MS, offeredRps: agents / (INTERVAL_MS / 1000), pacedGrpcJs };
   } finally {
     server.kill('SIGTERM');
   }

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseIp, unmapIPv4 } from '../net/address';
+import { formatIp, parseIp, unmapIPv4 } from '../net/address';
 import type { ShellOnIpcEvent } from '../sensor/events';
 
 export interface Relay {
@@ -59,10 +59,8 @@ export function parseProcNetAddress(text: string): { ip: string; port: number } 
     const w = hex.slice(word * 8, word * 8 + 8);
     for (let b = 3; b >= 0; b--) bytes.push(parseInt(w.slice(b * 2, b * 2 + 2), 16));
   }
-  const ip =
-    bytes.length === 4
-      ? bytes.join('.')
-      : Array.from({ length: 8 }, (_, i) => ((bytes[2 * i] << 8) | bytes[2 * i + 1]).toString(16)).join(':');
+  // the same text as every other event's addresses (RFC 5952 for IPv6)
+  const ip = formatIp({ family: bytes.length === 4 ? 4 : 6, bytes: Uint8Array.from(bytes) });
   return { ip, port: parseInt(portHex, 16) };
 }
 

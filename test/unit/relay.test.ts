@@ -35,7 +35,9 @@ const shell = (stdio: ShellOnIpcEvent['stdio']): ShellOnIpcEvent => ({
 describe('parseProcNetAddress', () => {
   it('reads IPv4 and IPv6 in /proc/net/tcp byte order', () => {
     expect(parseProcNetAddress('0265A8C6:115C')).toEqual({ ip: '198.168.101.2', port: 4444 });
-    expect(parseProcNetAddress('00000000000000000000000001000000:0035')).toEqual({ ip: '0:0:0:0:0:0:0:1', port: 53 });
+    expect(parseProcNetAddress('00000000000000000000000001000000:0035')).toEqual({ ip: '::1', port: 53 });
+    expect(parseProcNetAddress('B80D0120000000000000000001000000:01BB')).toEqual({ ip: '2001:db8::1', port: 443 });
+    expect(parseProcNetAddress('0000000000000000FFFF00000100007F:0050')).toEqual({ ip: '::ffff:127.0.0.1', port: 80 });
   });
 });
 
