@@ -361,11 +361,45 @@ int handle_sendmsg6(struct bpf_sock_addr *ctx)
 	return rf_judge6(ctx, RF_HOOK_SENDMSG);
 }
 
-/* A reply or peer address that is the proxy becomes the resolver asked for. */
+/*
+ * A reply or peer address that is the job's proxy becomes the resolver the
+ * socket asked for. Only that address: a socket that once sent a DNS query
+ * may receive other datagrams, whose senders must show as they are.
+ */
+static __always_inline struct rf_sockaddr *rf_origin_if_from_proxy4(struct bpf_sock_addr *ctx)
+{
+	struct rf_job_policy *policy;
+	__u64 cookie, job;
+
+	policy = rf_policy_of_current(&job);
+	if (!policy || !policy->dns_port || ctx->user_port != bpf_htons(policy->dns_port) ||
+	    ctx->user_ip4 != policy->dns_ip4)
+		return NULL;
+	cookie = bpf_get_socket_cookie(ctx);
+	return bpf_map_lookup_elem(&dns_origins, &cookie);
+}
+
+static __always_inline struct rf_sockaddr *rf_origin_if_from_proxy6(struct bpf_sock_addr *ctx)
+{
+	__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	struct rf_job_policy *policy;
+	__u32 proxy[4], v4;
+	__u64 cookie, job;
+
+	policy = rf_policy_of_current(&job);
+	if (!policy || !policy->dns_port || ctx->user_port != bpf_htons(policy->dns_port))
+		return NULL;
+	__builtin_memcpy(proxy, policy->dns_ip6, 16);
+	if (rf_mapped4(ip, &v4) ? v4 != policy->dns_ip4
+				: (ip[0] != proxy[0] || ip[1] != proxy[1] || ip[2] != proxy[2] || ip[3] != proxy[3]))
+		return NULL;
+	cookie = bpf_get_socket_cookie(ctx);
+	return bpf_map_lookup_elem(&dns_origins, &cookie);
+}
+
 static __always_inline void rf_restore_origin4(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct rf_sockaddr *origin = bpf_map_lookup_elem(&dns_origins, &cookie);
+	struct rf_sockaddr *origin = rf_origin_if_from_proxy4(ctx);
 	__u32 ip;
 
 	if (!origin || origin->family != 2)
@@ -377,8 +411,7 @@ static __always_inline void rf_restore_origin4(struct bpf_sock_addr *ctx)
 
 static __always_inline void rf_restore_origin6(struct bpf_sock_addr *ctx)
 {
-	__u64 cookie = bpf_get_socket_cookie(ctx);
-	struct rf_sockaddr *origin = bpf_map_lookup_elem(&dns_origins, &cookie);
+	struct rf_sockaddr *origin = rf_origin_if_from_proxy6(ctx);
 	__u32 ip[4];
 
 	if (!origin || origin->family != 10)

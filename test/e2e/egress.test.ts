@@ -128,6 +128,15 @@ describe('block mode', () => {
     expect(elsewhere.stdout).toBe(`${host.ip4}\n`);
   });
 
+  it('shows the resolver as the source of DNS replies, and the real sender of other datagrams on that socket', async () => {
+    const j = await job(`${fixture('dns_then_udp')} ${resolverIp}`);
+    const [dnsLine, udpLine] = j.stdout.trim().split('\n');
+    expect(dnsLine).toBe(`dns from ${resolverIp}:53`);
+    const [, source, sender] = /^udp from (\S+) sender (\S+)$/.exec(udpLine ?? '') ?? [];
+    expect(source).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(source).toBe(sender);
+  });
+
   it('a double-forked child is held to the policy too', async () => {
     const j = await job(`(setsid bash -c '${connect} ${host.ip4} 7001 > /dev/stderr' &) ; sleep 0.5`);
     expect(j.stderr).toContain('errno 1');
