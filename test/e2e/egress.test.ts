@@ -102,6 +102,13 @@ describe('block mode', () => {
     expect(j.stdout).toBe(`ip=${host.ip6}\nok\nerrno 1\n`);
   });
 
+  it('redirects queries to an IPv6 resolver, and their answers seem to come from it', async () => {
+    const resolver6 = host.ip6.replace(/::2$/, '::53'); // no DNS server there either
+    const j = await job(`echo ${resolve4('allowed.test')}; getent ahostsv4 denied.test; echo "denied=$?"`, BLOCK_POLICY, `nameserver ${resolver6}\n`);
+    expect(j.stdout).toBe(`${host.ip4}\ndenied=2\n`);
+    expect(dnsEvents(j).map((e) => [e.name, e.verdict])).toEqual(expect.arrayContaining([['allowed.test', 'allowed'], ['denied.test', 'blocked']]));
+  });
+
   it('judges an IPv4-mapped IPv6 destination as the IPv4 address', async () => {
     const j = await job(`${connect} ::ffff:${host.ip4} 7000; ip=${resolve4('allowed.test')}; ${connect} ::ffff:$ip 7000`);
     expect(j.stdout).toBe('errno 1\nok\n');
