@@ -13,13 +13,9 @@ import { JobEgress } from '../src/enforce/egress';
 import { EgressMatcher } from '../src/policy/matcher';
 import { parsePolicy } from '../src/policy/policy';
 import { Sensor } from '../src/sensor/sensor';
-import { median, runFlood, type StormRun } from './sensor';
+import { runFlood, type StormRun } from './sensor';
+import { median, percentile } from './stats';
 
-
-export const percentile = (values: number[], p: number) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-};
 
 function node(script: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) =>

@@ -11,8 +11,8 @@ import { Cgroup } from '../src/cgroup/cgroup2';
 import { JobLockdown } from '../src/enforce/lockdown';
 import type { SensorEvent } from '../src/sensor/events';
 import { Sensor } from '../src/sensor/sensor';
-import { percentile } from './egress';
-import { median, runFlood, type StormRun } from './sensor';
+import { runFlood, type StormRun } from './sensor';
+import { median, percentile } from './stats';
 
 export interface KillLatency {
   runs: number;

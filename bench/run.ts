@@ -8,9 +8,10 @@ import path from 'node:path';
 import { connectCost, dnsLatency, type ConnectBenchResult } from './egress';
 import { killLatency, lockdownExecStorm } from './lockdown';
 import { inProcessResolve, postgresBenchDb, resolveLoad, sqliteBenchDb, type ResolveBenchResult } from './store';
-import { drain, flood, median, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
+import { median } from './stats';
+import { REPO_ROOT } from '../src/util/paths';
+import { drain, flood, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
 
-const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../..' : '..');
 
 function machine(): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
@@ -138,6 +139,7 @@ Target: ≥ 500,000 events/s.`;
       log('connect cost of the egress hooks…');
       const connects = await connectCost(quick ? 20000 : 200000, rounds);
       log(`  ${fmt(connects.hooksVsSensor, 3)}× with hooks vs sensor only`);
+      const share = hookShare(connects);
       return `## Egress: DNS proxy
 
 A client in its own process sends A queries one at a time for an allowed
@@ -177,9 +179,9 @@ sensor ${fmt(connects.cpu.sensorMs)} ms, sensor + hooks ${fmt(connects.cpu.hooks
 
 The kernel's own accounting of our programs during the hooks storm
 (kernel.bpf_stats_enabled), per connect: ${Object.entries(connects.perConnectNs).filter(([, ns]) => ns >= 1).map(([name, ns]) => `${name} ${fmt(ns)} ns`).join(', ')}.
-The egress hooks take **${fmt(hookShare(connects).hooksNs)} ns** of a connect cycle of ${fmt(hookShare(connects).cycleNs)} ns
-(CPU, nothing loaded): **${fmt(hookShare(connects).hooksPct, 1)} %**; the sensor's connect probes
-${fmt(hookShare(connects).probesNs)} ns (${fmt(hookShare(connects).probesPct, 1)} %). The wall and CPU ratios above
+The egress hooks take **${fmt(share.hooksNs)} ns** of a connect cycle of ${fmt(share.cycleNs)} ns
+(CPU, nothing loaded): **${fmt(share.hooksPct, 1)} %**; the sensor's connect probes
+${fmt(share.probesNs)} ns (${fmt(share.probesPct, 1)} %). The wall and CPU ratios above
 also carry the scheduling noise of a 2-core VM.`;
     },
   },
@@ -293,7 +295,7 @@ async function main(): Promise<void> {
   const unknown = only.filter((name) => !SECTIONS.some((s) => s.name === name));
   if (unknown.length) throw new Error(`unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.map((s) => s.name).join(', ')}`);
   const log = (line: string) => process.stderr.write(line + '\n');
-  const file = path.join(ROOT, 'docs/benchmarks.md');
+  const file = path.join(REPO_ROOT, 'docs/benchmarks.md');
   const sections = readSections(fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : '');
   const date = new Date().toISOString().slice(0, 10);
   sections.set('intro', `Written by \`npm run bench\` (bench/run.ts; \`-- --only sensor,egress,lockdown,store\`

@@ -11,8 +11,10 @@
 import path from 'node:path';
 import { Cgroup } from '../src/cgroup/cgroup2';
 import { Sensor } from '../src/sensor/sensor';
+import { REPO_ROOT } from '../src/util/paths';
+import { median } from './stats';
 
-const FLOOD = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../test/fixtures/bin/syscall_flood' : '../test/fixtures/bin/syscall_flood');
+const FLOOD = path.join(REPO_ROOT, 'test/fixtures/bin/syscall_flood');
 
 export interface StormResult {
   kind: string;
@@ -49,12 +51,6 @@ export interface FloodResult {
   agentCpuSeconds: number;
   backpressureWaits: number;
 }
-
-export const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 export interface StormRun {
   wallMs: number;
@@ -149,12 +145,9 @@ export async function storm(kind: 'exec' | 'connect', count: number, rounds: num
   };
 }
 
-export async function flood(generators: number, syscallsPerGenerator: number, options: { ringBufferBytes?: number } = {}): Promise<FloodResult> {
+export async function flood(generators: number, syscallsPerGenerator: number): Promise<FloodResult> {
   const cgroup = Cgroup.create(`ringfence-bench/flood-${process.pid}`);
-  const sensor = Sensor.open({ ringBufferBytes: options.ringBufferBytes });
-  let delivered = 0;
-  sensor.on('events', (events) => (delivered += events.length));
-  sensor.start();
+  const { sensor, delivered } = countingSensor();
   sensor.track(cgroup);
   try {
     const cpuBefore = process.cpuUsage();
@@ -169,8 +162,8 @@ export async function flood(generators: number, syscallsPerGenerator: number, op
       syscallsPerGenerator,
       generateMs,
       wallMs,
-      eventsDelivered: delivered,
-      eventsPerSecond: delivered / (wallMs / 1000),
+      eventsDelivered: delivered(),
+      eventsPerSecond: delivered() / (wallMs / 1000),
       dropped: stats.dropped,
       agentCpuSeconds: cpuSeconds(process.cpuUsage(cpuBefore)),
       backpressureWaits: stats.reader.backpressureWaits,

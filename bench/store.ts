@@ -3,17 +3,14 @@
  * simulated by one client process (bench/grpc-load-client.ts), against `ringfence server` in a process of
  * its own, on SQLite and on PostgreSQL.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { StoreClient } from '../src/store/client';
 import { loadPolicyStoreProto } from '../src/store/proto';
 import { openRepository } from '../src/store/open';
 import { PolicyService } from '../src/store/service';
 import { callerForToken, createToken } from '../src/store/tokens';
-import { freshPostgresDatabase, startStoreServer } from '../test/helpers/store';
-import { percentile } from './egress';
+import { freshPostgresDatabase, freshSqliteDatabase, startStoreServer } from '../test/helpers/store';
+import { percentile } from './stats';
 import { encodeUnary, GrpcLoadConnection } from './grpc-load-client';
 
 
@@ -40,6 +37,7 @@ export interface ResolveBenchResult {
 }
 
 const INTERVAL_MS = 1000;
+const RELEASE = '.github/workflows/release.yml';
 
 /** A realistic org: 100 repositories with policies, some workflows with exemptions. */
 async function populate(db: string): Promise<string> {
@@ -58,27 +56,51 @@ async function populate(db: string): Promise<string> {
   return token;
 }
 
-const RELEASE = '.github/workflows/release.yml';
 
-/** The job of repository `repo` (0-99), in its ci or its release workflow, and the policy it must get. */
-function jobFor(repo: number, release: boolean): { request: { job: Record<string, string> }; expected: string } {
-  const workflow = release ? RELEASE : '.github/workflows/ci.yml';
-  const expected = release && repo % 10 === 0 ? 'org-default' : `repo-${repo}`;
-  return { request: { job: { org: 'acme', repository: `repo${repo}`, workflow, cluster: 'linux' } }, expected };
-}
-/** Agent `agent`'s `i`th call: every agent cycles through the repositories and both workflows. */
-const variantOf = (agent: number, i: number) => ((agent + i) % 100) * 2 + (i % 2);
-const jobOf = (agent: number, i: number) => jobFor((agent + i) % 100, i % 2 === 1);
+/**
+ * The jobs agents run: each of the 100 repositories in its ci and its release
+ * workflow, with the policy each must get. Agent `agent`'s `i`th call runs
+ * JOBS[jobIndex(agent, i)], so every agent cycles through all of them.
+ */
+const JOBS = Array.from({ length: 200 }, (_, index) => {
+  const repo = index >> 1;
+  const release = (index & 1) === 1;
+  return {
+    request: { job: { org: 'acme', repository: `repo${repo}`, workflow: release ? RELEASE : '.github/workflows/ci.yml', cluster: 'linux' } },
+    expected: release && repo % 10 === 0 ? 'org-default' : `repo-${repo}`,
+  };
+});
+const jobIndex = (agent: number, i: number) => ((agent + i) % 100) * 2 + (i % 2);
 
 /** One simulated agent: sends the call for (agent, i), resolves with whether the right policy came back. */
 type AgentCall = (agent: number, i: number) => Promise<boolean>;
+
+/** Latencies and failures of calls, and the load's result at the end. */
+function recorder() {
+  const latencies: number[] = [];
+  let errors = 0;
+  const start = performance.now();
+  return {
+    /** Times one call; never rejects. */
+    timed(call: () => Promise<boolean>): Promise<void> {
+      const sent = performance.now();
+      return call().then(
+        (ok) => void (ok ? latencies.push(performance.now() - sent) : errors++),
+        () => void errors++,
+      );
+    },
+    result(): LoadResult {
+      const elapsed = (performance.now() - start) / 1000;
+      return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+    },
+  };
+}
 
 /** Latency percentiles of `call` with every agent calling once per INTERVAL_MS, from random offsets. */
 async function pacedLoad(agents: number, seconds: number, call: AgentCall): Promise<LoadResult> {
   // one dispatcher instead of a timer per agent: the generator should cost little
   const schedule = Array.from({ length: agents }, (_, agent) => ({ agent, offset: Math.random() * INTERVAL_MS })).sort((a, b) => a.offset - b.offset);
-  const latencies: number[] = [];
-  let errors = 0;
+  const record = recorder();
   let inFlight = 0;
   const start = performance.now();
   await new Promise<void>((done) => {
@@ -89,12 +111,9 @@ async function pacedLoad(agents: number, seconds: number, call: AgentCall): Prom
       const now = performance.now() - start;
       while (!stopped && now >= schedule[next].offset + round * INTERVAL_MS) {
         const { agent } = schedule[next];
-        const sent = performance.now();
+        const i = round;
         inFlight++;
-        call(agent, round).then(
-          (ok) => (ok ? latencies.push(performance.now() - sent) : errors++),
-          () => errors++,
-        ).finally(() => {
+        void record.timed(() => call(agent, i)).then(() => {
           if (--inFlight === 0 && stopped) done();
         });
         if (++next === schedule.length) [next, round] = [0, round + 1];
@@ -104,28 +123,19 @@ async function pacedLoad(agents: number, seconds: number, call: AgentCall): Prom
     };
     tick();
   });
-  const elapsed = (performance.now() - start) / 1000;
-  return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  return record.result();
 }
 
 /** Every agent calling back to back for `seconds`. */
 async function saturatedLoad(agents: number, seconds: number, call: AgentCall): Promise<LoadResult> {
-  const latencies: number[] = [];
-  let errors = 0;
-  const start = performance.now();
-  const until = start + seconds * 1000;
+  const record = recorder();
+  const until = performance.now() + seconds * 1000;
   await Promise.all(
     Array.from({ length: agents }, async (_, agent) => {
-      for (let i = 0; performance.now() < until; i++) {
-        const sent = performance.now();
-        const ok = await call(agent, i).catch(() => false);
-        if (ok) latencies.push(performance.now() - sent);
-        else errors++;
-      }
+      for (let i = 0; performance.now() < until; i++) await record.timed(() => call(agent, i));
     }),
   );
-  const elapsed = (performance.now() - start) / 1000;
-  return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+  return record.result();
 }
 
 /** Runs `rounds` paced measurements of `seconds` each: the VM's tail varies from run to run. */
@@ -135,28 +145,26 @@ export async function resolveLoad(backend: string, db: string, agents: number, s
   try {
     const method = loadPolicyStoreProto().service.ResolvePolicy;
     const { hostname, port } = new URL(`http://${address}`);
-    const requests = Array.from({ length: 200 }, (_, v) => {
-      const { request, expected } = jobFor(v >> 1, (v & 1) === 1);
-      return { frames: encodeUnary(address, method.path, { authorization: `Bearer ${token}`, 'grpc-timeout': '30S' }, method.requestSerialize(request as never)), expected };
-    });
+    const metadata = { authorization: `Bearer ${token}`, 'grpc-timeout': '30S' };
+    const encoded = JOBS.map(({ request }) => encodeUnary(address, method.path, metadata, method.requestSerialize(request as never)));
     // every agent has its own connection, as agents on separate runners would
     const connections = await Promise.all(Array.from({ length: agents }, () => GrpcLoadConnection.connect(hostname, Number(port))));
     let checked = 0;
     const lean: AgentCall = async (agent, i) => {
-      const { frames, expected } = requests[variantOf(agent, i)];
-      const message = await connections[agent].call(frames);
+      const index = jobIndex(agent, i);
+      const message = await connections[agent].call(encoded[index]);
       // decoding every answer would be the generator's garbage again; every 50th is checked
-      return checked++ % 50 !== 0 || (method.responseDeserialize(message) as { policy?: { name?: string } }).policy?.name === expected;
+      return checked++ % 50 !== 0 || (method.responseDeserialize(message) as { policy?: { name?: string } }).policy?.name === JOBS[index].expected;
     };
     await Promise.all(connections.map((_, agent) => lean(agent, 0))); // warm: connections and the server's code paths
-    // paced first: the saturated run leaves the server a large heap to collect
-    // one round not counted: the server's heap grows to its working size with 1,000 connections open
+    // paced before saturated: the saturated run leaves the server a large heap to collect;
+    // one paced round not counted: the server's heap grows to its working size with 1,000 connections open
     await pacedLoad(agents, seconds, lean);
     const paced: LoadResult[] = [];
     for (let round = 0; round < rounds; round++) paced.push(await pacedLoad(agents, seconds, lean));
     const clients = Array.from({ length: agents }, () => new StoreClient({ address, token, deadlineMs: 30_000 }));
     const grpcJs: AgentCall = async (agent, i) => {
-      const { request, expected } = jobOf(agent, i);
+      const { request, expected } = JOBS[jobIndex(agent, i)];
       const response = await clients[agent].call<unknown, { policy: { name: string } | null }>('ResolvePolicy', request);
       return response.policy?.name === expected;
     };
@@ -172,7 +180,7 @@ export async function resolveLoad(backend: string, db: string, agents: number, s
 }
 
 export function sqliteBenchDb(): string {
-  return `sqlite:${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rf-bench-store-')), 'store.db')}`;
+  return freshSqliteDatabase('rf-bench-store-');
 }
 
 

@@ -17,8 +17,8 @@
  * the IPv4 address, so AF_INET6 sockets cannot sidestep IPv4 rules.
  */
 #include "lib/common.h"
+#include "lib/net.h"
 
-#define RF_MAX_JOBS 4096
 #define RF_MAX_ALLOW 262144
 #define RF_DNS_PORT 53
 #define RF_IPPROTO_TCP 6
@@ -30,7 +30,7 @@
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, RF_MAX_JOBS);
+	__uint(max_entries, RF_MAX_TRACKED_CGROUPS);
 	__type(key, __u64);
 	__type(value, struct rf_job_policy);
 } job_policies SEC(".maps");
@@ -84,11 +84,6 @@ struct {
 
 /* ---- judging ----------------------------------------------------------- */
 
-static __always_inline bool rf_loopback4(__u32 ip /* network order */)
-{
-	return (bpf_ntohl(ip) >> 24) == 127;
-}
-
 static __always_inline bool rf_allowed4(__u32 policy_id, __u16 port, __u32 ip)
 {
 	struct rf_allow4_key key = {
@@ -113,41 +108,7 @@ static __always_inline bool rf_allowed6(__u32 policy_id, __u16 port, const __u32
 	return bpf_map_lookup_elem(&allow6, &key) != NULL;
 }
 
-/* ::ffff:a.b.c.d -> a.b.c.d; false for every other IPv6 address. */
-static __always_inline bool rf_mapped4(const __u32 ip[4], __u32 *v4)
-{
-	if (ip[0] != 0 || ip[1] != 0 || ip[2] != bpf_htonl(0xffff))
-		return false;
-	*v4 = ip[3];
-	return true;
-}
-
-static __always_inline bool rf_loopback6(const __u32 ip[4])
-{
-	__u32 v4;
-
-	if (rf_mapped4(ip, &v4))
-		return rf_loopback4(v4);
-	return ip[0] == 0 && ip[1] == 0 && ip[2] == 0 && ip[3] == bpf_htonl(1);
-}
-
 /* ---- records ----------------------------------------------------------- */
-
-/* Header for programs that run in the task's context but cannot read the task. */
-static __always_inline void rf_fill_socket_header(struct rf_event_header *hdr, __u64 job)
-{
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
-	hdr->size = sizeof(struct rf_egress_event);
-	hdr->type = RF_EVENT_EGRESS;
-	hdr->ktime_ns = bpf_ktime_get_boot_ns();
-	hdr->cgroup_id = bpf_get_current_cgroup_id();
-	hdr->job_cgroup_id = job;
-	hdr->pid = (__u32)pid_tgid;
-	hdr->tgid = pid_tgid >> 32;
-	hdr->uid = (__u32)bpf_get_current_uid_gid();
-	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
-}
 
 /*
  * Whether to write a record for this attempt: always for connects; for
@@ -202,14 +163,10 @@ static __always_inline void rf_record_egress(struct rf_job_policy *policy, __u64
 		return;
 	}
 	__builtin_memset(&e->hdr, 0, sizeof(e->hdr));
-	if (has_task) {
-		rf_fill_socket_header(&e->hdr, job);
-	} else {
-		e->hdr.size = sizeof(*e);
-		e->hdr.type = RF_EVENT_EGRESS;
-		e->hdr.ktime_ns = bpf_ktime_get_boot_ns();
-		e->hdr.job_cgroup_id = job;
-	}
+	rf_fill_record_header(&e->hdr, RF_EVENT_EGRESS, sizeof(*e), job);
+	/* socket hooks run in the task's context; packets may not (no ids, then) */
+	if (has_task)
+		rf_fill_task_ids(&e->hdr);
 	e->hook = hook;
 	e->verdict = verdict;
 	e->sock_type = sock_type;
@@ -217,8 +174,7 @@ static __always_inline void rf_record_egress(struct rf_job_policy *policy, __u64
 	e->policy_id = policy->policy_id;
 	e->count = count;
 	e->dst = *dst;
-	bpf_ringbuf_submit(e, rf_wakeup_flag());
-	rf_count(cnt, emitted);
+	rf_submit(e, cnt);
 }
 
 static __always_inline struct rf_job_policy *rf_policy_of_current(__u64 *job)
@@ -252,24 +208,17 @@ static __always_inline void rf_set_user_ip6(struct bpf_sock_addr *ctx, const __u
 	ctx->user_ip6[3] = ip[3];
 }
 
-static __always_inline void rf_remember_dns_origin(struct bpf_sock_addr *ctx, __u16 family)
+/* The resolver a DNS query was sent to, for the socket's replies (rf_restore_origin*). */
+static __always_inline void rf_remember_dns_origin(struct bpf_sock_addr *ctx, const struct rf_sockaddr *resolver)
 {
-	struct rf_sockaddr origin = { .family = family, .port = RF_DNS_PORT };
 	__u64 cookie = bpf_get_socket_cookie(ctx);
 
-	if (family == 2) {
-		__u32 ip = ctx->user_ip4;
-		__builtin_memcpy(origin.addr, &ip, 4);
-	} else {
-		__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
-		__builtin_memcpy(origin.addr, ip, 16);
-	}
-	bpf_map_update_elem(&dns_origins, &cookie, &origin, BPF_ANY);
+	bpf_map_update_elem(&dns_origins, &cookie, resolver, BPF_ANY);
 }
 
 static __always_inline int rf_judge4(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	struct rf_sockaddr dst = { .family = 2 };
+	struct rf_sockaddr dst = { .family = RF_AF_INET };
 	struct rf_job_policy *policy;
 	__u32 ip = ctx->user_ip4;
 	__u16 port = bpf_ntohs(ctx->user_port);
@@ -280,8 +229,10 @@ static __always_inline int rf_judge4(struct bpf_sock_addr *ctx, __u8 hook)
 	policy = rf_policy_of_current(&job);
 	if (!policy)
 		return 1;
+	dst.port = port;
+	__builtin_memcpy(dst.addr, &ip, 4);
 	if (port == RF_DNS_PORT && policy->dns_port) {
-		rf_remember_dns_origin(ctx, 2);
+		rf_remember_dns_origin(ctx, &dst);
 		ctx->user_ip4 = policy->dns_ip4;
 		ctx->user_port = bpf_htons(policy->dns_port);
 		return 1;
@@ -289,15 +240,13 @@ static __always_inline int rf_judge4(struct bpf_sock_addr *ctx, __u8 hook)
 	if (rf_loopback4(ip))
 		return 1;
 	ret = rf_verdict_to_return(policy, rf_allowed4(policy->policy_id, port, ip), &verdict);
-	dst.port = port;
-	__builtin_memcpy(dst.addr, &ip, 4);
 	rf_record_egress(policy, job, hook, verdict, ctx->type, ctx->protocol, &dst, true);
 	return ret;
 }
 
 static __always_inline int rf_judge6(struct bpf_sock_addr *ctx, __u8 hook)
 {
-	struct rf_sockaddr dst = { .family = 10 };
+	struct rf_sockaddr dst = { .family = RF_AF_INET6 };
 	struct rf_job_policy *policy;
 	__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
 	__u16 port = bpf_ntohs(ctx->user_port);
@@ -310,8 +259,10 @@ static __always_inline int rf_judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	policy = rf_policy_of_current(&job);
 	if (!policy)
 		return 1;
+	dst.port = port;
+	__builtin_memcpy(dst.addr, ip, 16);
 	if (port == RF_DNS_PORT && policy->dns_port) {
-		rf_remember_dns_origin(ctx, 10);
+		rf_remember_dns_origin(ctx, &dst);
 		if (rf_mapped4(ip, &v4)) {
 			/* keep the socket's family: ::ffff:proxy-ipv4 */
 			ctx->user_ip6[3] = policy->dns_ip4;
@@ -331,8 +282,6 @@ static __always_inline int rf_judge6(struct bpf_sock_addr *ctx, __u8 hook)
 	else
 		allowed = rf_allowed6(policy->policy_id, port, ip);
 	ret = rf_verdict_to_return(policy, allowed, &verdict);
-	dst.port = port;
-	__builtin_memcpy(dst.addr, ip, 16);
 	rf_record_egress(policy, job, hook, verdict, ctx->type, ctx->protocol, &dst, true);
 	return ret;
 }
@@ -364,45 +313,39 @@ int handle_sendmsg6(struct bpf_sock_addr *ctx)
 /*
  * A reply or peer address that is the job's proxy becomes the resolver the
  * socket asked for. Only that address: a socket that once sent a DNS query
- * may receive other datagrams, whose senders must show as they are.
+ * may receive other datagrams, whose senders must show as they are. The
+ * socket's entry is looked up first: most sockets never asked DNS.
  */
-static __always_inline struct rf_sockaddr *rf_origin_if_from_proxy4(struct bpf_sock_addr *ctx)
+static __always_inline struct rf_sockaddr *rf_dns_origin(struct bpf_sock_addr *ctx, __u16 family)
 {
-	struct rf_job_policy *policy;
-	__u64 cookie, job;
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+	struct rf_sockaddr *origin = bpf_map_lookup_elem(&dns_origins, &cookie);
 
-	policy = rf_policy_of_current(&job);
-	if (!policy || !policy->dns_port || ctx->user_port != bpf_htons(policy->dns_port) ||
-	    ctx->user_ip4 != policy->dns_ip4)
-		return NULL;
-	cookie = bpf_get_socket_cookie(ctx);
-	return bpf_map_lookup_elem(&dns_origins, &cookie);
+	return origin && origin->family == family ? origin : NULL;
 }
 
-static __always_inline struct rf_sockaddr *rf_origin_if_from_proxy6(struct bpf_sock_addr *ctx)
+/* The current job's policy when ctx's port is its DNS proxy's, else NULL. */
+static __always_inline struct rf_job_policy *rf_proxy_port_policy(struct bpf_sock_addr *ctx)
 {
-	__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
 	struct rf_job_policy *policy;
-	__u32 proxy[4], v4;
-	__u64 cookie, job;
+	__u64 job;
 
 	policy = rf_policy_of_current(&job);
 	if (!policy || !policy->dns_port || ctx->user_port != bpf_htons(policy->dns_port))
 		return NULL;
-	__builtin_memcpy(proxy, policy->dns_ip6, 16);
-	if (rf_mapped4(ip, &v4) ? v4 != policy->dns_ip4
-				: (ip[0] != proxy[0] || ip[1] != proxy[1] || ip[2] != proxy[2] || ip[3] != proxy[3]))
-		return NULL;
-	cookie = bpf_get_socket_cookie(ctx);
-	return bpf_map_lookup_elem(&dns_origins, &cookie);
+	return policy;
 }
 
 static __always_inline void rf_restore_origin4(struct bpf_sock_addr *ctx)
 {
-	struct rf_sockaddr *origin = rf_origin_if_from_proxy4(ctx);
+	struct rf_sockaddr *origin = rf_dns_origin(ctx, RF_AF_INET);
+	struct rf_job_policy *policy;
 	__u32 ip;
 
-	if (!origin || origin->family != 2)
+	if (!origin)
+		return;
+	policy = rf_proxy_port_policy(ctx);
+	if (!policy || ctx->user_ip4 != policy->dns_ip4)
 		return;
 	__builtin_memcpy(&ip, origin->addr, 4);
 	ctx->user_ip4 = ip;
@@ -411,10 +354,20 @@ static __always_inline void rf_restore_origin4(struct bpf_sock_addr *ctx)
 
 static __always_inline void rf_restore_origin6(struct bpf_sock_addr *ctx)
 {
-	struct rf_sockaddr *origin = rf_origin_if_from_proxy6(ctx);
-	__u32 ip[4];
+	struct rf_sockaddr *origin = rf_dns_origin(ctx, RF_AF_INET6);
+	__u32 ip[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+	struct rf_job_policy *policy;
+	__u32 proxy[4], v4;
 
-	if (!origin || origin->family != 10)
+	if (!origin)
+		return;
+	policy = rf_proxy_port_policy(ctx);
+	if (!policy)
+		return;
+	/* the proxy as rf_judge6 wrote it: ::ffff:dns_ip4 or dns_ip6 */
+	__builtin_memcpy(proxy, policy->dns_ip6, 16);
+	if (rf_mapped4(ip, &v4) ? v4 != policy->dns_ip4
+				: (ip[0] != proxy[0] || ip[1] != proxy[1] || ip[2] != proxy[2] || ip[3] != proxy[3]))
 		return;
 	__builtin_memcpy(ip, origin->addr, 16);
 	rf_set_user_ip6(ctx, ip);
@@ -451,21 +404,27 @@ int handle_getpeername6(struct bpf_sock_addr *ctx)
 
 /* ---- packets no socket hook judged -------------------------------------- */
 
-static __always_inline __u64 rf_skb_job(struct __sk_buff *skb)
+/* The policy of the job the packet's cgroup belongs to (*job: that cgroup), or NULL. */
+static __always_inline struct rf_job_policy *rf_skb_policy(struct __sk_buff *skb, __u64 *job)
 {
-	__u64 cgroup_id = bpf_skb_cgroup_id(skb);
+	struct rf_job_policy *policy;
 
-	if (bpf_map_lookup_elem(&job_policies, &cgroup_id))
-		return cgroup_id;
+	*job = bpf_skb_cgroup_id(skb);
+	policy = bpf_map_lookup_elem(&job_policies, job);
+	if (policy)
+		return policy;
 	for (int level = 1; level < RF_MAX_CGROUP_DEPTH; level++) {
 		__u64 ancestor = bpf_skb_ancestor_cgroup_id(skb, level);
 
-		if (!ancestor || ancestor == cgroup_id)
+		if (!ancestor || ancestor == *job)
 			break;
-		if (bpf_map_lookup_elem(&job_policies, &ancestor))
-			return ancestor;
+		policy = bpf_map_lookup_elem(&job_policies, &ancestor);
+		if (policy) {
+			*job = ancestor;
+			return policy;
+		}
 	}
-	return 0;
+	return NULL;
 }
 
 SEC("cgroup_skb/egress")
@@ -486,10 +445,7 @@ int handle_skb_egress(struct __sk_buff *skb)
 		    (sk->protocol == RF_IPPROTO_TCP || sk->protocol == RF_IPPROTO_UDP))
 			return 1;
 	}
-	job = rf_skb_job(skb);
-	if (!job)
-		return 1;
-	policy = bpf_map_lookup_elem(&job_policies, &job);
+	policy = rf_skb_policy(skb, &job);
 	if (!policy)
 		return 1;
 
@@ -501,7 +457,7 @@ int handle_skb_egress(struct __sk_buff *skb)
 		if (rf_loopback4(ip.daddr))
 			return 1;
 		protocol = ip.protocol;
-		dst.family = 2;
+		dst.family = RF_AF_INET;
 		__builtin_memcpy(dst.addr, &ip.daddr, 4);
 		allowed = rf_allowed4(policy->policy_id, 0, ip.daddr);
 	} else if (skb->protocol == bpf_htons(RF_ETH_P_IPV6)) {
@@ -517,7 +473,7 @@ int handle_skb_egress(struct __sk_buff *skb)
 		if ((bpf_ntohl(daddr[0]) >> 22) == (0xfe80 >> 6) || (bpf_ntohl(daddr[0]) >> 24) == 0xff)
 			return 1;
 		protocol = ip6.nexthdr;
-		dst.family = 10;
+		dst.family = RF_AF_INET6;
 		__builtin_memcpy(dst.addr, daddr, 16);
 		allowed = rf_allowed6(policy->policy_id, 0, daddr);
 	} else {

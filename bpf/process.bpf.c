@@ -115,14 +115,8 @@ static __always_inline void rf_judge_exec(struct task_struct *task, __u64 job)
 		struct rf_fd_info info = {};
 
 		rf_describe_fd(task, fd, &info);
-		if (rf_remote_peer(&info, job)) {
-			d.detection = RF_DETECT_REVERSE_SHELL;
-			d.hook = RF_DHOOK_EXEC;
-			d.fd = fd;
-			d.peer = info.peer;
-			rf_detected(job, &d);
+		if (rf_judge_stdio_socket(job, fd, &info, RF_DHOOK_EXEC))
 			return;
-		}
 	}
 
 	d.pidns_level = BPF_CORE_READ(task, thread_pid, level);

@@ -30,15 +30,7 @@ static __always_inline int rf_dup_exit(struct trace_event_raw_sys_exit *ctx)
 		return 0;
 
 	rf_describe_fd(task, fd, &info);
-	if (rf_remote_peer(&info, job)) {
-		struct rf_detection_event d = {
-			.detection = RF_DETECT_REVERSE_SHELL,
-			.hook = RF_DHOOK_DUP,
-			.fd = fd,
-			.peer = info.peer,
-		};
-		rf_detected(job, &d);
-	}
+	rf_judge_stdio_socket(job, fd, &info, RF_DHOOK_DUP);
 	e = rf_reserve_in(struct rf_stdio_dup_event, RF_EVENT_STDIO_DUP, cnt, job);
 	if (!e)
 		return 0;

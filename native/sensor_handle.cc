@@ -141,11 +141,15 @@ void SensorHandle::Teardown() {
     final_stats_ = reader_->Stats();
     reader_ = nullptr;
   }
-  DetachAllCgroups();
+  // Every link of ours, cgroup hooks and probes, in one round of parallel detaches.
+  std::vector<struct bpf_link*> links;
+  for (auto& entry : cgroup_links_) links.insert(links.end(), entry.second.begin(), entry.second.end());
+  cgroup_links_.clear();
+  SkeletonLinks probes = skel_ ? LinksOf(skel_) : SkeletonLinks{nullptr, 0};
+  links.insert(links.end(), probes.begin, probes.begin + probes.count);
+  DestroyLinksInParallel(links);
   if (skel_) {
-    SkeletonLinks links = LinksOf(skel_);
-    DestroyLinksInParallel(std::vector<struct bpf_link*>(links.begin, links.begin + links.count));
-    std::fill(links.begin, links.begin + links.count, nullptr);
+    std::fill(probes.begin, probes.begin + probes.count, nullptr);
     sensor__destroy(skel_);  // closes every program and map
     skel_ = nullptr;
   }
@@ -350,13 +354,6 @@ Napi::Value SensorHandle::DetachCgroup(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-void SensorHandle::DetachAllCgroups() {
-  std::vector<struct bpf_link*> all;
-  for (auto& entry : cgroup_links_) all.insert(all.end(), entry.second.begin(), entry.second.end());
-  DestroyLinksInParallel(all);
-  cgroup_links_.clear();
-}
-
 struct bpf_map* SensorHandle::MapNamed(Napi::Env env, const Napi::Value& name) {
   sensor* skel = Loaded(env);
   if (!name.IsString()) throw Napi::TypeError::New(env, "a map name must be a string");
@@ -372,6 +369,14 @@ static void CheckSize(Napi::Env env, struct bpf_map* map, const char* what, size
     throw Napi::RangeError::New(env, std::string("the ") + what + " of map " + bpf_map__name(map) +
                                          " is " + std::to_string(expected) + " bytes, got " +
                                          std::to_string(got));
+}
+
+// The key argument of map calls (info[1]): a Buffer of the map's key size.
+static Napi::Buffer<uint8_t> KeyArg(const Napi::CallbackInfo& info, struct bpf_map* map, const char* usage) {
+  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(info.Env(), usage);
+  auto key = info[1].As<Napi::Buffer<uint8_t>>();
+  CheckSize(info.Env(), map, "key", bpf_map__key_size(map), key.Length());
+  return key;
 }
 
 // mapUpdate(name, key, value): raw bytes laid out as in bpf/events.h.
@@ -392,18 +397,14 @@ Napi::Value SensorHandle::MapUpdate(const Napi::CallbackInfo& info) {
 Napi::Value SensorHandle::MapDelete(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_map* map = MapNamed(env, info[0]);
-  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "mapDelete(name, key)");
-  auto key = info[1].As<Napi::Buffer<uint8_t>>();
-  CheckSize(env, map, "key", bpf_map__key_size(map), key.Length());
+  auto key = KeyArg(info, map, "mapDelete(name, key)");
   return Napi::Boolean::New(env, bpf_map__delete_elem(map, key.Data(), key.Length(), 0) == 0);
 }
 
 Napi::Value SensorHandle::MapLookup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   struct bpf_map* map = MapNamed(env, info[0]);
-  if (info.Length() < 2 || !info[1].IsBuffer()) throw Napi::TypeError::New(env, "mapLookup(name, key)");
-  auto key = info[1].As<Napi::Buffer<uint8_t>>();
-  CheckSize(env, map, "key", bpf_map__key_size(map), key.Length());
+  auto key = KeyArg(info, map, "mapLookup(name, key)");
   std::vector<uint8_t> value(bpf_map__value_size(map));
   if (bpf_map__lookup_elem(map, key.Data(), key.Length(), value.data(), value.size(), 0))
     return env.Null();

@@ -43,7 +43,6 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
 
   sensor* Loaded(Napi::Env env);
   struct bpf_map* MapNamed(Napi::Env env, const Napi::Value& name);
-  void DetachAllCgroups();
   void BumpGeneration();
   void Teardown();
 

@@ -55,23 +55,37 @@ static __always_inline __u64 rf_current_job(void)
 	return fresh.job_cgroup_id;
 }
 
-static __always_inline void rf_fill_header(struct rf_event_header *hdr, __u16 type,
-					   __u32 size, __u64 job)
+/* What every record says: its type and size, when, and of which job. */
+static __always_inline void rf_fill_record_header(struct rf_event_header *hdr, __u16 type,
+						  __u32 size, __u64 job)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	__u64 pid_tgid = bpf_get_current_pid_tgid();
-
 	hdr->size = size;
 	hdr->type = type;
 	hdr->flags = 0;
 	hdr->ktime_ns = bpf_ktime_get_boot_ns();
-	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	hdr->job_cgroup_id = job;
+}
+
+/* The current task's ids, from helpers alone (no task_struct read). */
+static __always_inline void rf_fill_task_ids(struct rf_event_header *hdr)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+
+	hdr->cgroup_id = bpf_get_current_cgroup_id();
 	hdr->pid = (__u32)pid_tgid;
 	hdr->tgid = pid_tgid >> 32;
-	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
 	hdr->uid = (__u32)bpf_get_current_uid_gid();
 	bpf_get_current_comm(hdr->comm, sizeof(hdr->comm));
+}
+
+static __always_inline void rf_fill_header(struct rf_event_header *hdr, __u16 type,
+					   __u32 size, __u64 job)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+
+	rf_fill_record_header(hdr, type, size, job);
+	rf_fill_task_ids(hdr);
+	hdr->ppid = BPF_CORE_READ(task, real_parent, tgid);
 }
 
 /*

@@ -31,38 +31,46 @@ static __always_inline bool rf_is_protected(__u32 tgid)
 static __always_inline bool rf_remote_peer(const struct rf_fd_info *info, __u64 job)
 {
 	struct rf_job_lockdown *cfg;
+	bool loopback;
 
 	if (info->kind != RF_FD_SOCKET || info->peer.port == 0)
 		return false;
 	if (info->peer.family == RF_AF_INET) {
-		if (info->peer.addr[0] == 127) {
-			cfg = rf_lockdown_of(job);
-			return cfg && cfg->loopback_remote;
-		}
-		return true;
-	}
-	if (info->peer.family == RF_AF_INET6) {
-		const __u8 *a = info->peer.addr;
-		bool loopback = true;
+		__u32 ip;
 
-		for (int i = 0; i < 15; i++)
-			if (a[i] != 0)
-				loopback = false;
-		loopback = loopback && a[15] == 1;
-		/* ::ffff:127.x.x.x */
-		if (!loopback && a[10] == 0xff && a[11] == 0xff && a[12] == 127) {
-			loopback = true;
-			for (int i = 0; i < 10; i++)
-				if (a[i] != 0)
-					loopback = false;
-		}
-		if (loopback) {
-			cfg = rf_lockdown_of(job);
-			return cfg && cfg->loopback_remote;
-		}
-		return true;
+		__builtin_memcpy(&ip, info->peer.addr, 4);
+		loopback = rf_loopback4(ip);
+	} else if (info->peer.family == RF_AF_INET6) {
+		__u32 ip[4];
+
+		__builtin_memcpy(ip, info->peer.addr, 16);
+		loopback = rf_loopback6(ip);
+	} else {
+		return false;
 	}
-	return false;
+	if (!loopback)
+		return true;
+	cfg = rf_lockdown_of(job);
+	return cfg && cfg->loopback_remote;
+}
+
+/* Whether the job's lockdown kills (or holds) offenders of `detection`. */
+static __always_inline bool rf_lockdown_kills(__u64 job, __u8 detection)
+{
+	struct rf_job_lockdown *cfg = rf_lockdown_of(job);
+
+	return cfg && (cfg->kill_mask & RF_DETECT_BIT(detection));
+}
+
+/* The caller-built `detail` as a reserved detection record `e`, with its header and action: sent. */
+static __always_inline void rf_submit_detection(struct rf_detection_event *e, const struct rf_detection_event *detail,
+						__u64 job, __u8 action, struct rf_counter *cnt)
+{
+	*e = *detail;
+	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
+	e->action = action;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+	rf_count(cnt, emitted);
 }
 
 /*
@@ -72,9 +80,8 @@ static __always_inline bool rf_remote_peer(const struct rf_fd_info *info, __u64 
 static __always_inline void rf_detected(__u64 job, const struct rf_detection_event *detail)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_DETECTION);
-	struct rf_job_lockdown *cfg = rf_lockdown_of(job);
 	struct rf_detection_event *e;
-	bool kill = cfg && (cfg->kill_mask & RF_DETECT_BIT(detail->detection));
+	bool kill = rf_lockdown_kills(job, detail->detection);
 
 	if (kill) {
 		__u64 one = 1, *kills;
@@ -92,11 +99,7 @@ static __always_inline void rf_detected(__u64 job, const struct rf_detection_eve
 		rf_count(cnt, dropped);
 		return;
 	}
-	*e = *detail;
-	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
-	e->action = kill ? RF_ACTION_KILLED : RF_ACTION_AUDITED;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-	rf_count(cnt, emitted);
+	rf_submit_detection(e, detail, job, kill ? RF_ACTION_KILLED : RF_ACTION_AUDITED, cnt);
 }
 
 /*
@@ -106,8 +109,7 @@ static __always_inline void rf_detected(__u64 job, const struct rf_detection_eve
 static __always_inline void rf_hold_for_verdict(__u64 job, const struct rf_detection_event *detail)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_DETECTION);
-	struct rf_job_lockdown *cfg = rf_lockdown_of(job);
-	bool hold = cfg && (cfg->kill_mask & RF_DETECT_BIT(RF_DETECT_REVERSE_SHELL));
+	bool hold = rf_lockdown_kills(job, RF_DETECT_REVERSE_SHELL);
 	struct rf_detection_event *e;
 
 	rf_count(cnt, seen);
@@ -119,11 +121,23 @@ static __always_inline void rf_hold_for_verdict(__u64 job, const struct rf_detec
 	}
 	if (hold)
 		bpf_send_signal(RF_SIGSTOP);
-	*e = *detail;
-	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
-	e->action = hold ? RF_ACTION_HELD : RF_ACTION_AUDITED;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-	rf_count(cnt, emitted);
+	rf_submit_detection(e, detail, job, hold ? RF_ACTION_HELD : RF_ACTION_AUDITED, cnt);
+}
+
+/* Reverse-Shell when fd (described in info) is a socket to a remote peer; whether it was. */
+static __always_inline bool rf_judge_stdio_socket(__u64 job, int fd, const struct rf_fd_info *info, __u8 hook)
+{
+	struct rf_detection_event d = {
+		.detection = RF_DETECT_REVERSE_SHELL,
+		.hook = hook,
+		.fd = fd,
+	};
+
+	if (!rf_remote_peer(info, job))
+		return false;
+	d.peer = info->peer;
+	rf_detected(job, &d);
+	return true;
 }
 
 #define RF_CGROUP2_SUPER_MAGIC 0x63677270

@@ -4,12 +4,10 @@
 #define RINGFENCE_LIB_TASK_H
 
 #include "common.h"
+#include "net.h"
 
 #define RF_S_IFMT 00170000
 #define RF_S_IFSOCK 0140000
-#define RF_AF_UNIX 1
-#define RF_AF_INET 2
-#define RF_AF_INET6 10
 
 /* The file behind fd in task's table, or NULL. */
 static __always_inline struct file *rf_task_file(struct task_struct *task, int fd)

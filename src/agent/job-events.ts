@@ -3,7 +3,8 @@
  * one JSON object per line, and what users, tests and tools read.
  */
 import fs from 'node:fs';
-import type { DetectionEvent, EgressEvent, ExecEvent } from '../sensor/events';
+import type { DetectionEvent, EgressEvent, ExecEvent, ShellOnIpcEvent } from '../sensor/events';
+import type { Relay } from './relay';
 import { readProcFs, type ProcessTree } from '../sensor/process-tree';
 
 export type Verdict = 'allowed' | 'blocked' | 'audited';
@@ -158,6 +159,22 @@ export function detectionEvent(job: string, policy: string, tree: ProcessTree, d
     action: detection.action,
     via: detection.hook,
     target,
+    policy,
+  };
+}
+
+/** Reverse-Shell through a relay: the shell on IPC whose other end is `relay`, with its remote peer. */
+export function relayDetectionEvent(job: string, policy: string, tree: ProcessTree, shell: ShellOnIpcEvent, relay: Relay): DetectionJobEvent {
+  return {
+    kind: 'detection',
+    time: new Date(shell.timeMs).toISOString(),
+    job,
+    process: processRef(tree, shell.tgid),
+    detection: 'Reverse-Shell',
+    action: shell.action === 'held' ? 'killed' : 'audited',
+    via: 'relay',
+    target: { ip: relay.ip, port: relay.port, fd: relay.fd },
+    relay: { pid: relay.pid, exe: relay.exe },
     policy,
   };
 }

@@ -17,7 +17,7 @@ import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
 import { Sensor } from '../sensor/sensor';
 import { signalNumber } from '../util/signals';
-import { detectionEvent, JobEventWriter, networkEvent, processEvent, processRef, type DetectionJobEvent, type DnsJobEvent } from './job-events';
+import { detectionEvent, JobEventWriter, networkEvent, processEvent, relayDetectionEvent, type DetectionJobEvent, type DnsJobEvent } from './job-events';
 import { JobSummary } from './summary';
 
 export interface JobOptions {
@@ -114,7 +114,7 @@ export async function runJob(command: string, args: string[], options: JobOption
   const writer = new JobEventWriter(options.eventsPath);
   const summary = new JobSummary();
   const names = new Map<string, string>(); // address → the allowed name it answered
-  const counts = { processes: 0, dns: 0, network: 0, blocked: 0, detections: 0 };
+  let processes = 0;
   const now = () => new Date().toISOString();
 
   const sensor = Sensor.open();
@@ -124,6 +124,12 @@ export async function runJob(command: string, args: string[], options: JobOption
   let egress: JobEgress | undefined;
   let lockdown: JobLockdown | undefined;
   const killedBy: string[] = [];
+  /** A detection into the summary and the events; `killed` says what it killed, for the job's end. */
+  const report = (detection: DetectionJobEvent, killed: string | undefined) => {
+    if (killed) killedBy.push(killed);
+    summary.addDetection(detection);
+    writer.write(detection);
+  };
   const judging: Promise<void>[] = [];
   let interrupted: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -141,8 +147,6 @@ export async function runJob(command: string, args: string[], options: JobOption
       record: (query) => {
         if (query.verdict === 'allowed') for (const answer of query.answers) names.set(answer, query.name);
         const event: DnsJobEvent = { kind: 'dns', time: now(), job: id, name: query.name, type: query.type, answers: query.answers, verdict: query.verdict, policy: options.policyName, rcode: query.rcode, ttl: query.ttl, error: query.error };
-        counts.dns++;
-        if (query.verdict === 'blocked') counts.blocked++;
         summary.addDns(event);
         writer.write(event);
       },
@@ -179,37 +183,20 @@ export async function runJob(command: string, args: string[], options: JobOption
         signalIfAlive(event.tgid, 'SIGKILL');
         void cgroup.kill().catch(() => undefined);
       }
-      const detection: DetectionJobEvent = {
-        kind: 'detection',
-        time: new Date(event.timeMs).toISOString(),
-        job: id,
-        process: processRef(sensor.tree, event.tgid),
-        detection: 'Reverse-Shell',
-        action: held ? 'killed' : 'audited',
-        via: 'relay',
-        target: { ip: relay.ip, port: relay.port, fd: relay.fd },
-        relay: { pid: relay.pid, exe: relay.exe },
-        policy: options.policyName,
-      };
-      if (held) killedBy.push(`Reverse-Shell by ${detection.process?.exe ?? event.comm} (pid ${event.tgid}) through ${relay.exe} (pid ${relay.pid})`);
-      counts.detections++;
-      summary.addDetection(detection);
-      writer.write(detection);
+      const detection = relayDetectionEvent(id, options.policyName, sensor.tree, event, relay);
+      report(detection, held ? `Reverse-Shell by ${detection.process?.exe ?? event.comm} (pid ${event.tgid}) through ${relay.exe} (pid ${relay.pid})` : undefined);
     };
 
     sensor.on('events', (events) => {
       for (const event of events) {
         if (event.type === 'exec') {
-          counts.processes++;
+          processes++;
           writer.write(processEvent(id, sensor.tree, event));
         } else if (event.type === 'detection') {
           // The offender is already dead; the rest of the job goes now.
           if (event.action === 'killed') void cgroup.kill().catch(() => undefined);
           const detection = detectionEvent(id, options.policyName, sensor.tree, event);
-          if (event.action === 'killed') killedBy.push(`${detection.detection} by ${detection.process?.exe ?? event.comm} (pid ${event.tgid})`);
-          counts.detections++;
-          summary.addDetection(detection);
-          writer.write(detection);
+          report(detection, event.action === 'killed' ? `${detection.detection} by ${detection.process?.exe ?? event.comm} (pid ${event.tgid})` : undefined);
         } else if (event.type === 'shell_on_ipc') {
           judging.push(
             judgeShell(event).catch((error) => {
@@ -219,8 +206,6 @@ export async function runJob(command: string, args: string[], options: JobOption
           );
         } else if (event.type === 'egress') {
           const network = networkEvent(id, options.policyName, sensor.tree, event, names.get(event.address));
-          counts.network += network.count;
-          if (network.verdict === 'blocked') counts.blocked += network.count;
           summary.addNetwork(network);
           writer.write(network);
         }
@@ -250,10 +235,11 @@ export async function runJob(command: string, args: string[], options: JobOption
     if (kills > killedBy.length) killedBy.push(`${kills - killedBy.length} offender(s) whose detection record was lost`);
     const dropped = sensor.finalStats?.dropped ?? 0;
     const lockedDown = killedBy.length > 0;
+    const counts = { processes, ...summary.counts() };
     writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, ...(lockedDown ? { killedBy: killedBy.join('; ') } : {}), counts, dropped });
 
     const mode = policy.egressPolicy;
-    const blockedRequests = summary.blocked;
+    const blockedRequests = counts.blocked;
     let exitStatus = exitCode ?? 128 + (signal ? signalNumber(signal) : 0);
     if (lockedDown) exitStatus = 137;
     else if (interrupted) exitStatus = 128 + signalNumber(interrupted);
@@ -264,14 +250,14 @@ export async function runJob(command: string, args: string[], options: JobOption
       : interrupted
       ? `interrupted by ${interrupted}`
       : `exited ${exitCode ?? `on ${signal}`}${exitStatus !== (exitCode ?? -1) && !signal ? ` (ringfence exits ${exitStatus}: ${blockedRequests} request(s) blocked)` : ''}`;
-    log(summary.renderText(`ringfence: job ${id} ${outcome}; policy ${options.policyName} (${mode}); ${counts.processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}`));
+    log(summary.renderText(`ringfence: job ${id} ${outcome}; policy ${options.policyName} (${mode}); ${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}`));
     if (options.summaryPath) {
       fs.writeFileSync(
         options.summaryPath,
         summary.renderMarkdown(`ringfence: ${[command, ...args].join(' ')}`, [
           `job \`${id}\` ${outcome}`,
           `policy \`${options.policyName}\`, egress ${mode}`,
-          `${counts.processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked`,
+          `${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked`,
           ...(dropped ? [`${dropped} sensor events dropped (ring buffer full)`] : []),
         ]),
       );

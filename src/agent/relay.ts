@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatIp, parseIp, unmapIPv4 } from '../net/address';
+import { formatIp, isLoopback, type IpAddress } from '../net/address';
 import type { ShellOnIpcEvent } from '../sensor/events';
 
 export interface Relay {
@@ -51,7 +51,7 @@ function reads(pid: number, fd: string, proc: string): boolean {
 }
 
 /** "0100007F:1F90" (IPv4) or 32 hex digits (IPv6), as /proc/net/tcp writes them. */
-export function parseProcNetAddress(text: string): { ip: string; port: number } {
+function procNetAddress(text: string): { address: IpAddress; port: number } {
   const [hex, portHex] = text.split(':');
   const bytes: number[] = [];
   // each 32-bit word is in host (little-endian) order
@@ -59,20 +59,16 @@ export function parseProcNetAddress(text: string): { ip: string; port: number } 
     const w = hex.slice(word * 8, word * 8 + 8);
     for (let b = 3; b >= 0; b--) bytes.push(parseInt(w.slice(b * 2, b * 2 + 2), 16));
   }
-  // the same text as every other event's addresses (RFC 5952 for IPv6)
-  const ip = formatIp({ family: bytes.length === 4 ? 4 : 6, bytes: Uint8Array.from(bytes) });
-  return { ip, port: parseInt(portHex, 16) };
+  return { address: { family: bytes.length === 4 ? 4 : 6, bytes: Uint8Array.from(bytes) }, port: parseInt(portHex, 16) };
+}
+
+/** procNetAddress with the address as text, the same text as every other event's (RFC 5952 for IPv6). */
+export function parseProcNetAddress(text: string): { ip: string; port: number } {
+  const { address, port } = procNetAddress(text);
+  return { ip: formatIp(address), port };
 }
 
 const ESTABLISHED_OR_CONNECTING = new Set(['01', '02']);
-
-function isLoopback(ip: string): boolean {
-  const parsed = parseIp(ip);
-  if (!parsed) return false;
-  const address = unmapIPv4(parsed);
-  if (address.family === 4) return address.bytes[0] === 127;
-  return address.bytes.every((b, i) => (i < 15 ? b === 0 : b === 1));
-}
 
 /** Remote TCP peers of the given socket inodes, from pid's network namespace. */
 function remotePeers(pid: number, inodes: Set<number>, proc: string, loopbackIsRemote: boolean): Map<number, { ip: string; port: number }> {
@@ -89,9 +85,9 @@ function remotePeers(pid: number, inodes: Set<number>, proc: string, loopbackIsR
       if (fields.length < 10 || !ESTABLISHED_OR_CONNECTING.has(fields[3])) continue;
       const inode = Number(fields[9]);
       if (!inodes.has(inode)) continue;
-      const remote = parseProcNetAddress(fields[2]);
-      if (!loopbackIsRemote && isLoopback(remote.ip)) continue;
-      found.set(inode, remote);
+      const { address, port } = procNetAddress(fields[2]);
+      if (!loopbackIsRemote && isLoopback(address)) continue;
+      found.set(inode, { ip: formatIp(address), port });
     }
   }
   return found;

@@ -17,15 +17,19 @@ export interface FetchedPolicy {
   scope: string;
 }
 
-/** Re-reads a stored policy with the agent's own parser: the store and the agent cannot disagree. */
-export function policyFromMessage(message: Policy__Output): Policy {
-  const yaml = YAML.stringify({
+/** A stored policy as the policy file it came from (DESIGN.md §4). */
+export function policyYaml(message: Policy__Output): string {
+  return YAML.stringify({
     name: message.name,
     'egress-policy': message.egressPolicy,
     'allowed-endpoints': message.allowedEndpoints,
     'lockdown-mode': { enabled: message.lockdownMode?.enabled ?? false, detections: message.lockdownMode?.detections ?? [] },
   });
-  return parsePolicy(yaml, `policy store: ${message.name}`);
+}
+
+/** Re-reads a stored policy with the agent's own parser: the store and the agent cannot disagree. */
+export function policyFromMessage(message: Policy__Output): Policy {
+  return parsePolicy(policyYaml(message), `policy store: ${message.name}`);
 }
 
 export async function fetchPolicy(address: string, token: string, job: JobContext): Promise<FetchedPolicy> {

@@ -64,10 +64,21 @@ export class JobSummary {
   }
 
   get blocked(): number {
-    let blocked = 0;
-    for (const row of this.endpoints.values()) if (row.verdict === 'blocked') blocked += row.count;
-    for (const row of this.names.values()) if (row.verdict === 'blocked') blocked += row.count;
-    return blocked;
+    return this.counts().blocked;
+  }
+
+  /** DNS queries, connections/datagrams, how many of both were blocked, detections. */
+  counts(): { dns: number; network: number; blocked: number; detections: number } {
+    const counts = { dns: 0, network: 0, blocked: 0, detections: this.detections.length };
+    for (const row of this.names.values()) {
+      counts.dns += row.count;
+      if (row.verdict === 'blocked') counts.blocked += row.count;
+    }
+    for (const row of this.endpoints.values()) {
+      counts.network += row.count;
+      if (row.verdict === 'blocked') counts.blocked += row.count;
+    }
+    return counts;
   }
 
   private sortedEndpoints(): EndpointRow[] {

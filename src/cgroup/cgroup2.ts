@@ -88,10 +88,6 @@ export class Cgroup {
     }
   }
 
-  addProcess(pid: number): void {
-    fs.writeFileSync(path.join(this.path, 'cgroup.procs'), `${pid}\n`);
-  }
-
   /**
    * SIGKILLs every process in the cgroup and below, at once where the kernel
    * has cgroup.kill (5.14+), else process by process until none is left.
@@ -99,12 +95,11 @@ export class Cgroup {
   async kill(timeoutMs = 5000): Promise<void> {
     const killFile = path.join(this.path, 'cgroup.kill');
     const deadline = Date.now() + timeoutMs;
-    if (fs.existsSync(killFile)) {
-      fs.writeFileSync(killFile, '1');
-    }
-    while (this.allProcs().length > 0) {
-      if (!fs.existsSync(killFile)) {
-        for (const pid of this.allProcs()) {
+    const hasKill = fs.existsSync(killFile);
+    if (hasKill) fs.writeFileSync(killFile, '1');
+    for (let left = this.allProcs(); left.length > 0; left = this.allProcs()) {
+      if (!hasKill) {
+        for (const pid of left) {
           try {
             process.kill(pid, 'SIGKILL');
           } catch {

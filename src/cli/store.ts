@@ -16,6 +16,7 @@ import { SCOPE_KINDS } from '../store/proto';
 import { createPolicyStoreServer } from '../store/server';
 import { createToken } from '../store/tokens';
 import { loadPolicyFile } from '../policy/policy';
+import { policyYaml } from '../agent/store-policy';
 import { RingfenceError } from '../util/errors';
 
 export const DEFAULT_LISTEN = '127.0.0.1:7070';
@@ -50,12 +51,7 @@ function table(header: string[], rows: string[][]): string {
 }
 
 function showPolicy(p: Policy__Output): string {
-  return YAML.stringify({
-    name: p.name,
-    'egress-policy': p.egressPolicy,
-    'allowed-endpoints': p.allowedEndpoints,
-    'lockdown-mode': { enabled: p.lockdownMode?.enabled ?? false, detections: p.lockdownMode?.detections ?? [] },
-  }) + `# version ${p.version}, ${p.updatedAt} by ${p.updatedBy}\n`;
+  return policyYaml(p) + `# version ${p.version}, ${p.updatedAt} by ${p.updatedBy}\n`;
 }
 
 function scopeText(a: Attachment__Output): string {
@@ -148,8 +144,7 @@ export function addStoreCommands(program: Command): void {
     if (options.file) {
       loadPolicyFile(options.file); // the same check the server makes, with the file's own name and lines
       yaml = fs.readFileSync(options.file, 'utf8');
-    }
-    else {
+    } else {
       if (!name) throw new RingfenceError('policy create needs -f FILE, or NAME with --endpoint…', 'RF_USAGE');
       yaml = YAML.stringify({
         name,

@@ -167,10 +167,7 @@ export class DnsProxy {
         pending = pending.subarray(2 + length);
         void this.answer(message, 'tcp').then((response) => {
           if (!response || socket.destroyed) return;
-          const framed = Buffer.alloc(2 + response.length);
-          framed.writeUInt16BE(response.length);
-          response.copy(framed, 2);
-          socket.write(framed);
+          socket.write(tcpFramed(response));
         });
       }
     });
@@ -283,10 +280,7 @@ export class DnsProxy {
       };
       socket.on('error', (error) => done(error));
       socket.on('connect', () => {
-        const framed = Buffer.alloc(2 + message.length);
-        framed.writeUInt16BE(message.length);
-        message.copy(framed, 2);
-        socket.write(framed);
+        socket.write(tcpFramed(message));
       });
       socket.on('data', (chunk) => {
         received = Buffer.concat([received, chunk]);
@@ -305,4 +299,12 @@ export class DnsProxy {
       ...this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
     ]);
   }
+}
+
+/** A DNS message as DNS over TCP sends it: its length in two bytes first (RFC 1035 §4.2.2). */
+function tcpFramed(message: Buffer): Buffer {
+  const framed = Buffer.alloc(2 + message.length);
+  framed.writeUInt16BE(message.length);
+  message.copy(framed, 2);
+  return framed;
 }

@@ -33,7 +33,6 @@ export class JobEgress {
     cgroup: Cgroup,
     readonly policy: Policy,
     dns: DnsProxyAddress = NO_DNS,
-    serviceEndpoints: IpEndpoint[] = [],
   ) {
     this.cgroupId = cgroup.id;
     this.kernel.mapUpdate(JOB_POLICIES_MAP, encodeCgroupKey(this.cgroupId), encodeJobPolicy({ policyId: this.policyId, block: policy.egressPolicy === 'block', dns }));
@@ -41,7 +40,6 @@ export class JobEgress {
       for (const endpoint of policy.allowedEndpoints) {
         if (endpoint.kind === 'ip') this.allowEndpoint(endpoint, AllowSource.POLICY);
       }
-      for (const endpoint of serviceEndpoints) this.allowEndpoint(endpoint, AllowSource.SERVICE);
       this.kernel.attachCgroup(cgroup.path);
       this.attached = true;
     } catch (error) {
@@ -50,7 +48,7 @@ export class JobEgress {
     }
   }
 
-  /** Allows a policy or service entry, and port-less traffic (ICMP) to the same network. */
+  /** Allows a policy entry, and port-less traffic (ICMP) to the same network. */
   private allowEndpoint(endpoint: IpEndpoint, source: number): void {
     const entry = { family: endpoint.family, bytes: endpoint.bytes, prefixLength: endpoint.prefixLength };
     this.allow({ ...entry, port: endpoint.port }, source);
@@ -70,11 +68,6 @@ export class JobEgress {
     const map = ALLOW_MAP[entry.family];
     this.kernel.mapUpdate(map, key, encodeAllowValue(source));
     this.keys.set(id, { map, key });
-  }
-
-  /** Number of allow entries in the kernel for this job. */
-  get entries(): number {
-    return this.keys.size;
   }
 
   /** Detaches the programs and deletes every map entry of this job (once). */

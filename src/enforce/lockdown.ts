@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Policy } from '../policy/policy';
 import type { DetectionName } from '../sensor/events';
-import { DetectionId, LAYOUT } from '../sensor/layout';
+import { COMM_LEN, DetectionId, LAYOUT } from '../sensor/layout';
 import type { NativeSensorHandle } from '../sensor/native';
 import { encodeCgroupKey } from './maps';
 
@@ -16,8 +16,6 @@ export const STDIN_SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 
 
 /** Programs protected from memory reads by any job (configurable). */
 export const DEFAULT_PROTECTED_PROGRAMS = ['Runner.Worker', 'Runner.Listener'];
-
-const COMM_LEN = 16;
 
 export interface LockdownOptions {
   /** A loopback peer counts as remote for Reverse-Shell (default false). */

@@ -77,6 +77,13 @@ export function prefixMatches(a: Uint8Array, b: Uint8Array, prefixLength: number
 }
 
 /** Text form: dotted quad, or RFC 5952 IPv6 (IPv4-mapped with its IPv4 tail). */
+/** 127.0.0.0/8, ::1, or 127.x as IPv4-mapped IPv6. */
+export function isLoopback(address: IpAddress): boolean {
+  const plain = unmapIPv4(address);
+  if (plain.family === 4) return plain.bytes[0] === 127;
+  return plain.bytes.every((b, i) => (i < 15 ? b === 0 : b === 1));
+}
+
 export function formatIp(address: IpAddress): string {
   const b = address.bytes;
   if (address.family === 4) return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;

@@ -69,8 +69,7 @@ function parseCidr(text: string, entry: string): { family: IpFamily; bytes: Uint
 }
 
 function parseName(host: string, entry: string): Pick<NameEndpoint, 'pattern' | 'wildcard'> {
-  let name = host.toLowerCase();
-  if (name.endsWith('.')) name = name.slice(0, -1);
+  const name = canonicalName(host);
   if (name === '') throw new EndpointError(`empty name in '${entry}'`);
   if (name.length > 253) throw new EndpointError(`name longer than 253 characters in '${entry}'`);
   const stars = name.split('*').length - 1;

@@ -2,9 +2,9 @@
  * Decodes the batches the native reader hands over (one Buffer, many records)
  * into typed events, with DataView reads at the offsets of layout.ts.
  */
-import { ARGS_MAX, DetectionAction, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
+import { ARGS_MAX, DetectionAction, DetectionId, SHELL_ON_IPC, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
 import { formatIp } from '../net/address';
-import type { AddressFamily, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
+import type { AddressFamily, DetectionName, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
 
 const H = LAYOUT.rf_event_header.fields;
 const HEADER_SIZE = LAYOUT.rf_event_header.size;
@@ -18,8 +18,10 @@ const MEM = LAYOUT.rf_proc_mem_event.fields;
 const DUP = LAYOUT.rf_stdio_dup_event.fields;
 const EGRESS = LAYOUT.rf_egress_event.fields;
 const DETECTION = LAYOUT.rf_detection_event.fields;
-const DETECTION_NAMES = ['', 'Reverse-Shell', 'Runner-Worker-Memory-Read', 'Privileged-Container', undefined, 'Cgroup-Escape'] as const;
-const SHELL_ON_IPC = 4;
+/** Detection names by enum rf_detection value. */
+const DETECTION_NAMES: (DetectionName | undefined)[] = [];
+for (const [name, id] of Object.entries(DetectionId)) DETECTION_NAMES[id] = name as DetectionName;
+const IPC_KINDS = ['none', 'pipe', 'unix'] as const;
 const FD = LAYOUT.rf_fd_info.fields;
 const FD_SIZE = LAYOUT.rf_fd_info.size;
 const SOCKADDR = LAYOUT.rf_sockaddr.fields;
@@ -269,12 +271,11 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, size: numbe
       checkSize(size, LAYOUT.rf_detection_event.size, type);
       const detectionId = view.getUint8(at + DETECTION.detection.offset);
       if (detectionId === SHELL_ON_IPC) {
-        const ipc = ['none', 'pipe', 'unix'] as const;
         return Object.assign(readHeader(view, bytes, at, clockOffsetMs), {
           type: 'shell_on_ipc' as const,
           action: view.getUint8(at + DETECTION.action.offset) === DetectionAction.HELD ? ('held' as const) : ('audited' as const),
           stdio: [0, 1, 2].map((fd) => ({
-            ipc: ipc[view.getUint8(at + DETECTION.stdio_ipc.offset + fd)] ?? 'none',
+            ipc: IPC_KINDS[view.getUint8(at + DETECTION.stdio_ipc.offset + fd)] ?? 'none',
             peerInode: u64(view, at + DETECTION.stdio_peer.offset + 8 * fd),
           })),
         });

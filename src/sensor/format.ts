@@ -4,7 +4,7 @@ import type { FdInfo, SensorEvent } from './events';
 function fd(info: FdInfo): string {
   if (info.kind !== 'socket') return info.kind;
   const { family, address, port } = info.peer;
-  return address ? `socket(${family} ${family === 'inet6' ? `[${address}]` : address}:${port})` : `socket(${family})`;
+  return address ? `socket(${family} ${endpoint(family, address, port)})` : `socket(${family})`;
 }
 
 function endpoint(family: string, address: string, port: number): string {

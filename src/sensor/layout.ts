@@ -181,6 +181,8 @@ export const DetectionId = {
   'Privileged-Container': 3,
   'Cgroup-Escape': 5,
 } as const;
+/** RF_DETECT_SHELL_ON_IPC: not a detection of its own but a shell held for the agent's verdict. */
+export const SHELL_ON_IPC = 4;
 /** enum rf_detection_action */
 export const DetectionAction = { KILLED: 1, AUDITED: 2, HELD: 3 } as const;
 /** enum rf_detection_hook */

@@ -3,6 +3,7 @@
  * sources in native/). Everything the TypeScript side calls goes through here.
  */
 import path from 'node:path';
+import { REPO_ROOT } from '../util/paths';
 
 export interface NativeLoadOptions {
   /** Ring buffer size in bytes: a power of two, at least one page. */
@@ -104,9 +105,8 @@ let addon: NativeAddon | undefined;
 /** Loads the addon once; the path works from src/ (tests) and dist/src/. */
 export function loadNative(): NativeAddon {
   if (!addon) {
-    const root = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require(path.join(root, 'build/Release/ringfence_sensor.node')) as NativeAddon;
+    addon = require(path.join(REPO_ROOT, 'build/Release/ringfence_sensor.node')) as NativeAddon;
   }
   return addon;
 }

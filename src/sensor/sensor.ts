@@ -185,14 +185,11 @@ export class Sensor extends EventEmitter<SensorEventMap> {
    */
   async close(): Promise<void> {
     if (!this.handle) return;
-    const handle = this.handle;
     if (this.started) {
-      handle.stop();
+      this.handle.stop();
       await this.ended;
     }
-    this.finalStats = this.stats();
-    handle.destroy();
-    this.handle = undefined;
+    this.destroy();
   }
 
   /** Stops at once, dropping undelivered batches, and unloads everything. */

@@ -13,8 +13,6 @@ export interface ClientOptions {
   ca?: Buffer;
 }
 
-export type Unary<Req, Res> = (request: Req) => Promise<Res>;
-
 export class StoreClient {
   readonly raw: PolicyStoreClient;
 

@@ -107,19 +107,6 @@ export function normalizeScope(org: string, scope: Scope): Scope {
   }
 }
 
-export function describeScope(org: string, scope: Scope): string {
-  switch (scope.kind) {
-    case 'organization':
-      return `organization ${org}`;
-    case 'cluster':
-      return `cluster ${scope.cluster}`;
-    case 'repository':
-      return `repository ${org}/${scope.repository}`;
-    case 'workflow':
-      return `workflow ${org}/${scope.repository}:${scope.workflow}`;
-  }
-}
-
 /** Whether an attachment's scope covers the job. */
 export function scopeMatches(scope: Scope, job: JobContext, repository?: string): boolean {
   switch (scope.kind) {
@@ -138,8 +125,11 @@ export function scopeMatches(scope: Scope, job: JobContext, repository?: string)
  * The attachment that decides a job's policy: the most specific of those
  * whose scope covers it (workflow > repository > organization > cluster).
  */
-export function chooseAttachment(job: JobContext, attachments: Attachment[]): Attachment | undefined {
-  const repository = job.repository ? repositoryName(job.org, job.repository) : undefined;
+export function chooseAttachment(
+  job: JobContext,
+  attachments: Attachment[],
+  repository = job.repository ? repositoryName(job.org, job.repository) : undefined,
+): Attachment | undefined {
   for (const kind of PRECEDENCE) {
     const found = attachments.find((a) => a.org === job.org && a.scope.kind === kind && scopeMatches(a.scope, job, repository));
     if (found) return found;

@@ -8,7 +8,7 @@ import { StoreError } from './errors';
 import { MIGRATIONS } from './migrations';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
-import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, policyFromRow } from './rows';
+import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, checkExpectedVersion, contentColumns, policyFromRow, scopeColumns, tokenFromRow, versionFromRow } from './rows';
 
 /** Serialization failures and deadlocks are retried; everything else is final. */
 const RETRYABLE = new Set(['40001', '40P01']);
@@ -76,7 +76,7 @@ export class PostgresRepository implements PolicyRepository {
       const inserted = await client.query(
         `INSERT INTO policies (org, name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at)
          VALUES ($1, $2, 1, $3, $4, $5, $6, $7, $8) ON CONFLICT (org, name) DO NOTHING`,
-        [org, name, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt],
+        [org, name, ...contentColumns(content), author, policy.updatedAt],
       );
       if (inserted.rowCount === 0) throw new StoreError('ALREADY_EXISTS', `policy ${name} already exists in ${org}`);
       await this.recordVersion(client, policy, describeChanges(undefined, content));
@@ -89,14 +89,12 @@ export class PostgresRepository implements PolicyRepository {
       const { rows } = await client.query('SELECT * FROM policies WHERE org = $1 AND name = $2 FOR UPDATE', [org, name]);
       if (rows.length === 0) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
       const before = policyFromRow(rows[0]);
-      if (expectedVersion && before.version !== expectedVersion) {
-        throw new StoreError('FAILED_PRECONDITION', `policy ${name} is at version ${before.version}, not ${expectedVersion}: it changed since you read it`);
-      }
+      checkExpectedVersion(name, before.version, expectedVersion);
       const policy: StoredPolicy = { org, name, ...content, version: before.version + 1, updatedBy: author, updatedAt: now() };
       await client.query(
         `UPDATE policies SET version = $1, egress_policy = $2, allowed_endpoints = $3, lockdown_enabled = $4, lockdown_detections = $5, updated_by = $6, updated_at = $7
          WHERE org = $8 AND name = $9`,
-        [policy.version, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt, org, name],
+        [policy.version, ...contentColumns(content), author, policy.updatedAt, org, name],
       );
       await this.recordVersion(client, policy, describeChanges(before, content));
       return policy;
@@ -127,7 +125,7 @@ export class PostgresRepository implements PolicyRepository {
   async history(org: string, name: string): Promise<PolicyVersion[]> {
     if (!(await this.getPolicy(org, name))) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
     const { rows } = await this.pool.query('SELECT * FROM policy_versions WHERE org = $1 AND name = $2 ORDER BY version', [org, name]);
-    return rows.map((r) => ({ version: Number(r.version), author: r.author, createdAt: r.created_at, changes: JSON.parse(r.changes), policy: JSON.parse(r.policy) }));
+    return rows.map(versionFromRow);
   }
 
   async attach(org: string, policy: string, scope: Scope, author: string): Promise<Attachment> {
@@ -138,16 +136,10 @@ export class PostgresRepository implements PolicyRepository {
       const inserted = await client.query(
         `INSERT INTO attachments (org, policy, kind, repository, workflow, cluster, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (org, kind, repository, workflow, cluster) DO NOTHING`,
-        [org, policy, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '', author, createdAt],
+        [org, policy, scope.kind, ...scopeColumns(scope), author, createdAt],
       );
       if (inserted.rowCount === 0) {
-        const { rows } = await client.query('SELECT policy FROM attachments WHERE org = $1 AND kind = $2 AND repository = $3 AND workflow = $4 AND cluster = $5', [
-          org,
-          scope.kind,
-          scope.repository ?? '',
-          scope.workflow ?? '',
-          scope.cluster ?? '',
-        ]);
+        const { rows } = await client.query('SELECT policy FROM attachments WHERE org = $1 AND kind = $2 AND repository = $3 AND workflow = $4 AND cluster = $5', [org, scope.kind, ...scopeColumns(scope)]);
         throw new StoreError('ALREADY_EXISTS', `policy ${rows[0]?.policy ?? '?'} is already attached there; detach it first`);
       }
       return { org, policy, scope, createdBy: author, createdAt };
@@ -155,14 +147,7 @@ export class PostgresRepository implements PolicyRepository {
   }
 
   async detach(org: string, policy: string, scope: Scope): Promise<void> {
-    const result = await this.pool.query('DELETE FROM attachments WHERE org = $1 AND policy = $2 AND kind = $3 AND repository = $4 AND workflow = $5 AND cluster = $6', [
-      org,
-      policy,
-      scope.kind,
-      scope.repository ?? '',
-      scope.workflow ?? '',
-      scope.cluster ?? '',
-    ]);
+    const result = await this.pool.query('DELETE FROM attachments WHERE org = $1 AND policy = $2 AND kind = $3 AND repository = $4 AND workflow = $5 AND cluster = $6', [org, policy, scope.kind, ...scopeColumns(scope)]);
     if (result.rowCount === 0) throw new StoreError('NOT_FOUND', `policy ${policy} is not attached there`);
   }
 
@@ -189,7 +174,7 @@ export class PostgresRepository implements PolicyRepository {
 
   async findToken(hash: string): Promise<TokenRecord | undefined> {
     const { rows } = await this.pool.query('SELECT id, org, role, description, created_at FROM tokens WHERE hash = $1', [hash]);
-    return rows[0] ? { id: rows[0].id, org: rows[0].org, role: rows[0].role, description: rows[0].description, createdAt: rows[0].created_at } : undefined;
+    return rows[0] ? tokenFromRow(rows[0]) : undefined;
   }
 
   async close(): Promise<void> {

@@ -2,12 +2,12 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import path from 'node:path';
+import { REPO_ROOT } from '../util/paths';
 import type { ProtoGrpcType } from '../proto/policy_store';
 import type { ScopeKind__Output } from '../proto/ringfence/policy/v1/ScopeKind';
 import type { ScopeKind } from './model';
 
-const ROOT = path.resolve(__dirname, __dirname.includes(`${path.sep}dist${path.sep}`) ? '../../..' : '../..');
-export const PROTO_FILE = path.join(ROOT, 'proto/ringfence/policy/v1/policy_store.proto');
+export const PROTO_FILE = path.join(REPO_ROOT, 'proto/ringfence/policy/v1/policy_store.proto');
 
 /** Options shared by the loader and the type generator (package.json build:proto). */
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true };

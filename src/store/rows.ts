@@ -2,7 +2,9 @@
  * Table rows to the model, shared by both repositories (the schema is the
  * same SQL in both: migrations.ts).
  */
-import type { Attachment, Scope, StoredPolicy } from './model';
+import { StoreError } from './errors';
+import type { Attachment, PolicyContent, PolicyVersion, Scope, StoredPolicy } from './model';
+import type { TokenRecord } from './repository';
 
 export interface PolicyRow {
   org: string;
@@ -38,6 +40,47 @@ export function policyFromRow(row: PolicyRow): StoredPolicy {
     updatedBy: row.updated_by,
     updatedAt: row.updated_at,
   };
+}
+
+/** The policies columns egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections. */
+export function contentColumns(content: PolicyContent): [string, string, number, string] {
+  return [content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections)];
+}
+
+/** The attachments columns repository, workflow, cluster of a stored scope ('' where unused). */
+export function scopeColumns(scope: Scope): [string, string, string] {
+  return [scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? ''];
+}
+
+/** Refuses an update made on an older version than the stored one (optimistic concurrency). */
+export function checkExpectedVersion(name: string, stored: number, expected: number | undefined): void {
+  if (expected && stored !== expected) {
+    throw new StoreError('FAILED_PRECONDITION', `policy ${name} is at version ${stored}, not ${expected}: it changed since you read it`);
+  }
+}
+
+export interface VersionRow {
+  version: number | string;
+  author: string;
+  created_at: string;
+  changes: string;
+  policy: string;
+}
+
+export function versionFromRow(row: VersionRow): PolicyVersion {
+  return { version: Number(row.version), author: row.author, createdAt: row.created_at, changes: JSON.parse(row.changes), policy: JSON.parse(row.policy) };
+}
+
+export interface TokenRow {
+  id: string;
+  org: string;
+  role: TokenRecord['role'];
+  description: string;
+  created_at: string;
+}
+
+export function tokenFromRow(row: TokenRow): TokenRecord {
+  return { id: row.id, org: row.org, role: row.role, description: row.description, createdAt: row.created_at };
 }
 
 export function attachmentFromRow(row: AttachmentRow): Attachment {

@@ -133,7 +133,7 @@ export class PolicyService {
       throw new StoreError('PERMISSION_DENIED', `a job of ${caller.job.repository} cannot resolve policies for ${job.repository}`);
     }
     const repository = job.repository ? repositoryName(job.org, job.repository) : undefined;
-    const attachment = chooseAttachment(job, await this.repository.attachmentsFor(caller.org, repository, job.workflow, job.cluster));
+    const attachment = chooseAttachment(job, await this.repository.attachmentsFor(caller.org, repository, job.workflow, job.cluster), repository);
     if (!attachment) return { scope: 'none' };
     const policy = await this.repository.getPolicy(caller.org, attachment.policy);
     if (!policy) return { scope: 'none' };
@@ -158,8 +158,7 @@ export class PolicyService {
   }
 
   private async mergeEndpoints(caller: Caller, name: string, incoming: string[], dryRun: boolean): Promise<ImportResult> {
-    const policy = await this.repository.getPolicy(caller.org, name);
-    if (!policy) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${caller.org}`);
+    const policy = await this.get(caller, name);
     const have = new Set(policy.allowedEndpoints.map(identity));
     const added: string[] = [];
     const unchanged: string[] = [];

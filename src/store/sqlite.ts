@@ -9,7 +9,21 @@ import path from 'node:path';
 import { StoreError } from './errors';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
-import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, policyFromRow, positionalParameters, type AttachmentRow, type PolicyRow } from './rows';
+import {
+  ATTACHMENTS_FOR_JOB_SQL,
+  attachmentFromRow,
+  checkExpectedVersion,
+  contentColumns,
+  policyFromRow,
+  positionalParameters,
+  scopeColumns,
+  tokenFromRow,
+  versionFromRow,
+  type AttachmentRow,
+  type PolicyRow,
+  type TokenRow,
+  type VersionRow,
+} from './rows';
 
 const ATTACHMENTS_FOR_JOB = positionalParameters(ATTACHMENTS_FOR_JOB_SQL);
 import { MIGRATIONS } from './migrations';
@@ -58,8 +72,7 @@ export class SqliteRepository implements PolicyRepository {
   }
 
   private recordVersion(policy: StoredPolicy, changes: string[]): void {
-    this.db
-      .prepare('INSERT INTO policy_versions (org, name, version, author, created_at, changes, policy) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO policy_versions (org, name, version, author, created_at, changes, policy) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(policy.org, policy.name, policy.version, policy.updatedBy, policy.updatedAt, JSON.stringify(changes), JSON.stringify(policy));
   }
 
@@ -67,11 +80,8 @@ export class SqliteRepository implements PolicyRepository {
     return this.db.transaction(() => {
       if (this.row(org, name)) throw new StoreError('ALREADY_EXISTS', `policy ${name} already exists in ${org}`);
       const policy: StoredPolicy = { org, name, ...content, version: 1, updatedBy: author, updatedAt: now() };
-      this.db
-        .prepare(
-          'INSERT INTO policies (org, name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-        )
-        .run(org, name, 1, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt);
+      this.sql('INSERT INTO policies (org, name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(org, name, 1, ...contentColumns(content), author, policy.updatedAt);
       this.recordVersion(policy, describeChanges(undefined, content));
       return policy;
     }).immediate();
@@ -82,15 +92,10 @@ export class SqliteRepository implements PolicyRepository {
       const row = this.row(org, name);
       if (!row) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
       const before = policyFromRow(row);
-      if (expectedVersion && before.version !== expectedVersion) {
-        throw new StoreError('FAILED_PRECONDITION', `policy ${name} is at version ${before.version}, not ${expectedVersion}: it changed since you read it`);
-      }
+      checkExpectedVersion(name, before.version, expectedVersion);
       const policy: StoredPolicy = { org, name, ...content, version: before.version + 1, updatedBy: author, updatedAt: now() };
-      this.db
-        .prepare(
-          'UPDATE policies SET version = ?, egress_policy = ?, allowed_endpoints = ?, lockdown_enabled = ?, lockdown_detections = ?, updated_by = ?, updated_at = ? WHERE org = ? AND name = ? AND version = ?',
-        )
-        .run(policy.version, content.egressPolicy, JSON.stringify(content.allowedEndpoints), content.lockdown.enabled ? 1 : 0, JSON.stringify(content.lockdown.detections), author, policy.updatedAt, org, name, before.version);
+      this.sql('UPDATE policies SET version = ?, egress_policy = ?, allowed_endpoints = ?, lockdown_enabled = ?, lockdown_detections = ?, updated_by = ?, updated_at = ? WHERE org = ? AND name = ? AND version = ?')
+        .run(policy.version, ...contentColumns(content), author, policy.updatedAt, org, name, before.version);
       this.recordVersion(policy, describeChanges(before, content));
       return policy;
     }).immediate();
@@ -117,37 +122,27 @@ export class SqliteRepository implements PolicyRepository {
 
   async history(org: string, name: string): Promise<PolicyVersion[]> {
     if (!this.row(org, name)) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
-    const rows = this.sql('SELECT * FROM policy_versions WHERE org = ? AND name = ? ORDER BY version').all(org, name) as {
-      version: number;
-      author: string;
-      created_at: string;
-      changes: string;
-      policy: string;
-    }[];
-    return rows.map((r) => ({ version: r.version, author: r.author, createdAt: r.created_at, changes: JSON.parse(r.changes), policy: JSON.parse(r.policy) }));
+    return (this.sql('SELECT * FROM policy_versions WHERE org = ? AND name = ? ORDER BY version').all(org, name) as VersionRow[]).map(versionFromRow);
   }
 
   async attach(org: string, policy: string, scope: Scope, author: string): Promise<Attachment> {
     return this.db.transaction(() => {
       if (!this.row(org, policy)) throw new StoreError('NOT_FOUND', `policy ${policy} does not exist in ${org}`);
-      const existing = this.db
-        .prepare('SELECT * FROM attachments WHERE org = ? AND kind = ? AND repository = ? AND workflow = ? AND cluster = ?')
-        .get(org, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '') as AttachmentRow | undefined;
+      const existing = this.sql('SELECT * FROM attachments WHERE org = ? AND kind = ? AND repository = ? AND workflow = ? AND cluster = ?')
+        .get(org, scope.kind, ...scopeColumns(scope)) as AttachmentRow | undefined;
       if (existing) {
         throw new StoreError('ALREADY_EXISTS', `policy ${existing.policy} is already attached there; detach it first`);
       }
       const createdAt = now();
-      this.db
-        .prepare('INSERT INTO attachments (org, policy, kind, repository, workflow, cluster, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-        .run(org, policy, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '', author, createdAt);
+      this.sql('INSERT INTO attachments (org, policy, kind, repository, workflow, cluster, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+        .run(org, policy, scope.kind, ...scopeColumns(scope), author, createdAt);
       return { org, policy, scope, createdBy: author, createdAt };
     }).immediate();
   }
 
   async detach(org: string, policy: string, scope: Scope): Promise<void> {
-    const changes = this.db
-      .prepare('DELETE FROM attachments WHERE org = ? AND policy = ? AND kind = ? AND repository = ? AND workflow = ? AND cluster = ?')
-      .run(org, policy, scope.kind, scope.repository ?? '', scope.workflow ?? '', scope.cluster ?? '').changes;
+    const changes = this.sql('DELETE FROM attachments WHERE org = ? AND policy = ? AND kind = ? AND repository = ? AND workflow = ? AND cluster = ?')
+      .run(org, policy, scope.kind, ...scopeColumns(scope)).changes;
     if (changes === 0) throw new StoreError('NOT_FOUND', `policy ${policy} is not attached there`);
   }
 
@@ -161,16 +156,13 @@ export class SqliteRepository implements PolicyRepository {
   }
 
   async createToken(record: TokenRecord, hash: string): Promise<void> {
-    this.db
-      .prepare('INSERT INTO tokens (id, org, role, description, created_at, hash) VALUES (?, ?, ?, ?, ?, ?)')
+    this.sql('INSERT INTO tokens (id, org, role, description, created_at, hash) VALUES (?, ?, ?, ?, ?, ?)')
       .run(record.id, record.org, record.role, record.description, record.createdAt, hash);
   }
 
   async findToken(hash: string): Promise<TokenRecord | undefined> {
-    const row = this.sql('SELECT id, org, role, description, created_at FROM tokens WHERE hash = ?').get(hash) as
-      | { id: string; org: string; role: TokenRecord['role']; description: string; created_at: string }
-      | undefined;
-    return row ? { id: row.id, org: row.org, role: row.role, description: row.description, createdAt: row.created_at } : undefined;
+    const row = this.sql('SELECT id, org, role, description, created_at FROM tokens WHERE hash = ?').get(hash) as TokenRow | undefined;
+    return row ? tokenFromRow(row) : undefined;
   }
 
   async close(): Promise<void> {

@@ -4,12 +4,9 @@
  * RINGFENCE_TEST_POSTGRES). A missing PostgreSQL fails the suite rather than
  * skipping it.
  */
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { PolicyRepository } from '../../src/store/repository';
 import { openRepository } from '../../src/store/open';
-import { freshPostgresDatabase } from '../helpers/store';
+import { freshPostgresDatabase, freshSqliteDatabase } from '../helpers/store';
 
 export interface Backend {
   name: string;
@@ -28,7 +25,7 @@ export const BACKENDS: Backend[] = [
     return {
       name: 'sqlite',
       async open() {
-        last = `sqlite:${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rf-store-')), 'store.db')}`;
+        last = freshSqliteDatabase('rf-store-');
         return openRepository(last);
       },
       url: () => last,

@@ -4,9 +4,6 @@
  * status as an answer, or the store benchmark would measure nothing.
  */
 import type { ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeUnary, GrpcLoadConnection } from '../../bench/grpc-load-client';
 import { StoreClient } from '../../src/store/client';
@@ -14,7 +11,7 @@ import { openRepository } from '../../src/store/open';
 import { loadPolicyStoreProto } from '../../src/store/proto';
 import { PolicyService } from '../../src/store/service';
 import { createToken } from '../../src/store/tokens';
-import { startStoreServer } from '../helpers/store';
+import { freshSqliteDatabase, startStoreServer } from '../helpers/store';
 
 const method = loadPolicyStoreProto().service.ResolvePolicy;
 const request = { job: { org: 'acme', repository: 'web', workflow: '.github/workflows/ci.yml', cluster: 'linux' } };
@@ -23,7 +20,7 @@ let address: string;
 let token: string;
 
 beforeAll(async () => {
-  const db = `sqlite:${path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'rf-load-client-')), 'store.db')}`;
+  const db = freshSqliteDatabase('rf-load-client-');
   const repository = await openRepository(db);
   const service = new PolicyService(repository);
   const admin = { org: 'acme', role: 'admin' as const, subject: 'test' };
