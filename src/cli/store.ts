@@ -6,7 +6,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
 import fs from 'node:fs';
-import v8 from 'node:v8';
 import YAML from 'yaml';
 import type { Attachment__Output } from '../proto/ringfence/policy/v1/Attachment';
 import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
@@ -81,23 +80,6 @@ function scopeFromFlags(flags: ScopeFlags) {
   return { kind: SCOPE_KINDS.toProto.organization };
 }
 
-/**
- * V8 tuning for a long-running server, set before the first request.
- *
- * Allocation-site pretenuring: when many objects from one allocation site
- * survive a scavenge, V8 allocates that site's later objects straight in the
- * old generation. A burst of calls (1,000 agents reconnecting after a restart)
- * has every call's objects alive during a scavenge, so the sites of gRPC's and
- * HTTP/2's per-call objects get pretenured and stay so: from then on every call
- * leaves ~7 KB in the old generation, scavenges take 4-6 ms and mark-compacts
- * of 10-35 ms come every few seconds, which is the p99 at 1,000 resolves/s.
- * Without pretenuring the same calls die young (scavenges ~1.4 ms, a
- * mark-compact every ~20 s). Measured in docs/policy-store.md "Performance".
- */
-function servingHeap(): void {
-  v8.setFlagsFromString('--no-allocation-site-pretenuring');
-}
-
 export function addStoreCommands(program: Command): void {
   program
     .command('server')
@@ -110,19 +92,17 @@ export function addStoreCommands(program: Command): void {
     .option('--oidc-audience <audience>', 'audience the id-tokens must carry', DEFAULT_AUDIENCE)
     .option('--no-oidc', 'accept tokens only, no OIDC id-tokens')
     .action(async (options: { db: string; listen: string; tlsCert?: string; tlsKey?: string; oidc: boolean; oidcIssuer: string; oidcAudience: string }) => {
-      servingHeap();
       const repository = await openRepository(options.db);
       const jobIdentity = options.oidc ? new OidcVerifier({ issuer: options.oidcIssuer, audience: options.oidcAudience }) : undefined;
       const server = createPolicyStoreServer({ repository, jobIdentity, log: (line) => process.stderr.write(line + '\n') });
-      const credentials =
-        options.tlsCert && options.tlsKey
-          ? grpc.ServerCredentials.createSsl(null, [{ cert_chain: fs.readFileSync(options.tlsCert), private_key: fs.readFileSync(options.tlsKey) }])
-          : grpc.ServerCredentials.createInsecure();
-      const port = await new Promise<number>((resolve, reject) => server.bindAsync(options.listen, credentials, (error, bound) => (error ? reject(new RingfenceError(`cannot listen on ${options.listen}: ${error.message}`, 'RF_LISTEN')) : resolve(bound))));
+      const credentials = options.tlsCert && options.tlsKey ? { cert: fs.readFileSync(options.tlsCert), key: fs.readFileSync(options.tlsKey) } : undefined;
+      const port = await server.listen(options.listen, credentials).catch((error: Error) => {
+        throw new RingfenceError(`cannot listen on ${options.listen}: ${error.message}`, 'RF_LISTEN');
+      });
       const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
       process.stderr.write(`ringfence policy store listening on ${host}:${port} (${options.db}, schema v${await repository.schemaVersion()})\n`);
       await new Promise<void>((resolve) => {
-        const stop = () => server.tryShutdown(() => resolve());
+        const stop = () => void server.shutdown().then(resolve);
         process.once('SIGINT', stop).once('SIGTERM', stop);
       });
       await repository.close();

@@ -9,6 +9,7 @@ import { StoreClient } from '../../src/store/client';
 import { SCOPE_KINDS } from '../../src/store/proto';
 import type { PolicyRepository } from '../../src/store/repository';
 import { createPolicyStoreServer } from '../../src/store/server';
+import type { GrpcServer } from '../../src/rpc/grpc-server';
 import { createToken } from '../../src/store/tokens';
 import { OidcVerifier } from '../../src/store/oidc';
 import { BACKENDS } from './backends';
@@ -28,7 +29,7 @@ const scope = (kind: 'organization' | 'repository' | 'workflow' | 'cluster', ext
 
 describe.each(BACKENDS)('policy store on $name', (backend) => {
   let repository: PolicyRepository;
-  let server: grpc.Server;
+  let server: GrpcServer | undefined;
   let address: string;
   let issuer: TestIssuer;
   const tokens: Record<string, string> = {};
@@ -51,8 +52,9 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
   beforeAll(async () => {
     repository = await backend.open();
     issuer = await startTestIssuer();
-    server = createPolicyStoreServer({ repository, jobIdentity: new OidcVerifier({ issuer: issuer.issuer, audience: 'ringfence' }) });
-    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    const started = createPolicyStoreServer({ repository, jobIdentity: new OidcVerifier({ issuer: issuer.issuer, audience: 'ringfence' }) });
+    server = started;
+    const port = await started.listen('127.0.0.1:0');
     address = `127.0.0.1:${port}`;
     tokens.acme = (await createToken(repository, 'acme', 'admin', 'test admin')).token;
     tokens.acmeAgent = (await createToken(repository, 'acme', 'agent', 'runner pool')).token;
@@ -61,7 +63,7 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
 
   afterAll(async () => {
     for (const c of clients) c.close();
-    await new Promise<void>((resolve) => (server ? server.tryShutdown(() => resolve()) : resolve()));
+    await server?.shutdown();
     await repository?.close();
     await issuer?.close();
   });
