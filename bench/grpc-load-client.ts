@@ -3,16 +3,17 @@
  * written on a plain TCP socket.
  *
  * Why not @grpc/grpc-js (or node:http2) here: one process simulating 1,000
- * agents puts all their garbage in one heap. Every node:http2 stream is backed
- * by a native object whose weak handle keeps it alive through minor GCs, so
- * each call's whole object graph is promoted and the generator stalls for
- * 10-15 ms scavenges several times a second on our 2-core machines; those
+ * agents puts all their garbage in one heap. With 1,000 grpc-js clients the
+ * generator stalled in 10-15 ms scavenges several times a second on our
+ * 2-core machines (node:http2 keeps every stream's native object and header
+ * strings until a full GC, see docs/policy-store.md "Performance"); those
  * stalls land in the latencies it records and are not the server's. Real
  * agents are separate processes making one call per job. This client keeps a
  * call to a few small buffers, so what it measures is the server.
  *
- * It speaks just enough HTTP/2 (RFC 9113) for that: the preface, SETTINGS and
- * PING acknowledgements, a large connection window, HEADERS encoded as HPACK
+ * It speaks just enough HTTP/2 (RFC 9113) for that, with the server's frame
+ * and HPACK code (src/rpc/): the preface, SETTINGS and PING
+ * acknowledgements, a large connection window, HEADERS encoded as HPACK
  * literals without indexing (so no dynamic table on our side), and frames
  * parsed by type. It never decodes the server's headers: a call succeeded when
  * it got a gRPC message and then END_STREAM on trailers; a trailers-only
@@ -21,43 +22,11 @@
  * deserializer).
  */
 import net from 'node:net';
+import { Flag, frame, FRAME_HEADER_LENGTH, FrameType, PREFACE, Setting, settingsPayload, uint32 } from '../src/rpc/frames';
+import { encodeHeaderBlock } from '../src/rpc/hpack';
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const enum FrameType { DATA = 0, HEADERS = 1, RST_STREAM = 3, SETTINGS = 4, PING = 6, GOAWAY = 7, WINDOW_UPDATE = 8, CONTINUATION = 9 }
-const enum Flag { END_STREAM = 0x1, ACK = 0x1, END_HEADERS = 0x4, PADDED = 0x8, PRIORITY = 0x20 }
-const FRAME_HEADER = 9;
 /** What we grant the server up front, so responses never wait on our WINDOW_UPDATE. */
 const WINDOW = 0x3fffffff;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(FRAME_HEADER);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
-
-/** HPACK integer with an N-bit prefix (RFC 7541 §5.1). */
-function hpackInteger(value: number, prefixBits: number, firstByte: number): number[] {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return [firstByte | value];
-  const bytes = [firstByte | max];
-  for (value -= max; value >= 128; value >>= 7) bytes.push((value & 127) | 128);
-  bytes.push(value);
-  return bytes;
-}
-
-/** Header block of literal fields without indexing, new name, no Huffman (RFC 7541 §6.2.2). */
-function hpackLiterals(headers: [string, string][]): Buffer {
-  const parts: Buffer[] = [];
-  for (const [name, value] of headers) {
-    const n = Buffer.from(name, 'latin1');
-    const v = Buffer.from(value, 'latin1');
-    parts.push(Buffer.from([0x00, ...hpackInteger(n.length, 7, 0)]), n, Buffer.from(hpackInteger(v.length, 7, 0)), v);
-  }
-  return Buffer.concat(parts);
-}
 
 export interface UnaryRequest {
   /** HEADERS + DATA frames with stream id 0, patched per call. */
@@ -68,15 +37,7 @@ export interface UnaryRequest {
 
 /** Encodes one unary call (path, metadata, serialized message) once, for sending many times. */
 export function encodeUnary(authority: string, path: string, metadata: Record<string, string>, message: Buffer): UnaryRequest {
-  const block = hpackLiterals([
-    [':method', 'POST'],
-    [':scheme', 'http'],
-    [':path', path],
-    [':authority', authority],
-    ['content-type', 'application/grpc'],
-    ['te', 'trailers'],
-    ...Object.entries(metadata),
-  ]);
+  const block = encodeHeaderBlock([':method', 'POST', ':scheme', 'http', ':path', path, ':authority', authority, 'content-type', 'application/grpc', 'te', 'trailers', ...Object.entries(metadata).flat()]);
   const body = Buffer.alloc(5 + message.length);
   body.writeUInt32BE(message.length, 1);
   message.copy(body, 5);
@@ -118,12 +79,8 @@ export class GrpcLoadConnection {
           if (error) reject(error);
           else resolve(connection);
         };
-        const windowUpdate = Buffer.alloc(4);
-        windowUpdate.writeUInt32BE(WINDOW - 65535);
-        const settings = Buffer.alloc(6);
-        settings.writeUInt16BE(0x4, 0); // SETTINGS_INITIAL_WINDOW_SIZE
-        settings.writeUInt32BE(WINDOW, 2);
-        socket.write(Buffer.concat([PREFACE, frame(FrameType.SETTINGS, 0, 0, settings), frame(FrameType.WINDOW_UPDATE, 0, 0, windowUpdate)]));
+        const settings = settingsPayload([[Setting.INITIAL_WINDOW_SIZE, WINDOW]]);
+        socket.write(Buffer.concat([PREFACE, frame(FrameType.SETTINGS, 0, 0, settings), frame(FrameType.WINDOW_UPDATE, 0, 0, uint32(WINDOW - 65535))]));
       });
     });
   }
@@ -159,11 +116,11 @@ export class GrpcLoadConnection {
 
   private onData(chunk: Buffer): void {
     let data = this.buffered.length ? Buffer.concat([this.buffered, chunk]) : chunk;
-    while (data.length >= FRAME_HEADER) {
+    while (data.length >= FRAME_HEADER_LENGTH) {
       const length = data.readUIntBE(0, 3);
-      if (data.length < FRAME_HEADER + length) break;
-      this.onFrame(data[3], data[4], data.readUInt32BE(5) & 0x7fffffff, data.subarray(FRAME_HEADER, FRAME_HEADER + length));
-      data = data.subarray(FRAME_HEADER + length);
+      if (data.length < FRAME_HEADER_LENGTH + length) break;
+      this.onFrame(data[3], data[4], data.readUInt32BE(5) & 0x7fffffff, data.subarray(FRAME_HEADER_LENGTH, FRAME_HEADER_LENGTH + length));
+      data = data.subarray(FRAME_HEADER_LENGTH + length);
     }
     this.buffered = data.length ? Buffer.from(data) : Buffer.alloc(0);
   }
@@ -172,7 +129,7 @@ export class GrpcLoadConnection {
     switch (type) {
       case FrameType.SETTINGS:
         if (!(flags & Flag.ACK)) {
-          this.socket.write(frame(FrameType.SETTINGS, Flag.ACK, 0, Buffer.alloc(0)));
+          this.socket.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
           this.settle?.();
           this.settle = undefined;
         }

@@ -231,7 +231,7 @@ few hundred nanoseconds against a fork + exec of about half a millisecond.`;
       ] as const) {
         log(`policy store: resolve with ${agents} agents on ${backend}…`);
         const result = await resolveLoad(backend, db, agents, seconds, rounds);
-        log(`  saturated ${fmt(result.saturated.rps)} resolves/s; paced p99 by round ${result.paced.map((r) => fmt(r.p99Ms, 2)).join(', ')} ms`);
+        log(`  saturated ${fmt(result.saturated.rps)} resolves/s; paced p99 by round ${result.paced.map((r) => fmt(r.p99Ms, 2)).join(', ')} ms, pooled ${fmt(result.pacedPooled.p99Ms, 2)} ms`);
         results.push(result);
       }
       return `## Policy store: resolve under load
@@ -239,14 +239,16 @@ few hundred nanoseconds against a fork + exec of about half a millisecond.`;
 ${agents} simulated agents, each with its own HTTP/2 connection and one agent
 token, resolve the policy of jobs in an organization with 100 repository
 policies, workflow exemptions and an organization default, against
-\`ringfence server\` in a process of its own on 127.0.0.1, ${seconds} s per
-measurement. Every 50th answer is decoded and checked against the policy the
+\`ringfence server\` (its own gRPC transport, docs/policy-store.md) in a
+process of its own on 127.0.0.1, ${seconds} s per measurement. The first call
+comes from all agents at once, as after a server restart. Every 50th answer is decoded and checked against the policy the
 job must get; a wrong answer or an error status counts as an error.
 
 - **paced**: every agent resolves once a second (${fmt(results[0].offeredRps)} resolves/s
   offered, agents starting at random points of the second): the latency an
   agent sees at that load, ${rounds} rounds after one not counted; the table gives the median of the
-  rounds' p50 and p99 and the range of p99. Target: p99 ≤ 5 ms on SQLite.
+  rounds' p50 and p99, the range of p99, and the p99 and maximum of all rounds'
+  calls pooled. Target: p99 ≤ 5 ms on SQLite (judged on the pooled p99).
 - **saturated**: every agent resolves back to back (${agents} requests always in
   flight): the most the server answers on this machine; latency is then
   queueing (in-flight / throughput).
@@ -261,12 +263,12 @@ from ${agents} @grpc/grpc-js clients in the one process, for comparison.
 The server's own work per resolve (token check and resolution on SQLite,
 in-process, no gRPC, 20,000 calls): p50 ${fmt(own.p50Us, 1)} µs, p99 ${fmt(own.p99Us, 1)} µs.
 
-| database | paced p50 | paced p99 (range) | paced resolves/s | paced, grpc-js clients: p50 / p99 | saturated resolves/s | saturated p50 | saturated p99 | errors |
-|---|---|---|---|---|---|---|---|---|
+| database | paced p50 | paced p99 (range) | paced p99 / max, pooled | paced resolves/s | paced, grpc-js clients: p50 / p99 | saturated resolves/s | saturated p50 | saturated p99 | errors |
+|---|---|---|---|---|---|---|---|---|---|
 ${results.map((r) => {
   const p99s = r.paced.map((x) => x.p99Ms);
   const errors = r.paced.reduce((n, x) => n + x.errors, 0) + r.pacedGrpcJs.errors + r.saturated.errors;
-  return `| ${r.backend} | ${fmt(median(r.paced.map((x) => x.p50Ms)), 2)} ms | ${fmt(median(p99s), 2)} ms (${fmt(Math.min(...p99s), 2)}-${fmt(Math.max(...p99s), 2)}) | ${fmt(median(r.paced.map((x) => x.rps)))} | ${fmt(r.pacedGrpcJs.p50Ms, 2)} / ${fmt(r.pacedGrpcJs.p99Ms, 2)} ms | ${fmt(r.saturated.rps)} | ${fmt(r.saturated.p50Ms, 1)} ms | ${fmt(r.saturated.p99Ms, 1)} ms | ${errors} |`;
+  return `| ${r.backend} | ${fmt(median(r.paced.map((x) => x.p50Ms)), 2)} ms | ${fmt(median(p99s), 2)} ms (${fmt(Math.min(...p99s), 2)}-${fmt(Math.max(...p99s), 2)}) | ${fmt(r.pacedPooled.p99Ms, 2)} / ${fmt(r.pacedPooled.maxMs, 1)} ms | ${fmt(median(r.paced.map((x) => x.rps)))} | ${fmt(r.pacedGrpcJs.p50Ms, 2)} / ${fmt(r.pacedGrpcJs.p99Ms, 2)} ms | ${fmt(r.saturated.rps)} | ${fmt(r.saturated.p50Ms, 1)} ms | ${fmt(r.saturated.p99Ms, 1)} ms | ${errors} |`;
 }).join('\n')}`;
     },
   },

@@ -20,6 +20,8 @@ export interface LoadResult {
   rps: number;
   p50Ms: number;
   p99Ms: number;
+  /** Every successful call's latency, to pool rounds. */
+  latenciesMs: number[];
 }
 
 export interface ResolveBenchResult {
@@ -30,6 +32,8 @@ export interface ResolveBenchResult {
   saturated: LoadResult;
   /** Every agent resolving once per `intervalMs` (open loop): latency at that load, one result per round. */
   paced: LoadResult[];
+  /** p99 and maximum of all paced rounds' calls together: the target is judged on these. */
+  pacedPooled: { p99Ms: number; maxMs: number };
   intervalMs: number;
   offeredRps: number;
   /** The same paced load from @grpc/grpc-js clients in the one process: the generator's own GC included. */
@@ -91,7 +95,7 @@ function recorder() {
     },
     result(): LoadResult {
       const elapsed = (performance.now() - start) / 1000;
-      return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99) };
+      return { requests: latencies.length, errors, rps: latencies.length / elapsed, p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), latenciesMs: latencies };
     },
   };
 }
@@ -173,7 +177,8 @@ export async function resolveLoad(backend: string, db: string, agents: number, s
     clients.forEach((c) => c.close());
     const saturated = await saturatedLoad(agents, seconds, lean);
     connections.forEach((c) => c.close());
-    return { backend, agents, seconds, saturated, paced, intervalMs: INTERVAL_MS, offeredRps: agents / (INTERVAL_MS / 1000), pacedGrpcJs };
+    const pooled = paced.flatMap((r) => r.latenciesMs);
+    return { backend, agents, seconds, saturated, paced, pacedPooled: { p99Ms: percentile(pooled, 99), maxMs: pooled.reduce((max, x) => Math.max(max, x), 0) }, intervalMs: INTERVAL_MS, offeredRps: agents / (INTERVAL_MS / 1000), pacedGrpcJs };
   } finally {
     server.kill('SIGTERM');
   }
