@@ -79,6 +79,7 @@ export interface GrpcServerOptions {
 const MESSAGE_PREFIX = 5;
 const OK_HEADERS = encodeHeaderBlock([':status', '200', 'content-type', 'application/grpc', 'grpc-accept-encoding', 'identity']);
 const OK_TRAILERS = encodeHeaderBlock(['grpc-status', '0']);
+const MAX_TIMER_MS = 0x7fffffff;
 const TIMEOUT_UNITS_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
 
 interface Route {
@@ -94,6 +95,7 @@ export class GrpcServer {
   private readonly log: (line: string) => void;
   private listener: net.Server | undefined;
   private drained: (() => void) | undefined;
+  private stopping: Promise<void> | undefined;
 
   constructor(options: GrpcServerOptions = {}) {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 << 20;
@@ -128,14 +130,18 @@ export class GrpcServer {
   }
 
   /** Stops accepting, lets open calls finish (GOAWAY), closes what is left after `graceMs`. */
-  async shutdown(graceMs = 10_000): Promise<void> {
-    this.listener?.close();
-    const drained = new Promise<void>((resolve) => (this.drained = resolve));
-    for (const connection of this.connections) connection.goAway();
-    if (this.connections.size === 0) this.drained?.();
-    const timer = setTimeout(() => this.connections.forEach((c) => c.destroy()), graceMs);
-    await drained;
-    clearTimeout(timer);
+  shutdown(graceMs = 10_000): Promise<void> {
+    this.stopping ??= new Promise<void>((resolve) => {
+      this.listener?.close();
+      const timer = setTimeout(() => this.connections.forEach((c) => c.destroy()), graceMs);
+      this.drained = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      for (const connection of this.connections) connection.goAway();
+      if (this.connections.size === 0) this.drained();
+    });
+    return this.stopping;
   }
 
   private accept(socket: net.Socket): void {
@@ -154,7 +160,7 @@ export class GrpcServer {
 
   private onRequest(stream: ServerStream): void {
     if (stream.method !== 'POST') return stream.respond(encodeHeaderBlock([':status', '405']));
-    if (!stream.header('content-type')?.startsWith('application/grpc')) return stream.respond(encodeHeaderBlock([':status', '415']));
+    if (!isGrpcContentType(stream.header('content-type'))) return stream.respond(encodeHeaderBlock([':status', '415']));
     const route = this.routes.get(stream.path);
     if (!route) return answerError(stream, new RpcError(Status.UNIMPLEMENTED, `unknown method ${stream.path}`));
     if (stream.bodyTooLarge) return answerError(stream, new RpcError(Status.RESOURCE_EXHAUSTED, `request larger than ${this.maxMessageBytes} bytes`));
@@ -170,24 +176,33 @@ export class GrpcServer {
   }
 
   private run(stream: ServerStream, route: Route, request: unknown, deadline: number): void {
-    let done = false;
-    const finish = (answer: () => void) => {
-      if (done) return;
-      done = true;
+    stream.working = true;
+    let answered = false;
+    const answer = (send: () => void) => {
+      if (answered) return;
+      answered = true;
       if (timer) clearTimeout(timer);
-      answer();
+      send();
     };
-    const timer = deadline === Infinity ? undefined : setTimeout(() => finish(() => answerError(stream, new RpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded'))), Math.max(0, deadline - Date.now()));
+    const remaining = deadline - Date.now();
+    // setTimeout takes at most 2^31-1 ms (and fires at once above it); a deadline further out than ~24 days is none
+    const timer = remaining > MAX_TIMER_MS ? undefined : setTimeout(() => answer(() => answerError(stream, new RpcError(Status.DEADLINE_EXCEEDED, 'deadline exceeded'))), Math.max(0, remaining));
     const call: UnaryCall<unknown> = { request, deadline, peer: stream.peer, metadata: (key) => stream.header(key) };
-    route.handler(call).then(
-      (response) => finish(() => answerMessage(stream, route.method.responseSerialize(response))),
-      (error: unknown) =>
-        finish(() => {
-          if (error instanceof RpcError) return answerError(stream, error);
-          this.log(`policy store: ${stream.path}: ${(error as Error)?.stack ?? String(error)}`);
-          answerError(stream, new RpcError(Status.INTERNAL, `internal error in ${stream.path.slice(stream.path.lastIndexOf('/') + 1)}`));
-        }),
-    );
+    // A handler that throws instead of returning a promise, and a serializer
+    // that throws, are this call's error (INTERNAL, logged): outside the chain
+    // the first became a GOAWAY for every call on the connection, the second
+    // an unhandled rejection and a call never answered.
+    new Promise<unknown>((resolve) => resolve(route.handler(call)))
+      .then((response) => route.method.responseSerialize(response))
+      .then(
+        (message) => answer(() => answerMessage(stream, message)),
+        (error: unknown) => {
+          // logged even when the deadline answered first: it is still a bug to see
+          if (!(error instanceof RpcError)) this.log(`policy store: ${stream.path}: ${(error as Error)?.stack ?? String(error)}`);
+          answer(() => answerError(stream, error instanceof RpcError ? error : new RpcError(Status.INTERNAL, `internal error in ${stream.path.slice(stream.path.lastIndexOf('/') + 1)}`)));
+        },
+      )
+      .finally(() => stream.release());
   }
 }
 
@@ -202,8 +217,21 @@ function answerMessage(stream: ServerStream, message: Buffer): void {
 /** Trailers-only answer: the status, its message and any trailing metadata in one header block. */
 function answerError(stream: ServerStream, error: RpcError): void {
   const fields = [':status', '200', 'content-type', 'application/grpc', 'grpc-status', String(error.code), 'grpc-message', percentEncode(error.message)];
-  for (const [key, value] of error.trailers) fields.push(key, printable(value));
+  for (const [key, value] of error.trailers) if (allowedTrailer(key)) fields.push(key, printable(value));
   stream.respond(encodeHeaderBlock(fields));
+}
+
+/** application/grpc, optionally +format or ;parameters (grpc's PROTOCOL-HTTP2.md). */
+function isGrpcContentType(value: string | undefined): boolean {
+  if (!value?.startsWith('application/grpc')) return false;
+  const next = value.charAt('application/grpc'.length);
+  return next === '' || next === '+' || next === ';';
+}
+
+/** Trailing metadata a handler may add: lowercase token names, not gRPC's own, not binary. */
+const TRAILER_KEY = /^[0-9a-z_.-]+$/;
+function allowedTrailer(key: string): boolean {
+  return TRAILER_KEY.test(key) && !key.startsWith('grpc-') && !key.endsWith('-bin');
 }
 
 /** The one message of a unary request, without its 5-byte prefix. */

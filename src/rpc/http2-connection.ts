@@ -82,6 +82,10 @@ export class ServerStream {
   ended = false;
   delivered = false;
   answered = false;
+  /** Everything we answer is written. */
+  sent = false;
+  /** The handler of the request has not settled yet (see Http2ServerConnection.settle). */
+  working = false;
   sendWindow: number;
   recvWindow = STREAM_WINDOW;
   /** DATA and trailers waiting for flow-control window. */
@@ -119,6 +123,12 @@ export class ServerStream {
    */
   respond(headerBlock: Buffer, data?: Buffer, trailerBlock?: Buffer): void {
     this.connection.respond(this, headerBlock, data, trailerBlock);
+  }
+
+  /** The handler is done: the stream may stop counting against the concurrency limit. */
+  release(): void {
+    this.working = false;
+    this.connection.settle(this);
   }
 
   /** Appends DATA; false when the body went over the limit (the chunk is dropped). */
@@ -365,7 +375,11 @@ export class Http2ServerConnection {
     if (streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'clients open odd-numbered streams');
     this.lastStreamId = streamId;
     if (this.goingAway || this.streams.size >= this.limits.maxConcurrentStreams) return this.resetStream(streamId, ErrorCode.REFUSED_STREAM);
-    if (!fields) return this.write(this.headerFrames(streamId, STATUS_431, true));
+    if (!fields) {
+      this.write(this.headerFrames(streamId, STATUS_431, true));
+      if (!endStream) this.write(frame(FrameType.RST_STREAM, 0, streamId, uint32(ErrorCode.NO_ERROR)));
+      return;
+    }
     const stream = new ServerStream(streamId, this, this.peerInitialWindow);
     if (!readRequestFields(stream, fields)) return this.resetStream(streamId, ErrorCode.PROTOCOL_ERROR);
     stream.ended = endStream;
@@ -526,11 +540,12 @@ export class Http2ServerConnection {
     return Buffer.concat(frames);
   }
 
-  /** The stream is done on our side: forget it; stop the peer's upload if it is still sending. */
+  /** Our answer is on the wire: stop the peer's upload if it is still sending, then forget the stream if we may. */
   private finish(stream: ServerStream): void {
-    if (!this.streams.delete(stream.id)) return;
+    if (stream.sent) return;
+    stream.sent = true;
     if (!stream.ended && !stream.reset && !this.closed) this.write(frame(FrameType.RST_STREAM, 0, stream.id, uint32(ErrorCode.NO_ERROR)));
-    if (this.goingAway && this.streams.size === 0) this.end();
+    this.settle(stream);
   }
 
   private cancel(stream: ServerStream): void {
@@ -538,10 +553,20 @@ export class Http2ServerConnection {
     stream.reset = true;
     const blockedAt = this.blocked.indexOf(stream);
     if (blockedAt >= 0) this.blocked.splice(blockedAt, 1);
-    // a stream whose answer is still being made keeps its place until then:
-    // resetting streams must not let a peer run more requests at once
-    if (!stream.delivered || stream.answered) this.streams.delete(stream.id);
     stream.onReset?.();
+    this.settle(stream);
+  }
+
+  /**
+   * A stream leaves the count of concurrent streams when nothing more will be
+   * sent on it and its handler is done. A handler still working keeps its
+   * place even after a reset or a deadline answer: otherwise resetting
+   * streams, or a short grpc-timeout, would let a peer run more handlers at
+   * once than the limit.
+   */
+  settle(stream: ServerStream): void {
+    if ((!stream.sent && !stream.reset) || stream.working) return;
+    if (this.streams.delete(stream.id) && this.goingAway && this.streams.size === 0) this.end();
   }
 
   private resetStream(streamId: number, code: ErrorCode): void {

@@ -1,0 +1,624 @@
+/**
+ * Our gRPC transport (src/rpc/): a unary gRPC server on our own HTTP/2 server
+ * connection. What clients see is checked with a real @grpc/grpc-js client;
+ * protocol behaviour a well-behaved client never exercises (bad frames,
+ * limits, resets) with a raw HTTP/2 client (test/helpers/h2-raw.ts). Every
+ * socket is on 127.0.0.1.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode, Flag, FrameType, Setting, uint32 } from '../../src/rpc/frames';
+import { encodeHeaderBlock } from '../../src/rpc/hpack';
+import { GrpcServer, RpcError, Status, type GrpcServerOptions, type UnaryHandler } from '../../src/rpc/grpc-server';
+import { grpcBody, grpcMessage, grpcRequestFields, hpackIncrementalLiteral, hpackIndexed, parseSettings, RawH2Client, trailer } from '../helpers/h2-raw';
+
+const HOST = '127.0.0.1';
+const ECHO = '/test.Test/Echo';
+const SLOW = '/test.Test/Slow';
+
+// --- what a test opens is closed after it, last opened first ---------------
+
+const cleanups: (() => unknown)[] = [];
+
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** Identity (de)serializers: messages are bytes end to end, so a test compares exactly what was sent. */
+function identityMethod(methodPath: string) {
+  return { path: methodPath, requestDeserialize: (bytes: Buffer) => bytes, responseSerialize: (bytes: Buffer) => bytes };
+}
+
+const echo: UnaryHandler<Buffer, Buffer> = async (call) => call.request;
+
+/** A GrpcServer on 127.0.0.1 with identity methods; shut down after the test. */
+async function startServer(
+  methods: Record<string, UnaryHandler<Buffer, Buffer>>,
+  options: GrpcServerOptions = {},
+  credentials?: { cert: Buffer; key: Buffer },
+): Promise<{ server: GrpcServer; port: number; address: string }> {
+  const server = new GrpcServer(options);
+  for (const [methodPath, handler] of Object.entries(methods)) server.addUnary(identityMethod(methodPath), handler);
+  const port = await server.listen(`${HOST}:0`, credentials);
+  cleanups.push(() => server.shutdown(1_000));
+  return { server, port, address: `${HOST}:${port}` };
+}
+
+function grpcClient(address: string, credentials = grpc.credentials.createInsecure(), options: grpc.ChannelOptions = {}): grpc.Client {
+  const client = new grpc.Client(address, credentials, options);
+  cleanups.push(() => client.close());
+  return client;
+}
+
+async function rawClient(port: number, options?: Parameters<typeof RawH2Client.connect>[1]): Promise<RawH2Client> {
+  const client = await RawH2Client.connect(port, options);
+  cleanups.push(() => client.destroy());
+  return client;
+}
+
+/** One unary call through grpc-js; rejects with its grpc.ServiceError. `deadline: Infinity` sends none. */
+function unary(client: grpc.Client, methodPath: string, message: Buffer, { metadata = {} as Record<string, string>, deadline = Date.now() + 10_000 } = {}): Promise<Buffer> {
+  const md = new grpc.Metadata();
+  for (const [key, value] of Object.entries(metadata)) md.set(key, value);
+  return new Promise((resolve, reject) => {
+    const identity = (bytes: Buffer) => bytes;
+    client.makeUnaryRequest(methodPath, identity, identity, message, md, { deadline }, (error, response) => (error ? reject(error) : resolve(response!)));
+  });
+}
+
+/** The error a call fails with; a call that succeeds fails the test. */
+async function failure(call: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await call;
+  } catch (error) {
+    return error as grpc.ServiceError;
+  }
+  throw new Error('the call succeeded; it should have failed');
+}
+
+/** A timer a handler waits on; cleared after the test so that no handler outlives it. */
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    cleanups.push(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}
+
+function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Polls until `condition` holds; fails the test with `what` after 5 s. */
+async function waitUntil(condition: () => boolean, what: string): Promise<void> {
+  const until = Date.now() + 5_000;
+  while (!condition()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Header fields (flat [name, value, …]) with the value of `name` replaced. */
+function withField(fields: string[], name: string, value: string): string[] {
+  return fields.map((entry, i) => (i % 2 === 1 && fields[i - 1] === name ? value : entry));
+}
+
+/** What a new TCP connection to 127.0.0.1:port gets: 'connected' or the error code. */
+function connectOutcome(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: HOST, port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+  });
+}
+
+/** The protocol a TLS server on 127.0.0.1:port picks from a client offering h2 and http/1.1. */
+function alpnProtocol(port: number, ca: Buffer): Promise<string | false> {
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: HOST, port, ca, servername: 'localhost', ALPNProtocols: ['h2', 'http/1.1'] });
+    socket.once('secureConnect', () => {
+      resolve(socket.alpnProtocol ?? false);
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
+}
+
+describe('GrpcServer with a @grpc/grpc-js client', () => {
+  it('round-trips a message; metadata, the deadline and the peer reach the handler', async () => {
+    const seen: { xTest?: string; deadline: number; peer: string }[] = [];
+    const { address } = await startServer({
+      [ECHO]: async (call) => {
+        seen.push({ xTest: call.metadata('x-test'), deadline: call.deadline, peer: call.peer });
+        return Buffer.concat([Buffer.from('echo: '), call.request]);
+      },
+    });
+    const client = grpcClient(address);
+
+    const deadline = Date.now() + 7_000;
+    expect((await unary(client, ECHO, Buffer.from('hello'), { metadata: { 'x-test': 'from the client' }, deadline })).toString()).toBe('echo: hello');
+    expect(seen[0].xTest).toBe('from the client');
+    // grpc-timeout carries what is left in whole milliseconds; the server adds it to its own clock
+    expect(Math.abs(seen[0].deadline - deadline)).toBeLessThan(500);
+    expect(seen[0].peer).toMatch(/^127\.0\.0\.1:\d+$/);
+
+    // no deadline: no grpc-timeout, and the handler sees none
+    await unary(client, ECHO, Buffer.from('again'), { deadline: Infinity });
+    expect(seen[1].deadline).toBe(Infinity);
+    expect(seen[1].xTest).toBeUndefined();
+  });
+
+  it('a thrown RpcError arrives with its code, its exact message and its trailing metadata', async () => {
+    const message = 'message with ünïcode and %';
+    const { address } = await startServer({
+      [ECHO]: async () => {
+        throw new RpcError(Status.NOT_FOUND, message, [['problem-0', 'a line']]);
+      },
+    });
+    const error = await failure(unary(grpcClient(address), ECHO, Buffer.from('x')));
+    expect(error.code).toBe(grpc.status.NOT_FOUND);
+    // grpc-message is percent-encoded UTF-8 on the wire; the client decodes it back
+    expect(error.details).toBe(message);
+    expect(error.metadata.get('problem-0')).toEqual(['a line']);
+  });
+
+  it('a thrown plain Error arrives as INTERNAL without its text, and is logged', async () => {
+    const log: string[] = [];
+    const { address } = await startServer(
+      {
+        [ECHO]: async () => {
+          throw new Error('database password is hunter2');
+        },
+      },
+      { log: (line) => log.push(line) },
+    );
+    const error = await failure(unary(grpcClient(address), ECHO, Buffer.from('x')));
+    expect(error.code).toBe(grpc.status.INTERNAL);
+    expect(error.details).toBe('internal error in Echo');
+    expect(error.details).not.toContain('hunter2');
+    expect(log).toHaveLength(1);
+    expect(log[0]).toContain(ECHO);
+    expect(log[0]).toContain('database password is hunter2');
+  });
+
+  it('a response its serializer cannot encode is INTERNAL and logged, and the connection serves the next call', async () => {
+    const log: string[] = [];
+    const server = new GrpcServer({ log: (line) => log.push(line) });
+    // like a proto-loader serializer given a value it cannot encode
+    const picky = {
+      ...identityMethod(ECHO),
+      responseSerialize: (bytes: Buffer) => {
+        if (bytes.toString() === 'unencodable') throw new Error('cannot encode this response');
+        return bytes;
+      },
+    };
+    const peers: string[] = [];
+    server.addUnary(picky, async (call) => {
+      peers.push(call.peer);
+      return call.request;
+    });
+    const port = await server.listen(`${HOST}:0`);
+    cleanups.push(() => server.shutdown(1_000));
+    const client = grpcClient(`${HOST}:${port}`);
+
+    const error = await failure(unary(client, ECHO, Buffer.from('unencodable'), { deadline: Date.now() + 3_000 }));
+    expect(error.code).toBe(grpc.status.INTERNAL);
+    expect(log.some((line) => line.includes('cannot encode this response'))).toBe(true);
+    expect((await unary(client, ECHO, Buffer.from('fine'))).toString()).toBe('fine');
+    expect(peers[1]).toBe(peers[0]);
+  });
+
+  it('an unknown method is UNIMPLEMENTED', async () => {
+    const { address } = await startServer({ [ECHO]: echo });
+    const error = await failure(unary(grpcClient(address), '/test.Test/Missing', Buffer.from('x')));
+    expect(error.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(error.details).toContain('/test.Test/Missing');
+  });
+
+  it('a 3 MiB request and a 3 MiB response cross every flow-control window intact', async () => {
+    // larger than the server's stream window (1 MiB), the HTTP/2 default windows (64 KiB) and one frame
+    const request = crypto.randomBytes(3 << 20);
+    const response = crypto.randomBytes(3 << 20);
+    let received: Buffer | undefined;
+    const { address } = await startServer({
+      [ECHO]: async (call) => {
+        received = call.request;
+        return response;
+      },
+    });
+    const got = await unary(grpcClient(address), ECHO, request);
+    expect(received?.equals(request)).toBe(true);
+    expect(got.equals(response)).toBe(true);
+  });
+
+  it('a request over maxMessageBytes is RESOURCE_EXHAUSTED, and the same connection serves the next call', async () => {
+    const peers: string[] = [];
+    const { address } = await startServer(
+      {
+        [ECHO]: async (call) => {
+          peers.push(call.peer);
+          return call.request;
+        },
+      },
+      { maxMessageBytes: 64 << 10 },
+    );
+    const client = grpcClient(address);
+    expect((await unary(client, ECHO, Buffer.from('before'))).toString()).toBe('before');
+
+    const error = await failure(unary(client, ECHO, crypto.randomBytes(200 << 10)));
+    expect(error.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+
+    // exactly at the limit is still fine
+    const atLimit = crypto.randomBytes(64 << 10);
+    expect((await unary(client, ECHO, atLimit)).equals(atLimit)).toBe(true);
+    // the same client port: grpc-js did not have to reconnect
+    expect(peers).toHaveLength(2);
+    expect(peers[1]).toBe(peers[0]);
+  });
+
+  it('200 concurrent calls on one connection all succeed, at most 100 handled at once', async () => {
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const peers = new Set<string>();
+    const { address } = await startServer({
+      [ECHO]: async (call) => {
+        peers.add(call.peer);
+        maxInFlight = Math.max(maxInFlight, ++inFlight);
+        await sleep(50); // long enough that the first 100 are all open when the rest are sent
+        inFlight--;
+        return Buffer.concat([Buffer.from('re: '), call.request]);
+      },
+    });
+    const client = grpcClient(address);
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, i) => unary(client, ECHO, Buffer.from(`call ${i}`))));
+    expect(answers.map((a) => a.toString())).toEqual(Array.from({ length: 200 }, (_, i) => `re: call ${i}`));
+    expect(peers.size).toBe(1);
+    // the server's SETTINGS_MAX_CONCURRENT_STREAMS held, and the limit was actually reached
+    expect(maxInFlight).toBe(100);
+  });
+
+  it('serves TLS (ALPN h2) with a certificate the client trusts, and refuses plaintext on that port', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'grpc-tls-'));
+    cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+    const keyFile = path.join(dir, 'key.pem');
+    const certFile = path.join(dir, 'cert.pem');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+    const cert = fs.readFileSync(certFile);
+    const log: string[] = [];
+    const { port } = await startServer({ [ECHO]: echo }, { log: (line) => log.push(line) }, { cert, key: fs.readFileSync(keyFile) });
+
+    // to 127.0.0.1 (never another address), verifying the certificate's name 'localhost'
+    const client = grpcClient(`${HOST}:${port}`, grpc.credentials.createSsl(cert), { 'grpc.ssl_target_name_override': 'localhost', 'grpc.default_authority': 'localhost' });
+    expect((await unary(client, ECHO, Buffer.from('over TLS'))).toString()).toBe('over TLS');
+    expect(await alpnProtocol(port, cert)).toBe('h2');
+
+    const plaintext = await failure(unary(grpcClient(`${HOST}:${port}`), ECHO, Buffer.from('x'), { deadline: Date.now() + 3_000 }));
+    // the handshake fails, so the connection does: UNAVAILABLE at once rather than at the deadline
+    expect(plaintext.code).toBe(grpc.status.UNAVAILABLE);
+    expect(log.some((line) => line.includes('TLS handshake failed'))).toBe(true);
+  });
+
+  it('shutdown lets an in-flight call finish, resolves after it, then refuses new connections', async () => {
+    const entered = deferred();
+    let handlerDone = false;
+    const { server, port, address } = await startServer({
+      [SLOW]: async (call) => {
+        entered.resolve();
+        await sleep(300);
+        handlerDone = true;
+        return call.request;
+      },
+    });
+    const client = grpcClient(address);
+    const inFlight = unary(client, SLOW, Buffer.from('in flight'));
+    await entered.promise;
+
+    const shutdown = server.shutdown().then(() => handlerDone);
+    expect((await inFlight).toString()).toBe('in flight');
+    // true only if shutdown waited for the handler rather than resolving at once
+    expect(await shutdown).toBe(true);
+    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+  });
+});
+
+describe('Http2ServerConnection with a raw HTTP/2 client', () => {
+  it('answers DEADLINE_EXCEEDED by itself when grpc-timeout passes, not when the handler returns', async () => {
+    const { port } = await startServer({
+      [SLOW]: async (call) => {
+        await sleep(2_000);
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    const started = Date.now();
+    client.request(1, grpcRequestFields(SLOW, ['grpc-timeout', '200m']), grpcBody('x'));
+    const result = await client.response(1);
+    const elapsed = Date.now() - started;
+
+    expect(trailer(result, 'grpc-status')).toBe(String(Status.DEADLINE_EXCEEDED));
+    expect(result.headerBlocks).toHaveLength(1); // trailers-only
+    expect(result.headerBlocks[0][':status']).toBe('200');
+    expect(elapsed).toBeGreaterThanOrEqual(190);
+    expect(elapsed).toBeLessThan(1_500);
+  });
+
+  it('a grpc-timeout longer than a timer can hold (99999999S, ~3 years) is not taken as already passed', async () => {
+    const { port } = await startServer({
+      [SLOW]: async (call) => {
+        await sleep(50);
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    client.request(1, grpcRequestFields(SLOW, ['grpc-timeout', '99999999S']), grpcBody('later'));
+    const result = await client.response(1);
+    expect(trailer(result, 'grpc-status')).toBe('0');
+    expect(grpcMessage(result)?.toString()).toBe('later');
+  });
+
+  it('a handler that throws before returning its promise fails its own call only, not the connection', async () => {
+    const release = deferred();
+    const { port } = await startServer({
+      [SLOW]: async (call) => {
+        await release.promise;
+        return call.request;
+      },
+      // not async: throws instead of returning a rejected promise (TypeScript accepts it: its type is never)
+      [ECHO]: () => {
+        throw new Error('thrown synchronously');
+      },
+    });
+    const client = await rawClient(port);
+    client.request(1, grpcRequestFields(SLOW), grpcBody('still running'));
+    client.request(3, grpcRequestFields(ECHO), grpcBody('x'));
+    const failed = await client.response(3);
+    expect(trailer(failed, 'grpc-status')).toBe(String(Status.INTERNAL));
+    release.resolve();
+    const survived = await client.response(1);
+    expect(trailer(survived, 'grpc-status')).toBe('0');
+    expect(grpcMessage(survived)?.toString()).toBe('still running');
+    expect(client.frames.filter((f) => f.type === FrameType.GOAWAY)).toEqual([]);
+  });
+
+  it('opens with SETTINGS carrying MAX_CONCURRENT_STREAMS, acknowledges ours, and answers PING with the same bytes', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+
+    await client.frame(() => true, 'any frame');
+    const first = client.frames[0];
+    expect(first).toMatchObject({ type: FrameType.SETTINGS, flags: 0, stream: 0 });
+    expect(parseSettings(first.payload).get(Setting.MAX_CONCURRENT_STREAMS)).toBe(100);
+    await client.frame((f) => f.type === FrameType.SETTINGS && (f.flags & Flag.ACK) !== 0, 'SETTINGS ACK');
+
+    const opaque = crypto.randomBytes(8);
+    client.sendFrame(FrameType.PING, 0, 0, opaque);
+    const pong = await client.frame((f) => f.type === FrameType.PING, 'PING ACK');
+    expect(pong.flags).toBe(Flag.ACK);
+    expect(pong.payload.equals(opaque)).toBe(true);
+  });
+
+  // shorter and longer than the 24-byte preface: the server decides on a prefix, or on the whole of it
+  it.each(['GET / HTTP/1.1\r\n\r\n', 'GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n'])('a bad preface (%j) gets GOAWAY PROTOCOL_ERROR and the connection closes', async (preface) => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port, { handshake: false });
+    client.send(Buffer.from(preface, 'latin1'));
+    expect((await client.goAway()).code).toBe(ErrorCode.PROTOCOL_ERROR);
+    await client.closedByServer();
+  });
+
+  it('a frame larger than 16384 bytes gets GOAWAY FRAME_SIZE_ERROR', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    client.sendHeaderBlock(1, encodeHeaderBlock(grpcRequestFields(ECHO)));
+    client.sendFrame(FrameType.DATA, Flag.END_STREAM, 1, grpcBody(Buffer.alloc(16_385 - 5)));
+    expect((await client.goAway()).code).toBe(ErrorCode.FRAME_SIZE_ERROR);
+    await client.closedByServer();
+  });
+
+  it('a malformed header block (HPACK index 0) gets GOAWAY COMPRESSION_ERROR', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    client.sendFrame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, Buffer.from([0x80]));
+    expect((await client.goAway()).code).toBe(ErrorCode.COMPRESSION_ERROR);
+    await client.closedByServer();
+  });
+
+  it('a header block split over HEADERS and CONTINUATION frames is answered', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    const block = encodeHeaderBlock(grpcRequestFields(ECHO));
+    client.sendHeaderBlock(1, block, { fragmentSize: 16 }); // HEADERS and several CONTINUATION frames
+    client.sendFrame(FrameType.DATA, Flag.END_STREAM, 1, grpcBody('split'));
+    const result = await client.response(1);
+    expect(client.frames.filter((f) => f.type === FrameType.GOAWAY)).toEqual([]);
+    expect(trailer(result, 'grpc-status')).toBe('0');
+    expect(grpcMessage(result)?.toString()).toBe('split');
+  });
+
+  it('a DATA frame between HEADERS and its CONTINUATION gets GOAWAY PROTOCOL_ERROR', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    const block = encodeHeaderBlock(grpcRequestFields(ECHO));
+    // stream 1 is open and waiting for its body, so its DATA is wrong only for where it is
+    client.sendHeaderBlock(1, block);
+    client.sendFrame(FrameType.HEADERS, 0, 3, block.subarray(0, 10)); // no END_HEADERS
+    client.sendFrame(FrameType.DATA, Flag.END_STREAM, 1, grpcBody('interleaved'));
+    client.sendFrame(FrameType.CONTINUATION, Flag.END_HEADERS, 3, block.subarray(10));
+    expect((await client.goAway()).code).toBe(ErrorCode.PROTOCOL_ERROR);
+    await client.closedByServer();
+  });
+
+  it("never sends more DATA than the client's stream window, and resumes on the stream's WINDOW_UPDATE", async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port, { streamWindow: 1_000 });
+    const message = crypto.randomBytes(10_000);
+    client.request(1, grpcRequestFields(ECHO), grpcBody(message));
+    await client.frame((f) => f.type === FrameType.HEADERS && f.stream === 1, 'the response headers');
+    await client.sync();
+    expect(client.dataSent(1)).toBe(1_000);
+
+    client.sendFrame(FrameType.WINDOW_UPDATE, 0, 1, uint32(20_000));
+    const result = await client.response(1);
+    expect(grpcMessage(result)?.equals(message)).toBe(true);
+    expect(trailer(result, 'grpc-status')).toBe('0');
+  });
+
+  it("never sends more DATA than the client's connection window, and resumes on the connection's WINDOW_UPDATE", async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    // the connection window stays at the protocol's 65,535 until we grant more
+    const client = await rawClient(port, { connectionWindow: 65_535 });
+    const message = crypto.randomBytes(100_000);
+    client.request(1, grpcRequestFields(ECHO), grpcBody(message));
+    await client.frame((f) => f.type === FrameType.HEADERS && f.stream === 1, 'the response headers');
+    await client.sync();
+    expect(client.dataSent(1)).toBe(65_535);
+
+    client.sendFrame(FrameType.WINDOW_UPDATE, 0, 0, uint32(100_000));
+    const result = await client.response(1);
+    expect(grpcMessage(result)?.equals(message)).toBe(true);
+    expect(trailer(result, 'grpc-status')).toBe('0');
+  });
+
+  it('refuses streams over the limit, and reset streams count until their handler finishes (rapid reset)', async () => {
+    const release = deferred();
+    let entered = 0;
+    const { port } = await startServer({
+      [SLOW]: async (call) => {
+        entered++;
+        await release.promise;
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    const ask = (stream: number) => client.request(stream, grpcRequestFields(SLOW), grpcBody(`stream ${stream}`));
+
+    const open = Array.from({ length: 100 }, (_, i) => 1 + 2 * i); // streams 1, 3, … 199
+    open.forEach(ask);
+    await waitUntil(() => entered === 100, '100 handlers to start');
+    ask(201);
+    expect((await client.response(201)).resetCode).toBe(ErrorCode.REFUSED_STREAM);
+
+    // cancelling streams whose handlers still run must not free their places
+    const cancelled = open.slice(0, 50);
+    for (const stream of cancelled) client.sendFrame(FrameType.RST_STREAM, 0, stream, uint32(ErrorCode.CANCEL));
+    ask(203);
+    expect((await client.response(203)).resetCode).toBe(ErrorCode.REFUSED_STREAM);
+    expect(entered).toBe(100);
+
+    release.resolve();
+    for (const stream of open.slice(50)) {
+      const result = await client.response(stream);
+      expect(trailer(result, 'grpc-status')).toBe('0');
+      expect(grpcMessage(result)?.toString()).toBe(`stream ${stream}`);
+    }
+    ask(205);
+    const after = await client.response(205);
+    expect(trailer(after, 'grpc-status')).toBe('0');
+    expect(grpcMessage(after)?.toString()).toBe('stream 205');
+    // the answers to the cancelled streams were dropped (they would have come before 205's)
+    expect(client.frames.filter((f) => cancelled.includes(f.stream))).toEqual([]);
+  });
+
+  it('a call answered by its deadline keeps its place until the handler finishes (short grpc-timeout is no way around the limit)', async () => {
+    const release = deferred();
+    let entered = 0;
+    const { port } = await startServer({
+      [SLOW]: async (call) => {
+        entered++;
+        await release.promise;
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    const open = Array.from({ length: 100 }, (_, i) => 1 + 2 * i);
+    for (const stream of open) client.request(stream, grpcRequestFields(SLOW, ['grpc-timeout', '1m']), grpcBody('x'));
+    for (const stream of open) expect(trailer(await client.response(stream), 'grpc-status')).toBe(String(Status.DEADLINE_EXCEEDED));
+    expect(entered).toBe(100);
+
+    client.request(201, grpcRequestFields(SLOW), grpcBody('late'));
+    expect((await client.response(201)).resetCode).toBe(ErrorCode.REFUSED_STREAM);
+    expect(entered).toBe(100);
+
+    release.resolve();
+    await client.sync(); // a PING round trip: the server has run the settled handlers' callbacks
+    client.request(203, grpcRequestFields(SLOW), grpcBody('after'));
+    const after = await client.response(203);
+    expect(trailer(after, 'grpc-status')).toBe('0');
+    expect(grpcMessage(after)?.toString()).toBe('after');
+  });
+
+  it('a header list over 16 KiB gets :status 431, and HPACK stays in sync for the next request', async () => {
+    const { port } = await startServer({
+      [ECHO]: async (call) => Buffer.from(call.metadata('x-marker') ?? '(no x-marker)'),
+    });
+    const client = await rawClient(port);
+    // 20,000 bytes of metadata, then a field the server must add to its dynamic
+    // table even though the list is already too large
+    const tooLarge = Buffer.concat([encodeHeaderBlock(grpcRequestFields(ECHO, ['x-big', 'v'.repeat(20_000)])), hpackIncrementalLiteral('x-marker', 'in sync')]);
+    client.sendHeaderBlock(1, tooLarge); // HEADERS + CONTINUATION
+    client.sendFrame(FrameType.DATA, Flag.END_STREAM, 1, grpcBody('x'));
+    const refused = await client.response(1);
+    expect(refused.headerBlocks[0][':status']).toBe('431');
+
+    // the next request names x-marker only by its dynamic table index (62)
+    client.sendHeaderBlock(3, Buffer.concat([encodeHeaderBlock(grpcRequestFields(ECHO)), hpackIndexed(62)]));
+    client.sendFrame(FrameType.DATA, Flag.END_STREAM, 3, grpcBody('y'));
+    const next = await client.response(3);
+    expect(trailer(next, 'grpc-status')).toBe('0');
+    expect(grpcMessage(next)?.toString()).toBe('in sync');
+  });
+
+  it('an uppercase or connection-specific header name resets the stream with PROTOCOL_ERROR; the connection goes on', async () => {
+    let handled = 0;
+    const { port } = await startServer({
+      [ECHO]: async (call) => {
+        handled++;
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    client.request(1, grpcRequestFields(ECHO, ['X-Upper', 'a']), grpcBody('1'));
+    client.request(3, grpcRequestFields(ECHO, ['connection', 'keep-alive']), grpcBody('3'));
+    client.request(5, grpcRequestFields(ECHO), grpcBody('5'));
+    expect((await client.response(1)).resetCode).toBe(ErrorCode.PROTOCOL_ERROR);
+    expect((await client.response(3)).resetCode).toBe(ErrorCode.PROTOCOL_ERROR);
+    const ok = await client.response(5);
+    expect(trailer(ok, 'grpc-status')).toBe('0');
+    expect(grpcMessage(ok)?.toString()).toBe('5');
+    expect(handled).toBe(1);
+  });
+
+  it('a :method other than POST gets :status 405, a content-type other than gRPC gets :status 415', async () => {
+    let handled = 0;
+    const { port } = await startServer({
+      [ECHO]: async (call) => {
+        handled++;
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    client.request(1, withField(grpcRequestFields(ECHO), ':method', 'GET'));
+    client.request(3, withField(grpcRequestFields(ECHO), 'content-type', 'application/json'), Buffer.from('{}'));
+
+    const notAllowed = await client.response(1);
+    expect(notAllowed.headerBlocks).toHaveLength(1);
+    expect(notAllowed.headerBlocks[0][':status']).toBe('405');
+    const unsupported = await client.response(3);
+    expect(unsupported.headerBlocks[0][':status']).toBe('415');
+    expect(handled).toBe(0);
+  });
+});
