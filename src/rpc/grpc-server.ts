@@ -253,7 +253,7 @@ function deadlineOf(timeout: string | undefined): number {
 }
 
 /** grpc-message encoding: UTF-8, then %XX for bytes outside printable ASCII and for '%'. */
-export function percentEncode(text: string): string {
+function percentEncode(text: string): string {
   let plain = true;
   for (let i = 0; i < text.length && plain; i++) {
     const c = text.charCodeAt(i);

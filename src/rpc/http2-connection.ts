@@ -205,11 +205,6 @@ export class Http2ServerConnection {
     return remoteAddress?.includes(':') ? `[${remoteAddress}]:${remotePort}` : `${remoteAddress}:${remotePort}`;
   }
 
-  /** Streams not yet answered (or answered but not yet written). */
-  get openStreams(): number {
-    return this.streams.size;
-  }
-
   /** Graceful end: GOAWAY, answer what is open, then close. */
   goAway(): void {
     if (this.closed || this.goingAway) return;

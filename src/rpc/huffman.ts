@@ -180,7 +180,7 @@ export function huffmanDecode(buf: Buffer, start: number, end: number): string {
 }
 
 /** The length in bytes of `text` Huffman-coded. */
-export function huffmanEncodedLength(text: string): number {
+function huffmanEncodedLength(text: string): number {
   let bits = 0;
   for (let i = 0; i < text.length; i++) bits += LENGTHS[text.charCodeAt(i) & 0xff];
   return (bits + 7) >> 3;
