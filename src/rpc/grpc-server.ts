@@ -162,7 +162,9 @@ export class GrpcServer {
     if (stream.method !== 'POST') return stream.respond(encodeHeaderBlock([':status', '405']));
     if (!isGrpcContentType(stream.header('content-type'))) return stream.respond(encodeHeaderBlock([':status', '415']));
     const route = this.routes.get(stream.path);
-    if (!route) return answerError(stream, new RpcError(Status.UNIMPLEMENTED, `unknown method ${stream.path}`));
+    // the path only in part: the whole of it (up to 16 KiB, percent-encoded up to 6 bytes a character,
+    // and 1 byte on the wire when it comes from the HPACK table) made each tiny request a ~100 KiB answer
+    if (!route) return answerError(stream, new RpcError(Status.UNIMPLEMENTED, `unknown method ${clip(stream.path)}`));
     if (stream.bodyTooLarge) return answerError(stream, new RpcError(Status.RESOURCE_EXHAUSTED, `request larger than ${this.maxMessageBytes} bytes`));
     let deadline = Infinity;
     let request: unknown;
@@ -182,7 +184,17 @@ export class GrpcServer {
       if (answered) return;
       answered = true;
       if (timer) clearTimeout(timer);
-      send();
+      // Writing the answer can throw only through a bug (a serializer that
+      // returns something other than a Buffer, trailing metadata that is not
+      // strings). Not caught, that was an uncaught exception in the deadline's
+      // timer, or an unhandled rejection after the handler, either of which
+      // ends the process, and a stream never answered or released.
+      try {
+        send();
+      } catch (error) {
+        this.log(`policy store: ${stream.path}: cannot answer: ${(error as Error)?.stack ?? String(error)}`);
+        stream.abort();
+      }
     };
     const remaining = deadline - Date.now();
     // setTimeout takes at most 2^31-1 ms (and fires at once above it); a deadline further out than ~24 days is none
@@ -263,6 +275,11 @@ function percentEncode(text: string): string {
   let out = '';
   for (const byte of Buffer.from(text, 'utf8')) out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   return out;
+}
+
+/** At most the first 100 characters of a client's text in a message of ours. */
+function clip(text: string): string {
+  return text.length > 100 ? `${text.slice(0, 100)}…` : text;
 }
 
 /** A header value must be printable ASCII; other characters become '?'. */

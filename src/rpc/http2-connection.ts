@@ -64,6 +64,14 @@ const BLOCK_TO_LIST_RATIO = 2;
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 /** A dynamic table size update to 0: the first thing in our first header block, so we never track the peer's table size. */
 const TABLE_SIZE_ZERO = Buffer.from([0x20]);
+/**
+ * Writes queued for a peer that does not read before we give up on it. Each
+ * costs ~150 bytes of heap besides its bytes: a peer that sent PINGs (or
+ * SETTINGS, or anything else we answer with a small frame) and never read
+ * made 16 MiB of 17-byte PING ACKs, ~180 MB of heap, before MAX_UNREAD_BYTES.
+ */
+const MAX_UNREAD_WRITES = 10_000;
+const EMPTY = Buffer.alloc(0);
 
 /** One request, delivered once its body is complete (or too large), answered once. */
 export class ServerStream {
@@ -91,7 +99,15 @@ export class ServerStream {
   /** DATA and trailers waiting for flow-control window. */
   pendingData: Buffer | undefined;
   pendingTrailers: Buffer | undefined;
-  private readonly chunks: Buffer[] = [];
+  /**
+   * The body so far: the first DATA payload as it came (the common case of a
+   * one-frame request costs no copy), then a buffer of our own that doubles
+   * as it fills. Not a list of the payloads: a peer sending one byte per DATA
+   * frame made that list hold a Buffer object (~120 bytes of heap) per byte
+   * of body, ~450 MB for one 4 MiB request.
+   */
+  private bodyBuffer: Buffer | undefined;
+  private bodyOwned = false;
   private bodyLength = 0;
 
   constructor(
@@ -109,7 +125,7 @@ export class ServerStream {
   }
 
   get body(): Buffer {
-    return this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.bodyLength);
+    return this.bodyBuffer ? this.bodyBuffer.subarray(0, this.bodyLength) : EMPTY;
   }
 
   get peer(): string {
@@ -134,14 +150,31 @@ export class ServerStream {
   /** Appends DATA; false when the body went over the limit (the chunk is dropped). */
   addData(chunk: Buffer, limit: number): boolean {
     if (this.bodyTooLarge) return false;
-    if (this.bodyLength + chunk.length > limit) {
+    const length = this.bodyLength + chunk.length;
+    if (length > limit) {
       this.bodyTooLarge = true;
-      this.chunks.length = 0;
+      this.bodyBuffer = undefined;
       return false;
     }
-    if (chunk.length) this.chunks.push(chunk);
-    this.bodyLength += chunk.length;
+    if (!chunk.length) return true;
+    if (!this.bodyBuffer) {
+      this.bodyBuffer = chunk;
+    } else {
+      if (!this.bodyOwned || this.bodyBuffer.length < length) {
+        const grown = Buffer.allocUnsafe(Math.min(limit, Math.max(length, 2 * this.bodyBuffer.length, 1024)));
+        this.bodyBuffer.copy(grown, 0, 0, this.bodyLength);
+        this.bodyBuffer = grown;
+        this.bodyOwned = true;
+      }
+      chunk.copy(this.bodyBuffer, this.bodyLength);
+    }
+    this.bodyLength = length;
     return true;
+  }
+
+  /** Ends the stream with RST_STREAM INTERNAL_ERROR: its answer could not be written. */
+  abort(): void {
+    this.connection.abort(this);
   }
 }
 
@@ -163,7 +196,7 @@ export class Http2ServerConnection {
   private readonly streams = new Map<number, ServerStream>();
   private lastStreamId = 0;
   /** A header block still arriving in CONTINUATION frames. */
-  private continuation: { stream: number; endStream: boolean; fragments: Buffer[]; length: number } | undefined;
+  private continuation: { stream: number; endStream: boolean; fragments: Buffer[]; length: number; wireBytes: number } | undefined;
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   private sendWindow = DEFAULT_WINDOW;
@@ -176,6 +209,11 @@ export class Http2ServerConnection {
   private goingAway = false;
   private closed = false;
   private readonly prefaceTimer: NodeJS.Timeout;
+  /** Writes the socket has not passed on yet (see MAX_UNREAD_WRITES). */
+  private unreadWrites = 0;
+  private readonly written = (): void => {
+    this.unreadWrites--;
+  };
 
   constructor(
     private readonly socket: Socket,
@@ -343,7 +381,7 @@ export class Http2ServerConnection {
     const fragment = payload.subarray(start, end);
     const endStream = (flags & Flag.END_STREAM) !== 0;
     if (flags & Flag.END_HEADERS) this.onHeaderBlock(streamId, fragment, endStream);
-    else this.continuation = { stream: streamId, endStream, fragments: [fragment], length: fragment.length };
+    else this.continuation = { stream: streamId, endStream, fragments: [fragment], length: fragment.length, wireBytes: FRAME_HEADER_LENGTH + payload.length };
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
@@ -351,7 +389,11 @@ export class Http2ServerConnection {
     if (!pending || pending.stream !== streamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without a header block in progress on its stream');
     pending.fragments.push(payload);
     pending.length += payload.length;
-    if (pending.length > this.limits.maxHeaderListBytes * BLOCK_TO_LIST_RATIO) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block too large');
+    // Frames count with their headers: empty CONTINUATION frames add nothing
+    // to the block, so counting the block alone let a flood of them grow
+    // `fragments` without end (~10 bytes of heap per byte received).
+    pending.wireBytes += FRAME_HEADER_LENGTH + payload.length;
+    if (pending.wireBytes > this.limits.maxHeaderListBytes * BLOCK_TO_LIST_RATIO) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block too large');
     if (!(flags & Flag.END_HEADERS)) return;
     this.continuation = undefined;
     this.onHeaderBlock(streamId, Buffer.concat(pending.fragments, pending.length), pending.endStream);
@@ -564,6 +606,11 @@ export class Http2ServerConnection {
     if (this.streams.delete(stream.id) && this.goingAway && this.streams.size === 0) this.end();
   }
 
+  /** See ServerStream.abort. */
+  abort(stream: ServerStream): void {
+    if (!stream.sent && !stream.reset) this.resetStream(stream.id, ErrorCode.INTERNAL_ERROR);
+  }
+
   private resetStream(streamId: number, code: ErrorCode): void {
     this.write(frame(FrameType.RST_STREAM, 0, streamId, uint32(code)));
     const stream = this.streams.get(streamId);
@@ -572,9 +619,10 @@ export class Http2ServerConnection {
 
   private write(bytes: Buffer): void {
     if (this.closed) return;
-    this.socket.write(bytes);
-    if (this.socket.writableLength > MAX_UNREAD_BYTES) {
-      this.log(`http2 connection from ${this.peer}: closed, the peer does not read (${this.socket.writableLength} bytes queued)`);
+    this.unreadWrites++;
+    this.socket.write(bytes, this.written);
+    if (this.socket.writableLength > MAX_UNREAD_BYTES || this.unreadWrites > MAX_UNREAD_WRITES) {
+      this.log(`http2 connection from ${this.peer}: closed, the peer does not read (${this.unreadWrites} writes, ${this.socket.writableLength} bytes queued)`);
       this.destroy();
     }
   }

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ErrorCode, Flag, FrameType, Setting, uint32 } from '../../src/rpc/frames';
+import { ErrorCode, Flag, frame, FrameType, PREFACE, Setting, uint32 } from '../../src/rpc/frames';
 import { encodeHeaderBlock } from '../../src/rpc/hpack';
 import { GrpcServer, RpcError, Status, type GrpcServerOptions, type UnaryHandler } from '../../src/rpc/grpc-server';
 import { grpcBody, grpcMessage, grpcRequestFields, hpackIncrementalLiteral, hpackIndexed, parseSettings, RawH2Client, trailer } from '../helpers/h2-raw';
@@ -608,5 +608,132 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
     const unsupported = await client.response(3);
     expect(unsupported.headerBlocks[0][':status']).toBe('415');
     expect(handled).toBe(0);
+  });
+
+  // --- regressions from the protocol review and test/rpc/fuzz.test.ts -------
+
+  it('a flood of empty CONTINUATION frames gets GOAWAY ENHANCE_YOUR_CALM (frames count against the header block limit)', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    await client.sync(); // our SETTINGS ACK is out of the way: nothing else may come between HEADERS and CONTINUATION
+    // each frame adds nothing to the block; before, the server kept one fragment per frame, without end
+    client.sendFrame(FrameType.HEADERS, 0, 1, encodeHeaderBlock(grpcRequestFields(ECHO)).subarray(0, 3));
+    const empty = frame(FrameType.CONTINUATION, 0, 1);
+    client.send(Buffer.concat(Array.from({ length: 10_000 }, () => empty)));
+    expect((await client.goAway()).code).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    await client.closedByServer();
+  });
+
+  it('a header block in many small CONTINUATION frames well under the limit is still answered', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    await client.sync();
+    client.sendHeaderBlock(1, encodeHeaderBlock(grpcRequestFields(ECHO, ['x-meta', 'm'.repeat(2_000)])), { fragmentSize: 4 }); // ~530 frames
+    client.sendFrame(FrameType.DATA, Flag.END_STREAM, 1, grpcBody('small pieces'));
+    const result = await client.response(1);
+    expect(grpcMessage(result)?.toString()).toBe('small pieces');
+  });
+
+  it('a body in one-byte DATA frames arrives intact and costs the server no object per frame', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    const message = crypto.randomBytes(1_500_000);
+    const body = grpcBody(message);
+    client.sendHeaderBlock(1, encodeHeaderBlock(grpcRequestFields(ECHO)));
+    // one byte a frame, then the rest in frames of every size
+    const frames: Buffer[] = [];
+    let at = 0;
+    for (; at < 1_400_000; at++) frames.push(frame(FrameType.DATA, 0, 1, body.subarray(at, at + 1)));
+    for (let size = 1; at < body.length; size = (size * 7) % 16_384 || 1) {
+      frames.push(frame(FrameType.DATA, at + size >= body.length ? Flag.END_STREAM : 0, 1, body.subarray(at, at + size)));
+      at += size;
+    }
+    const heapBefore = process.memoryUsage().heapUsed;
+    let heapPeak = 0;
+    const sampler = setInterval(() => (heapPeak = Math.max(heapPeak, process.memoryUsage().heapUsed - heapBefore)), 5);
+    try {
+      for (let i = 0; i < frames.length; i += 50_000) client.send(...frames.slice(i, i + 50_000));
+      const result = await client.response(1);
+      expect(trailer(result, 'grpc-status')).toBe('0');
+      expect(grpcMessage(result)?.equals(message)).toBe(true);
+    } finally {
+      clearInterval(sampler);
+    }
+    // a Buffer object per frame held until the end was ~120 bytes x 1.4 M = ~170 MB; one growing buffer is a few MB
+    // (the margin is for this process's own garbage: the frames above, the client's reads)
+    expect(heapPeak).toBeLessThan(100 << 20);
+  });
+
+  it('a peer that sends PINGs and never reads is cut off after a bounded number of queued writes, not 16 MiB of them', async () => {
+    const log: string[] = [];
+    const { port } = await startServer({ [ECHO]: echo }, { log: (line) => log.push(line) });
+    const socket = net.connect({ host: HOST, port });
+    cleanups.push(() => socket.destroy());
+    socket.on('error', () => undefined); // ECONNRESET once the server gives up
+    socket.pause(); // never reads
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(Buffer.concat([PREFACE, frame(FrameType.SETTINGS, 0, 0)]));
+    const pings = Buffer.concat(Array.from({ length: 4096 }, () => frame(FrameType.PING, 0, 0, Buffer.alloc(8))));
+    // enough to fill the kernel's buffers both ways and then the server's queue; ~17 MB at most
+    for (let sent = 0; sent < 1_000_000 && !socket.destroyed; sent += 4096) {
+      if (!socket.write(pings)) await new Promise((resolve) => (socket.once('drain', resolve), socket.once('close', resolve)));
+    }
+    await waitUntil(() => log.some((line) => line.includes('the peer does not read')), 'the server to give up on the peer');
+    // each queued 17-byte PING ACK cost ~150 bytes of heap: 16 MiB of them was ~180 MB
+    const queued = /\((\d+) writes, (\d+) bytes queued\)/.exec(log.find((line) => line.includes('the peer does not read'))!);
+    expect(queued).not.toBeNull();
+    expect(Number(queued![2])).toBeLessThan(1 << 20);
+  });
+
+  it('UNIMPLEMENTED names the unknown method in part: a long path from the HPACK table is not a large answer', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    const longPath = `/${'\u00ff'.repeat(4_000)}`;
+    // the path into the dynamic table once, then named by its index in each request
+    const first = Buffer.concat([encodeHeaderBlock([':method', 'POST', ':scheme', 'http']), hpackIncrementalLiteral(':path', longPath), encodeHeaderBlock(['content-type', 'application/grpc'])]);
+    client.sendHeaderBlock(1, first, { endStream: true });
+    client.sendHeaderBlock(3, Buffer.concat([encodeHeaderBlock([':method', 'POST', ':scheme', 'http']), hpackIndexed(62), encodeHeaderBlock(['content-type', 'application/grpc'])]), { endStream: true });
+    for (const stream of [1, 3]) {
+      const result = await client.response(stream);
+      expect(trailer(result, 'grpc-status')).toBe(String(Status.UNIMPLEMENTED));
+      // before: the whole path percent-encoded (6 bytes a character), ~24 KB for a 10-byte request
+      expect(trailer(result, 'grpc-message')!.length).toBeLessThan(1_000);
+    }
+    const wire = client.frames.filter((f) => f.stream === 3).reduce((sum, f) => sum + f.payload.length, 0);
+    expect(wire).toBeLessThan(1_000);
+  });
+
+  it.each([
+    ['a serializer that returns no Buffer', { responseSerialize: (bytes: Buffer) => new Uint8Array(bytes) as unknown as Buffer }, echo],
+    ['trailing metadata that is not a string', {}, (async () => {
+      throw new RpcError(Status.NOT_FOUND, 'no', [['x-count', 42 as unknown as string]]);
+    }) as UnaryHandler<Buffer, Buffer>],
+  ])('an answer that cannot be written (%s) resets the stream INTERNAL_ERROR, is logged, and frees its slot; nothing escapes', async (_, override, handler) => {
+    const escaped: unknown[] = [];
+    const collect = (error: unknown) => escaped.push(error);
+    process.on('unhandledRejection', collect);
+    process.on('uncaughtException', collect);
+    cleanups.push(() => {
+      process.off('unhandledRejection', collect);
+      process.off('uncaughtException', collect);
+    });
+    const log: string[] = [];
+    const server = new GrpcServer({ maxConcurrentStreams: 1, log: (line) => log.push(line) });
+    server.addUnary({ ...identityMethod(SLOW), ...override }, handler);
+    server.addUnary(identityMethod(ECHO), echo);
+    const port = await server.listen(`${HOST}:0`);
+    cleanups.push(() => server.shutdown(1_000));
+    const client = await rawClient(port);
+
+    client.request(1, grpcRequestFields(SLOW), grpcBody('x'));
+    expect((await client.response(1)).resetCode).toBe(ErrorCode.INTERNAL_ERROR);
+    await client.sync(); // the handler's promise chain has finished
+    expect(escaped).toEqual([]);
+    expect(log.some((line) => line.includes('cannot answer'))).toBe(true);
+    // the only slot is free again: before, the stream stayed in the map and every later call was REFUSED_STREAM
+    client.request(3, grpcRequestFields(ECHO), grpcBody('next'));
+    const next = await client.response(3);
+    expect(trailer(next, 'grpc-status')).toBe('0');
+    expect(grpcMessage(next)?.toString()).toBe('next');
   });
 });
