@@ -73,6 +73,8 @@ export interface GrpcServerOptions {
   maxConcurrentStreams?: number;
   /** Largest request message (gRPC's usual 4 MiB). */
   maxMessageBytes?: number;
+  /** Open connections beyond which new ones are closed at once (an agent holds one; default 10,000). */
+  maxConnections?: number;
   log?: (line: string) => void;
 }
 
@@ -92,6 +94,7 @@ export class GrpcServer {
   private readonly connections = new Set<Http2ServerConnection>();
   private readonly limits: ConnectionLimits;
   private readonly maxMessageBytes: number;
+  private readonly maxConnections: number;
   private readonly log: (line: string) => void;
   private listener: net.Server | undefined;
   private drained: (() => void) | undefined;
@@ -100,6 +103,7 @@ export class GrpcServer {
   constructor(options: GrpcServerOptions = {}) {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 << 20;
     this.limits = { maxConcurrentStreams: options.maxConcurrentStreams ?? 100, maxHeaderListBytes: 16 << 10, maxBodyBytes: this.maxMessageBytes + MESSAGE_PREFIX };
+    this.maxConnections = options.maxConnections ?? 10_000;
     this.log = options.log ?? (() => undefined);
   }
 
@@ -119,11 +123,20 @@ export class GrpcServer {
       ? tls.createServer({ cert: credentials.cert, key: credentials.key, ALPNProtocols: ['h2'] }).on('secureConnection', accept)
       : net.createServer(accept);
     listener.on('tlsClientError', (error: Error) => this.log(`policy store: TLS handshake failed: ${error.message}`));
+    listener.maxConnections = this.maxConnections;
+    let dropped = 0;
+    listener.on('drop', () => {
+      // one line per power of two, not per refused connection: a flood must not flood the log too
+      if ((++dropped & (dropped - 1)) === 0) this.log(`policy store: ${this.maxConnections} connections open, refused ${dropped} so far`);
+    });
     this.listener = listener;
     return new Promise((resolve, reject) => {
       listener.once('error', reject);
       listener.listen({ host, port }, () => {
         listener.off('error', reject);
+        // after listen, 'error' is a failed accept (EMFILE, ENFILE): the listener
+        // goes on, and without a listener the event would end the process
+        listener.on('error', (error: Error) => this.log(`policy store: accepting a connection failed: ${error.message}`));
         resolve((listener.address() as net.AddressInfo).port);
       });
     });

@@ -189,7 +189,15 @@ class ConnectionError extends Error {
 }
 
 export class Http2ServerConnection {
-  private buffered: Buffer | undefined;
+  /**
+   * Bytes of a frame (or the preface) still arriving: the pieces as they came,
+   * joined once `needed` bytes are there. Joining on every read instead made a
+   * peer that sends a 16 KiB frame one byte per segment cost 16 KiB of copying
+   * per byte.
+   */
+  private partial: Buffer[] = [];
+  private partialLength = 0;
+  private needed = 0;
   private prefaceSeen = false;
   private settingsSeen = false;
   private readonly decoder: HpackDecoder;
@@ -259,17 +267,21 @@ export class Http2ServerConnection {
   // --- reading -------------------------------------------------------------
 
   private onData(chunk: Buffer): void {
-    let data = this.buffered ? Buffer.concat([this.buffered, chunk]) : chunk;
-    this.buffered = undefined;
+    let data = chunk;
+    if (this.partialLength) {
+      this.partial.push(chunk);
+      this.partialLength += chunk.length;
+      if (this.partialLength < this.needed) return;
+      data = Buffer.concat(this.partial, this.partialLength);
+      this.partial = [];
+      this.partialLength = 0;
+    }
     let at = 0;
     try {
       if (!this.prefaceSeen) {
-        if (data.length < PREFACE.length) {
-          if (!PREFACE.subarray(0, data.length).equals(data)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
-          this.buffered = data;
-          return;
-        }
-        if (!data.subarray(0, PREFACE.length).equals(PREFACE)) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+        const seen = Math.min(data.length, PREFACE.length);
+        if (!data.subarray(0, seen).equals(PREFACE.subarray(0, seen))) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'not an HTTP/2 connection preface');
+        if (seen < PREFACE.length) return this.keepPartial(data, PREFACE.length);
         this.prefaceSeen = true;
         at = PREFACE.length;
       }
@@ -281,7 +293,11 @@ export class Http2ServerConnection {
         this.onFrame(data[at + 3], data[at + 4], data.readUInt32BE(at + 5) & MAX_WINDOW, payload);
         at += FRAME_HEADER_LENGTH + length;
       }
-      if (!this.closed && at < data.length) this.buffered = data.subarray(at);
+      if (!this.closed && at < data.length) {
+        const rest = data.subarray(at);
+        // until the frame header is complete, its 9 bytes; then the whole frame
+        this.keepPartial(rest, rest.length < FRAME_HEADER_LENGTH ? FRAME_HEADER_LENGTH : FRAME_HEADER_LENGTH + ((rest[0] << 16) | (rest[1] << 8) | rest[2]));
+      }
     } catch (error) {
       if (error instanceof ConnectionError) this.fail(error);
       else {
@@ -289,6 +305,12 @@ export class Http2ServerConnection {
         this.fail(new ConnectionError(ErrorCode.INTERNAL_ERROR, 'internal error'));
       }
     }
+  }
+
+  private keepPartial(bytes: Buffer, needed: number): void {
+    this.partial = [bytes];
+    this.partialLength = bytes.length;
+    this.needed = needed;
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {

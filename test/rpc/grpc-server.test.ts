@@ -664,6 +664,43 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
     expect(heapPeak).toBeLessThan(100 << 20);
   });
 
+  it('a connection whose bytes arrive a few at a time (preface, frame headers and payloads all split) is answered intact', async () => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port, { handshake: false });
+    const message = crypto.randomBytes(20_000); // two DATA frames, the second split across reads as well
+    const body = grpcBody(message);
+    const bytes = Buffer.concat([
+      PREFACE,
+      frame(FrameType.SETTINGS, 0, 0),
+      frame(FrameType.HEADERS, Flag.END_HEADERS, 1, encodeHeaderBlock(grpcRequestFields(ECHO))),
+      frame(FrameType.DATA, 0, 1, body.subarray(0, 16_384)),
+      frame(FrameType.DATA, Flag.END_STREAM, 1, body.subarray(16_384)),
+    ]);
+    // writes of 1 to 17 bytes, each in its own turn of the event loop, so the server reads them apart
+    for (let at = 0, size = 1; at < bytes.length; at += size, size = (size % 17) + 1) {
+      client.send(bytes.subarray(at, at + size));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const result = await client.response(1);
+    expect(trailer(result, 'grpc-status')).toBe('0');
+    expect(grpcMessage(result)?.equals(message)).toBe(true);
+  });
+
+  it('connections over maxConnections are closed at once and logged; the open ones go on serving', async () => {
+    const log: string[] = [];
+    const { port } = await startServer({ [ECHO]: echo }, { maxConnections: 2, log: (line) => log.push(line) });
+    const open = [await rawClient(port), await rawClient(port)];
+    await Promise.all(open.map((client) => client.sync()));
+    const refused = net.connect({ host: HOST, port });
+    cleanups.push(() => refused.destroy());
+    refused.on('error', () => undefined);
+    refused.resume();
+    await new Promise((resolve) => refused.once('close', resolve));
+    expect(log.filter((line) => line.includes('2 connections open, refused 1 so far'))).toHaveLength(1);
+    open[1].request(1, grpcRequestFields(ECHO), grpcBody('still here'));
+    expect(grpcMessage(await open[1].response(1))?.toString()).toBe('still here');
+  });
+
   it('a peer that sends PINGs and never reads is cut off after a bounded number of queued writes, not 16 MiB of them', async () => {
     const log: string[] = [];
     const { port } = await startServer({ [ECHO]: echo }, { log: (line) => log.push(line) });
