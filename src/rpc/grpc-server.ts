@@ -73,6 +73,8 @@ export interface GrpcServerOptions {
   maxConcurrentStreams?: number;
   /** Largest request message (gRPC's usual 4 MiB). */
   maxMessageBytes?: number;
+  /** Time a request may take to arrive, from its first frame to its last (default 30 s); a slower one is reset. */
+  requestTimeoutMs?: number;
   /** Open connections beyond which new ones are closed at once (an agent holds one; default 10,000). */
   maxConnections?: number;
   log?: (line: string) => void;
@@ -102,7 +104,7 @@ export class GrpcServer {
 
   constructor(options: GrpcServerOptions = {}) {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 << 20;
-    this.limits = { maxConcurrentStreams: options.maxConcurrentStreams ?? 100, maxHeaderListBytes: 16 << 10, maxBodyBytes: this.maxMessageBytes + MESSAGE_PREFIX };
+    this.limits = { maxConcurrentStreams: options.maxConcurrentStreams ?? 100, maxHeaderListBytes: 16 << 10, maxBodyBytes: this.maxMessageBytes + MESSAGE_PREFIX, requestTimeoutMs: options.requestTimeoutMs ?? 30_000 };
     this.maxConnections = options.maxConnections ?? 10_000;
     this.log = options.log ?? (() => undefined);
   }

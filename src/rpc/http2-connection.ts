@@ -48,6 +48,13 @@ export interface ConnectionLimits {
   maxHeaderListBytes: number;
   /** Largest request body; a larger one is answered early (the stream is marked bodyTooLarge). */
   maxBodyBytes: number;
+  /**
+   * Time from a request's first HEADERS frame to its last byte. A request
+   * still incomplete then is reset (CANCEL), and a header block still in
+   * CONTINUATION frames ends the connection: a peer sending slowly must not
+   * hold bodies and stream slots for as long as it likes.
+   */
+  requestTimeoutMs: number;
 }
 
 /** What each stream may send before we grant more; the body limit bounds a request anyway. */
@@ -92,6 +99,8 @@ export class ServerStream {
   answered = false;
   /** Everything we answer is written. */
   sent = false;
+  /** When its first HEADERS frame arrived (see ConnectionLimits.requestTimeoutMs). */
+  readonly openedAt = Date.now();
   /** The handler of the request has not settled yet (see Http2ServerConnection.settle). */
   working = false;
   sendWindow: number;
@@ -204,7 +213,7 @@ export class Http2ServerConnection {
   private readonly streams = new Map<number, ServerStream>();
   private lastStreamId = 0;
   /** A header block still arriving in CONTINUATION frames. */
-  private continuation: { stream: number; endStream: boolean; fragments: Buffer[]; length: number; wireBytes: number } | undefined;
+  private continuation: { stream: number; endStream: boolean; fragments: Buffer[]; length: number; wireBytes: number; startedAt: number } | undefined;
   private peerInitialWindow = DEFAULT_WINDOW;
   private peerMaxFrameSize = DEFAULT_MAX_FRAME_SIZE;
   private sendWindow = DEFAULT_WINDOW;
@@ -217,6 +226,8 @@ export class Http2ServerConnection {
   private goingAway = false;
   private closed = false;
   private readonly prefaceTimer: NodeJS.Timeout;
+  /** Armed while a request or header block is incomplete (see ConnectionLimits.requestTimeoutMs). */
+  private requestTimer: NodeJS.Timeout | undefined;
   /** Writes the socket has not passed on yet (see MAX_UNREAD_WRITES). */
   private unreadWrites = 0;
   private readonly written = (): void => {
@@ -231,6 +242,7 @@ export class Http2ServerConnection {
     private readonly log: (line: string) => void = () => undefined,
   ) {
     this.decoder = new HpackDecoder(4096, limits.maxHeaderListBytes);
+    this.expireRequests = this.expireRequests.bind(this);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', () => this.close());
@@ -384,6 +396,7 @@ export class Http2ServerConnection {
     if (!this.settingsSeen) {
       this.settingsSeen = true;
       clearTimeout(this.prefaceTimer);
+    clearTimeout(this.requestTimer);
     }
     this.write(frame(FrameType.SETTINGS, Flag.ACK, 0));
     this.flush();
@@ -403,7 +416,10 @@ export class Http2ServerConnection {
     const fragment = payload.subarray(start, end);
     const endStream = (flags & Flag.END_STREAM) !== 0;
     if (flags & Flag.END_HEADERS) this.onHeaderBlock(streamId, fragment, endStream);
-    else this.continuation = { stream: streamId, endStream, fragments: [fragment], length: fragment.length, wireBytes: FRAME_HEADER_LENGTH + payload.length };
+    else {
+      this.continuation = { stream: streamId, endStream, fragments: [fragment], length: fragment.length, wireBytes: FRAME_HEADER_LENGTH + payload.length, startedAt: Date.now() };
+      this.watchRequests();
+    }
   }
 
   private onContinuation(flags: number, streamId: number, payload: Buffer): void {
@@ -444,6 +460,7 @@ export class Http2ServerConnection {
     stream.ended = endStream;
     this.streams.set(streamId, stream);
     if (endStream) this.deliver(stream);
+    else this.watchRequests();
   }
 
   /** A second header block on an open stream: trailers, which must end it. We read none. */
@@ -511,6 +528,35 @@ export class Http2ServerConnection {
       if (stream.sendWindow > MAX_WINDOW) return this.resetStream(streamId, ErrorCode.FLOW_CONTROL_ERROR);
     }
     this.flush();
+  }
+
+  private watchRequests(): void {
+    if (!this.requestTimer && !this.closed) this.requestTimer = setTimeout(this.expireRequests, this.limits.requestTimeoutMs).unref();
+  }
+
+  /**
+   * Resets the requests older than the request timeout that are still
+   * arriving, and re-arms for the oldest of the others. Run at most once per
+   * timeout while requests are incomplete, so a connection of complete
+   * requests costs one timer per timeout, not one per request.
+   */
+  private expireRequests(): void {
+    this.requestTimer = undefined;
+    if (this.closed) return;
+    const now = Date.now();
+    const limit = this.limits.requestTimeoutMs;
+    if (this.continuation && now - this.continuation.startedAt >= limit) {
+      return this.fail(new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `header block not complete after ${limit} ms`));
+    }
+    let oldest = this.continuation?.startedAt ?? Infinity;
+    for (const stream of [...this.streams.values()]) {
+      if (stream.delivered || stream.reset) continue;
+      if (now - stream.openedAt >= limit) {
+        this.log(`http2 connection from ${this.peer}: stream ${stream.id}: request not complete after ${limit} ms, reset`);
+        this.resetStream(stream.id, ErrorCode.CANCEL);
+      } else oldest = Math.min(oldest, stream.openedAt);
+    }
+    if (oldest !== Infinity) this.requestTimer = setTimeout(this.expireRequests, oldest + limit - now).unref();
   }
 
   private deliver(stream: ServerStream): void {

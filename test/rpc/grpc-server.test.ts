@@ -549,6 +549,49 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
     expect(grpcMessage(after)?.toString()).toBe('after');
   });
 
+  it('a request still arriving after requestTimeoutMs is reset CANCEL and logged, its slot freed; a slow handler is not a slow request', async () => {
+    const log: string[] = [];
+    const { port } = await startServer(
+      {
+        [SLOW]: async (call) => {
+          await new Promise((resolve) => setTimeout(resolve, 500));
+          return call.request;
+        },
+        [ECHO]: echo,
+      },
+      { maxConcurrentStreams: 2, requestTimeoutMs: 200, log: (line) => log.push(line) },
+    );
+    const client = await rawClient(port);
+    // stream 1: complete request, handler takes longer than the request timeout
+    client.request(1, grpcRequestFields(SLOW), grpcBody('slow handler'));
+    // stream 3: headers and part of the body, never the rest
+    client.sendHeaderBlock(3, encodeHeaderBlock(grpcRequestFields(ECHO)));
+    client.sendFrame(FrameType.DATA, 0, 3, grpcBody('never finished'));
+    const started = Date.now();
+    expect((await client.response(3)).resetCode).toBe(ErrorCode.CANCEL);
+    const waited = Date.now() - started;
+    expect(waited).toBeGreaterThanOrEqual(150);
+    expect(log.filter((line) => line.includes('stream 3: request not complete after 200 ms, reset'))).toHaveLength(1);
+    // its slot is free: with stream 1 still in its handler, one more fits
+    client.request(5, grpcRequestFields(ECHO), grpcBody('next'));
+    expect(grpcMessage(await client.response(5))?.toString()).toBe('next');
+    const slow = await client.response(1);
+    expect(trailer(slow, 'grpc-status')).toBe('0');
+    expect(grpcMessage(slow)?.toString()).toBe('slow handler');
+    expect(log.some((line) => line.includes('stream 1:'))).toBe(false);
+  });
+
+  it('a header block left unfinished in CONTINUATION frames past requestTimeoutMs ends the connection (GOAWAY ENHANCE_YOUR_CALM)', async () => {
+    const { port } = await startServer({ [ECHO]: echo }, { requestTimeoutMs: 200 });
+    const client = await rawClient(port);
+    await client.sync(); // our SETTINGS ACK is out: nothing of ours may come between HEADERS and CONTINUATION
+    const block = encodeHeaderBlock(grpcRequestFields(ECHO));
+    client.sendFrame(FrameType.HEADERS, 0, 1, block.subarray(0, 10)); // no END_HEADERS, and no CONTINUATION follows
+    const goAway = await client.goAway();
+    expect(goAway.code).toBe(ErrorCode.ENHANCE_YOUR_CALM);
+    expect(goAway.debug).toContain('header block not complete after 200 ms');
+  });
+
   it('a header list over 16 KiB gets :status 431, and HPACK stays in sync for the next request', async () => {
     const { port } = await startServer({
       [ECHO]: async (call) => Buffer.from(call.metadata('x-marker') ?? '(no x-marker)'),
