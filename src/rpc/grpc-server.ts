@@ -16,7 +16,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { encodeHeaderBlock } from './hpack';
-import { Http2ServerConnection, type ConnectionLimits, type ServerStream } from './http2-connection';
+import { Http2ServerConnection, RequestBytes, type ConnectionLimits, type ServerStream } from './http2-connection';
 
 /** gRPC status codes (grpc/doc/statuscodes.md). */
 export const Status = {
@@ -75,6 +75,8 @@ export interface GrpcServerOptions {
   maxMessageBytes?: number;
   /** Time a request may take to arrive, from its first frame to its last (default 30 s); a slower one is reset. */
   requestTimeoutMs?: number;
+  /** Request bytes all connections may hold at once (default 256 MiB); beyond, requests are RESOURCE_EXHAUSTED. */
+  maxHeldRequestBytes?: number;
   /** Open connections beyond which new ones are closed at once (an agent holds one; default 10,000). */
   maxConnections?: number;
   log?: (line: string) => void;
@@ -104,9 +106,20 @@ export class GrpcServer {
 
   constructor(options: GrpcServerOptions = {}) {
     this.maxMessageBytes = options.maxMessageBytes ?? 4 << 20;
-    this.limits = { maxConcurrentStreams: options.maxConcurrentStreams ?? 100, maxHeaderListBytes: 16 << 10, maxBodyBytes: this.maxMessageBytes + MESSAGE_PREFIX, requestTimeoutMs: options.requestTimeoutMs ?? 30_000 };
+    this.limits = {
+      maxConcurrentStreams: options.maxConcurrentStreams ?? 100,
+      maxHeaderListBytes: 16 << 10,
+      maxBodyBytes: this.maxMessageBytes + MESSAGE_PREFIX,
+      requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      requestBytes: new RequestBytes(options.maxHeldRequestBytes ?? 256 << 20),
+    };
     this.maxConnections = options.maxConnections ?? 10_000;
     this.log = options.log ?? (() => undefined);
+  }
+
+  /** Request bytes held now by all connections (see GrpcServerOptions.maxHeldRequestBytes). */
+  get heldRequestBytes(): number {
+    return this.limits.requestBytes.held;
   }
 
   addUnary<Req, Res>(method: UnaryMethod<Req, Res>, handler: UnaryHandler<Req, Res>): void {
@@ -180,6 +193,7 @@ export class GrpcServer {
     // the path only in part: the whole of it (up to 16 KiB, percent-encoded up to 6 bytes a character,
     // and 1 byte on the wire when it comes from the HPACK table) made each tiny request a ~100 KiB answer
     if (!route) return answerError(stream, new RpcError(Status.UNIMPLEMENTED, `unknown method ${clip(stream.path)}`));
+    if (stream.overBudget) return answerError(stream, new RpcError(Status.RESOURCE_EXHAUSTED, 'server busy: too many request bytes in progress; retry later'));
     if (stream.bodyTooLarge) return answerError(stream, new RpcError(Status.RESOURCE_EXHAUSTED, `request larger than ${this.maxMessageBytes} bytes`));
     let deadline = Infinity;
     let request: unknown;

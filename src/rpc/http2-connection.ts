@@ -55,6 +55,22 @@ export interface ConnectionLimits {
    * hold bodies and stream slots for as long as it likes.
    */
   requestTimeoutMs: number;
+  /** Request bytes held at once by all connections of a server; shared between them. */
+  requestBytes: RequestBytes;
+}
+
+/**
+ * The server-wide count of request bytes held (bodies still arriving, or
+ * whose handler has not settled). Per connection a body is bounded by
+ * maxBodyBytes and streams by maxConcurrentStreams, but that is 400 MiB a
+ * connection; this bound is what keeps many connections from adding up to
+ * more memory than the machine has.
+ */
+export class RequestBytes {
+  held = 0;
+  /** Requests refused because the bound was reached, for rate-limiting the log. */
+  refused = 0;
+  constructor(readonly max: number) {}
 }
 
 /** What each stream may send before we grant more; the body limit bounds a request anyway. */
@@ -93,6 +109,8 @@ export class ServerStream {
   /** Called once when `reset` becomes true while the request is being handled. */
   onReset: (() => void) | undefined;
   bodyTooLarge = false;
+  /** Refused because the server holds RequestBytes.max already (the body is dropped). */
+  overBudget = false;
   /** The peer sent END_STREAM. */
   ended = false;
   delivered = false;
@@ -117,7 +135,8 @@ export class ServerStream {
    */
   private bodyBuffer: Buffer | undefined;
   private bodyOwned = false;
-  private bodyLength = 0;
+  /** Bytes of body held (0 once dropped). */
+  bodyLength = 0;
 
   constructor(
     readonly id: number,
@@ -158,11 +177,11 @@ export class ServerStream {
 
   /** Appends DATA; false when the body went over the limit (the chunk is dropped). */
   addData(chunk: Buffer, limit: number): boolean {
-    if (this.bodyTooLarge) return false;
+    if (this.bodyTooLarge || this.overBudget) return false;
     const length = this.bodyLength + chunk.length;
     if (length > limit) {
       this.bodyTooLarge = true;
-      this.bodyBuffer = undefined;
+      this.dropBody();
       return false;
     }
     if (!chunk.length) return true;
@@ -179,6 +198,14 @@ export class ServerStream {
     }
     this.bodyLength = length;
     return true;
+  }
+
+  /** Forgets the body; returns how many bytes it held. */
+  dropBody(): number {
+    const held = this.bodyLength;
+    this.bodyBuffer = undefined;
+    this.bodyLength = 0;
+    return held;
   }
 
   /** Ends the stream with RST_STREAM INTERNAL_ERROR: its answer could not be written. */
@@ -486,13 +513,22 @@ export class Http2ServerConnection {
     if (stream.ended) return this.resetStream(streamId, ErrorCode.STREAM_CLOSED);
     stream.recvWindow -= payload.length;
     if (stream.recvWindow < 0) return this.resetStream(streamId, ErrorCode.FLOW_CONTROL_ERROR);
+    const held = this.limits.requestBytes;
+    if (!stream.overBudget && !stream.bodyTooLarge && held.held + data.length > held.max) {
+      stream.overBudget = true;
+      held.held -= stream.dropBody();
+      // a line at the 1st, 2nd, 4th, 8th… refusal: under a flood the log must not be flooded too
+      if ((++held.refused & (held.refused - 1)) === 0) this.log(`http2 server: ${held.max} bytes of requests held, refused ${held.refused} so far (from ${this.peer})`);
+    }
+    const before = stream.bodyLength;
     const kept = stream.addData(data, this.limits.maxBodyBytes);
+    held.held += stream.bodyLength - before;
     if (flags & Flag.END_STREAM) stream.ended = true;
     else if (kept && stream.recvWindow < STREAM_WINDOW / 2) {
       this.write(frame(FrameType.WINDOW_UPDATE, 0, streamId, uint32(STREAM_WINDOW - stream.recvWindow)));
       stream.recvWindow = STREAM_WINDOW;
     }
-    if (stream.ended || stream.bodyTooLarge) this.deliver(stream);
+    if (stream.ended || stream.bodyTooLarge || stream.overBudget) this.deliver(stream);
   }
 
   private consumeConnectionWindow(length: number): void {
@@ -671,6 +707,7 @@ export class Http2ServerConnection {
    */
   settle(stream: ServerStream): void {
     if ((!stream.sent && !stream.reset) || stream.working) return;
+    this.limits.requestBytes.held -= stream.dropBody();
     if (this.streams.delete(stream.id) && this.goingAway && this.streams.size === 0) this.end();
   }
 

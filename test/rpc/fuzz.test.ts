@@ -14,7 +14,8 @@
  * (no stream leaks its concurrency slot). Throughout: no uncaught exception or
  * unhandled rejection in this process (the server's), and no stack in the
  * server's log. At the end a @grpc/grpc-js call on a fresh connection works
- * and every server-side connection is gone once the clients are.
+ * and every server-side connection is gone once the clients are, with every
+ * request byte the server counted given back.
  *
  * The seed is FUZZ_SEED (default below); every failure names the seed and the
  * case, and FUZZ_CASE=n runs only case n, so a failure reproduces exactly.
@@ -533,5 +534,7 @@ describe('fuzzing the HTTP/2 server connection', () => {
     }
     // every raw connection was destroyed by its case: the server must have let go of all of them
     expect(await waitFor(() => serverConnections().size === 0, 5_000)).toBe(true);
+    // and every request byte it counted was given back (a leak here refuses every request some day)
+    expect(await waitFor(() => server.heldRequestBytes === 0, 5_000)).toBe(true);
   });
 });

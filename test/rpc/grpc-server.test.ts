@@ -109,6 +109,11 @@ async function waitUntil(condition: () => boolean, what: string): Promise<void> 
   }
 }
 
+/** A body in DATA frames of at most 16 KiB, without END_STREAM. */
+function sendUnfinishedBody(client: RawH2Client, stream: number, body: Buffer): void {
+  for (let at = 0; at < body.length; at += 16_384) client.sendFrame(FrameType.DATA, 0, stream, body.subarray(at, at + 16_384));
+}
+
 /** Header fields (flat [name, value, …]) with the value of `name` replaced. */
 function withField(fields: string[], name: string, value: string): string[] {
   return fields.map((entry, i) => (i % 2 === 1 && fields[i - 1] === name ? value : entry));
@@ -590,6 +595,41 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
     const goAway = await client.goAway();
     expect(goAway.code).toBe(ErrorCode.ENHANCE_YOUR_CALM);
     expect(goAway.debug).toContain('header block not complete after 200 ms');
+  });
+
+  it('requests over maxHeldRequestBytes, across connections, are RESOURCE_EXHAUSTED and logged; the bytes are counted again once a request is done', async () => {
+    const log: string[] = [];
+    const { port } = await startServer({ [ECHO]: echo }, { maxHeldRequestBytes: 100_000, log: (line) => log.push(line) });
+    const first = await rawClient(port);
+    const second = await rawClient(port);
+    const big = crypto.randomBytes(60_000);
+    // 60 KB held on the first connection: the body is not finished
+    first.sendHeaderBlock(1, encodeHeaderBlock(grpcRequestFields(ECHO)));
+    sendUnfinishedBody(first, 1, grpcBody(big));
+    await first.sync();
+    // 60 KB more on the second would be 120 KB held
+    second.request(1, grpcRequestFields(ECHO), grpcBody(big));
+    const refused = await second.response(1);
+    expect(trailer(refused, 'grpc-status')).toBe(String(Status.RESOURCE_EXHAUSTED));
+    expect(trailer(refused, 'grpc-message')).toContain('server busy');
+    expect(log.filter((line) => line.includes('100000 bytes of requests held, refused 1 so far'))).toHaveLength(1);
+    // a small one still fits beside the held 60 KB
+    second.request(3, grpcRequestFields(ECHO), grpcBody('small'));
+    expect(grpcMessage(await second.response(3))?.toString()).toBe('small');
+    // the first request ends and is answered whole; its 60 KB are free again
+    first.sendFrame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.alloc(0));
+    expect(grpcMessage(await first.response(1))?.equals(big)).toBe(true);
+    await first.sync();
+    second.request(5, grpcRequestFields(ECHO), grpcBody(big));
+    expect(grpcMessage(await second.response(5))?.equals(big)).toBe(true);
+    // and a reset request gives its bytes back as well
+    first.sendHeaderBlock(3, encodeHeaderBlock(grpcRequestFields(ECHO)));
+    sendUnfinishedBody(first, 3, grpcBody(big));
+    first.sendFrame(FrameType.RST_STREAM, 0, 3, uint32(ErrorCode.CANCEL));
+    await first.sync();
+    second.request(7, grpcRequestFields(ECHO), grpcBody(big));
+    expect(grpcMessage(await second.response(7))?.equals(big)).toBe(true);
+    expect(log.filter((line) => line.includes('bytes of requests held'))).toHaveLength(1);
   });
 
   it('a header list over 16 KiB gets :status 431, and HPACK stays in sync for the next request', async () => {
