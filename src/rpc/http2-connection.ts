@@ -379,6 +379,7 @@ export class Http2ServerConnection {
         return;
       case FrameType.GOAWAY:
         if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream');
+        if (payload.length < 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY payload shorter than 8 bytes');
         this.goingAway = true; // the peer opens nothing new; what is open is answered
         if (this.streams.size === 0) this.end();
         return;
@@ -494,7 +495,8 @@ export class Http2ServerConnection {
   private onTrailers(streamId: number, endStream: boolean): void {
     const stream = this.streams.get(streamId);
     if (!stream) return; // a stream we already closed; the block was decoded to keep HPACK in sync
-    if (!endStream || stream.ended) return this.resetStream(streamId, ErrorCode.PROTOCOL_ERROR);
+    if (stream.ended) return this.resetStream(streamId, ErrorCode.STREAM_CLOSED); // half-closed (remote): RFC 9113 §5.1
+    if (!endStream) return this.resetStream(streamId, ErrorCode.PROTOCOL_ERROR);
     stream.ended = true;
     this.deliver(stream);
   }
@@ -557,6 +559,7 @@ export class Http2ServerConnection {
       this.sendWindow += increment;
       if (this.sendWindow > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
     } else {
+      if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE on a stream that was never opened');
       const stream = this.streams.get(streamId);
       if (!stream) return;
       if (increment === 0) return this.resetStream(streamId, ErrorCode.PROTOCOL_ERROR);
@@ -597,6 +600,8 @@ export class Http2ServerConnection {
 
   private deliver(stream: ServerStream): void {
     if (stream.delivered) return;
+    // a whole body that is not the length announced is a malformed request (RFC 9113 §8.1.1)
+    if (stream.ended && !stream.bodyTooLarge && !stream.overBudget && !hasAnnouncedLength(stream)) return this.resetStream(stream.id, ErrorCode.PROTOCOL_ERROR);
     stream.delivered = true;
     this.onRequest(stream);
   }
@@ -767,6 +772,7 @@ function readRequestFields(stream: ServerStream, fields: string[]): boolean {
   let scheme = '';
   for (; i < fields.length && fields[i].charCodeAt(0) === 0x3a /* ':' */; i += 2) {
     const value = fields[i + 1];
+    if (!isFieldValue(value)) return false;
     switch (fields[i]) {
       case ':method':
         if (stream.method) return false;
@@ -793,18 +799,43 @@ function readRequestFields(stream: ServerStream, fields: string[]): boolean {
   stream.regularFrom = i;
   for (; i < fields.length; i += 2) {
     const name = fields[i];
-    if (name.charCodeAt(0) === 0x3a || hasUppercase(name) || CONNECTION_SPECIFIC.has(name)) return false;
+    if (!isRegularFieldName(name) || !isFieldValue(fields[i + 1]) || CONNECTION_SPECIFIC.has(name)) return false;
     if (name === 'te' && fields[i + 1] !== 'trailers') return false;
   }
   return true;
 }
 
-function hasUppercase(name: string): boolean {
+/** RFC 9113 §8.2.1: no controls, space, uppercase, DEL or non-ASCII; and no ':' (that is a pseudo-header's). */
+function isRegularFieldName(name: string): boolean {
+  if (name.length === 0) return false;
   for (let i = 0; i < name.length; i++) {
     const c = name.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) return true;
+    if (c <= 0x20 || (c >= 0x41 && c <= 0x5a) || c >= 0x7f || c === 0x3a) return false;
   }
-  return false;
+  return true;
+}
+
+/**
+ * RFC 9113 §8.2.1: no NUL, CR or LF anywhere (they would split a header when
+ * passed on to HTTP/1 or a log line), no space or tab at either end.
+ */
+function isFieldValue(value: string): boolean {
+  if (value.length > 0) {
+    const first = value.charCodeAt(0);
+    const last = value.charCodeAt(value.length - 1);
+    if (first === 0x20 || first === 0x09 || last === 0x20 || last === 0x09) return false;
+  }
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0x00 || c === 0x0a || c === 0x0d) return false;
+  }
+  return true;
+}
+
+/** True unless content-length is present and is not the body's length. */
+function hasAnnouncedLength(stream: ServerStream): boolean {
+  const announced = stream.header('content-length');
+  return announced === undefined || (/^[0-9]{1,15}$/.test(announced) && Number(announced) === stream.bodyLength);
 }
 
 /** `:status 431` (header list too large): the answer to a request whose headers we did not keep. */

@@ -653,7 +653,20 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
     expect(grpcMessage(next)?.toString()).toBe('in sync');
   });
 
-  it('an uppercase or connection-specific header name resets the stream with PROTOCOL_ERROR; the connection goes on', async () => {
+  it.each([
+    ['an uppercase name', ['X-Upper', 'a']],
+    ['a connection-specific name', ['connection', 'keep-alive']],
+    ['a name with a space', ['x name', 'a']],
+    ['a name with a colon', ['x:name', 'a']],
+    ['a name with a byte over 0x7e', ['x-\u00e9', 'a']],
+    ['a value with CR LF', ['x-value', 'a\r\nx-injected: 1']],
+    ['a value with NUL', ['x-value', 'a\u0000b']],
+    ['a value with a leading space', ['x-value', ' a']],
+    ['a value with a trailing tab', ['x-value', 'a\t']],
+    ['a :path with LF', null],
+    ['a content-length that is not the body length', ['content-length', '3']],
+    ['a content-length that is not a number', ['content-length', '6x']],
+  ])('%s resets the stream with PROTOCOL_ERROR before any handler runs; the connection goes on', async (_, extra) => {
     let handled = 0;
     const { port } = await startServer({
       [ECHO]: async (call) => {
@@ -662,15 +675,41 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
       },
     });
     const client = await rawClient(port);
-    client.request(1, grpcRequestFields(ECHO, ['X-Upper', 'a']), grpcBody('1'));
-    client.request(3, grpcRequestFields(ECHO, ['connection', 'keep-alive']), grpcBody('3'));
-    client.request(5, grpcRequestFields(ECHO), grpcBody('5'));
+    const fields = extra ? grpcRequestFields(ECHO, extra) : withField(grpcRequestFields(ECHO), ':path', `${ECHO}\n`);
+    client.request(1, fields, grpcBody('1'));
     expect((await client.response(1)).resetCode).toBe(ErrorCode.PROTOCOL_ERROR);
-    expect((await client.response(3)).resetCode).toBe(ErrorCode.PROTOCOL_ERROR);
-    const ok = await client.response(5);
+    // the same request, well-formed, with a content-length that is right (6 = 5-byte prefix + '3')
+    client.request(3, grpcRequestFields(ECHO, ['content-length', '6']), grpcBody('3'));
+    const ok = await client.response(3);
     expect(trailer(ok, 'grpc-status')).toBe('0');
-    expect(grpcMessage(ok)?.toString()).toBe('5');
+    expect(grpcMessage(ok)?.toString()).toBe('3');
     expect(handled).toBe(1);
+  });
+
+  it.each([
+    ['WINDOW_UPDATE on a stream never opened', frame(FrameType.WINDOW_UPDATE, 0, 99, uint32(1)), ErrorCode.PROTOCOL_ERROR],
+    ['GOAWAY shorter than 8 bytes', frame(FrameType.GOAWAY, 0, 0, uint32(0)), ErrorCode.FRAME_SIZE_ERROR],
+  ])('%s gets GOAWAY with that error', async (_, bytes, code) => {
+    const { port } = await startServer({ [ECHO]: echo });
+    const client = await rawClient(port);
+    client.send(bytes);
+    expect((await client.goAway()).code).toBe(code);
+  });
+
+  it('HEADERS on a stream the client already ended (half-closed) resets it with STREAM_CLOSED', async () => {
+    const release = deferred();
+    const { port } = await startServer({
+      [SLOW]: async (call) => {
+        await release.promise;
+        return call.request;
+      },
+    });
+    const client = await rawClient(port);
+    client.request(1, grpcRequestFields(SLOW), grpcBody('x'));
+    await client.sync();
+    client.sendHeaderBlock(1, encodeHeaderBlock(['grpc-status', '0']), { endStream: true });
+    expect((await client.response(1)).resetCode).toBe(ErrorCode.STREAM_CLOSED);
+    release.resolve();
   });
 
   it('a :method other than POST gets :status 405, a content-type other than gRPC gets :status 415', async () => {
