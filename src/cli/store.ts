@@ -15,7 +15,8 @@ import { DEFAULT_DB, openRepository } from '../store/open';
 import { SCOPE_KINDS } from '../store/proto';
 import { createPolicyStoreServer } from '../store/server';
 import { createToken } from '../store/tokens';
-import { loadPolicyFile } from '../policy/policy';
+import { parseEndpoint } from '../policy/endpoint';
+import { DETECTIONS, loadPolicyFile } from '../policy/policy';
 import { policyYaml } from '../agent/store-policy';
 import { RingfenceError } from '../util/errors';
 
@@ -145,6 +146,7 @@ export function addStoreCommands(program: Command): void {
       yaml = fs.readFileSync(options.file, 'utf8');
     } else {
       if (!name) throw new RingfenceError('policy create needs -f FILE, or NAME with --endpoint…', 'RF_USAGE');
+      checkPolicyFlags(options);
       yaml = YAML.stringify({
         name,
         'egress-policy': options.egressPolicy,
@@ -155,6 +157,28 @@ export function addStoreCommands(program: Command): void {
     const created = await call<Policy__Output>('CreatePolicy', { policyYaml: yaml, name: options.file ? (name ?? '') : name });
     print(options.json ? JSON.stringify(created) : `created policy ${created.name} (version ${created.version})`);
   });
+
+  /**
+   * The flag form is checked flag by flag before it becomes YAML, so an error
+   * names the flag and value, not a line of YAML the user never wrote.
+   */
+  function checkPolicyFlags(options: { endpoint?: string[]; egressPolicy: string; lockdown?: string[] }): void {
+    if (options.egressPolicy !== 'audit' && options.egressPolicy !== 'block') {
+      throw new RingfenceError(`--egress-policy must be 'audit' or 'block', not '${options.egressPolicy}'; nothing was done`, 'RF_USAGE');
+    }
+    for (const entry of options.endpoint ?? []) {
+      try {
+        parseEndpoint(entry);
+      } catch (error) {
+        throw new RingfenceError(`--endpoint '${entry}': ${(error as Error).message}; nothing was done`, 'RF_USAGE');
+      }
+    }
+    for (const detection of options.lockdown ?? []) {
+      if (!(DETECTIONS as readonly string[]).includes(detection)) {
+        throw new RingfenceError(`--lockdown: unknown detection '${detection}' (known: ${DETECTIONS.join(', ')}); nothing was done`, 'RF_USAGE');
+      }
+    }
+  }
 
   json(policy.command('update').requiredOption('-f, --file <file>', 'policy file').option('--name <name>', 'when the file has none').option('--expected-version <n>', 'fail if it changed since this version')).action(
     async (options: { file: string; name?: string; expectedVersion?: string; json?: boolean }) => {

@@ -77,6 +77,17 @@ describe('ringfence policy', () => {
     const result = await ringfence(['policy', 'create', '-f', bad]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toBe(`ringfence: policy ${bad} is not valid, nothing was done:\n${bad}:5: endpoint 'a..b.com': empty label in 'a..b.com'\n`);
+    // the flag form names the flag and the value, not a line of YAML the user never wrote
+    for (const [flags, message] of [
+      [['--endpoint', 'ok.com', 'a.*.*.com'], "--endpoint 'a.*.*.com': more than one '*' in 'a.*.*.com'"],
+      [['--endpoint', 'ok.com', '--egress-policy', 'deny'], "--egress-policy must be 'audit' or 'block', not 'deny'"],
+      [['--endpoint', 'ok.com', '--lockdown', 'Reverse-shell'], "--lockdown: unknown detection 'Reverse-shell' (known: Privileged-Container, Runner-Worker-Memory-Read, Reverse-Shell)"],
+    ] as const) {
+      const result = await ringfence(['policy', 'create', 'flagged', ...flags]);
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(`ringfence: ${message}; nothing was done\n`);
+    }
+    expect((await ringfence(['policy', 'show', 'flagged'])).stderr).toBe('ringfence: NOT_FOUND: policy flagged does not exist in acme\n');
     const missing = await ringfence(['policy', 'show', 'nope']);
     expect(missing.stderr).toBe('ringfence: NOT_FOUND: policy nope does not exist in acme\n');
     const noToken = await ringfence(['policy', 'list'], { RINGFENCE_TOKEN: '' });
