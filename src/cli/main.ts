@@ -1,21 +1,34 @@
 /** The `ringfence` command line: one entry point, one subcommand per task. */
-import { Command } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { RingfenceError } from '../util/errors';
 import { PolicyError } from '../policy/policy';
+import { StoreError } from '../store/errors';
 import { run, type RunOptions } from './run';
 import { addStoreCommands } from './store';
 import { trace } from './trace';
 
+/**
+ * Every failure ends as one line on stderr (plus the problem lines of a bad
+ * policy) and exit status 2. A stack trace is for developers: set
+ * RINGFENCE_DEBUG=1 to see one.
+ */
 function fail(error: unknown): never {
+  if (error instanceof CommanderError) {
+    // commander has printed its one line already ("error: unknown option '--x'")
+    process.exit(error.exitCode === 0 ? 0 : 2);
+  }
+  if (process.env.RINGFENCE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
   if (error instanceof PolicyError) {
     process.stderr.write(`ringfence: policy ${error.source} is not valid, nothing was done:\n${error.message}\n`);
-    process.exit(2);
-  }
-  if (error instanceof RingfenceError) {
+  } else if (error instanceof RingfenceError) {
     process.stderr.write(`ringfence: ${error.message}\n`);
     if (error.detail) process.stderr.write(error.detail.replace(/^/gm, '  ') + '\n');
+  } else if (error instanceof StoreError) {
+    process.stderr.write(`ringfence: ${error.message}\n`);
+    if (error.details.length) process.stderr.write(error.details.join('\n').replace(/^/gm, '  ') + '\n');
   } else {
-    process.stderr.write(`ringfence: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    const message = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`ringfence: ${message.split('\n')[0]} (RINGFENCE_DEBUG=1 shows where)\n`);
   }
   process.exit(2);
 }
@@ -24,7 +37,8 @@ export function buildProgram(): Command {
   const program = new Command('ringfence')
     .description('Runtime protection for CI jobs: eBPF sensor, egress policy, lockdown')
     .enablePositionalOptions()
-    .showHelpAfterError();
+    // a usage error is commander's one line, exit 2 (fail); subcommands inherit this
+    .exitOverride();
 
   program
     .command('trace')

@@ -11,12 +11,13 @@ import type { Attachment__Output } from '../proto/ringfence/policy/v1/Attachment
 import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
 import { StoreClient } from '../store/client';
 import { DEFAULT_AUDIENCE, GITHUB_ISSUER, OidcVerifier } from '../store/oidc';
-import { DEFAULT_DB, openRepository } from '../store/open';
+import { DEFAULT_DB, describeDb, openRepository } from '../store/open';
+import { checkName } from '../store/model';
 import { SCOPE_KINDS } from '../store/proto';
 import { createPolicyStoreServer } from '../store/server';
 import { createToken } from '../store/tokens';
 import { parseEndpoint } from '../policy/endpoint';
-import { DETECTIONS, loadPolicyFile } from '../policy/policy';
+import { DETECTIONS, parsePolicy } from '../policy/policy';
 import { policyYaml } from '../agent/store-policy';
 import { RingfenceError } from '../util/errors';
 
@@ -55,8 +56,7 @@ function showPolicy(p: Policy__Output): string {
   return policyYaml(p) + `# version ${p.version}, ${p.updatedAt} by ${p.updatedBy}\n`;
 }
 
-function scopeText(a: Attachment__Output): string {
-  const s = a.scope!;
+function scopeText(s: { kind: string | number; repository?: string; workflow?: string; cluster?: string }): string {
   const kind = SCOPE_KINDS.fromProto[String(s.kind)];
   return kind === 'workflow' ? `workflow ${s.repository}:${s.workflow}` : kind === 'repository' ? `repository ${s.repository}` : kind === 'cluster' ? `cluster ${s.cluster}` : 'organization';
 }
@@ -68,6 +68,27 @@ interface ScopeFlags {
   cluster?: string;
 }
 
+/** A file the user named, or one line saying why it cannot be read. */
+function readUserFile(file: string, flag: string): string {
+  return readUserBytes(file, flag).toString('utf8');
+}
+
+function readUserBytes(file: string, flag: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (error) {
+    throw new RingfenceError(`${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); nothing was done`, 'RF_USAGE');
+  }
+}
+
+/** A policy file's text, checked here the way the server will check it, with the file's own name and lines. */
+function readPolicyFile(file: string, flag: string): string {
+  const text = readUserFile(file, flag);
+  parsePolicy(text, file);
+  return text;
+}
+
+/** --cluster names a scope on its own; --org with it only says which organization the user means. */
 function scopeFromFlags(flags: ScopeFlags) {
   if (flags.cluster) {
     if (flags.repo || flags.workflow) throw new RingfenceError('--cluster cannot be combined with --repo or --workflow', 'RF_USAGE');
@@ -96,12 +117,13 @@ export function addStoreCommands(program: Command): void {
       const repository = await openRepository(options.db);
       const jobIdentity = options.oidc ? new OidcVerifier({ issuer: options.oidcIssuer, audience: options.oidcAudience }) : undefined;
       const server = createPolicyStoreServer({ repository, jobIdentity, log: (line) => process.stderr.write(line + '\n') });
-      const credentials = options.tlsCert && options.tlsKey ? { cert: fs.readFileSync(options.tlsCert), key: fs.readFileSync(options.tlsKey) } : undefined;
+      if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new RingfenceError('--tls-cert and --tls-key go together', 'RF_USAGE');
+      const credentials = options.tlsCert && options.tlsKey ? { cert: readUserBytes(options.tlsCert, '--tls-cert'), key: readUserBytes(options.tlsKey, '--tls-key') } : undefined;
       const port = await server.listen(options.listen, credentials).catch((error: Error) => {
         throw new RingfenceError(`cannot listen on ${options.listen}: ${error.message}`, 'RF_LISTEN');
       });
       const host = options.listen.slice(0, options.listen.lastIndexOf(':'));
-      process.stderr.write(`ringfence policy store listening on ${host}:${port} (${options.db}, schema v${await repository.schemaVersion()})\n`);
+      process.stderr.write(`ringfence policy store listening on ${host}:${port} (${describeDb(options.db)}, schema v${await repository.schemaVersion()})\n`);
       await new Promise<void>((resolve) => {
         const stop = () => void server.shutdown().then(resolve);
         process.once('SIGINT', stop).once('SIGTERM', stop);
@@ -142,10 +164,11 @@ export function addStoreCommands(program: Command): void {
   ).action(async (name: string | undefined, options: { file?: string; endpoint?: string[]; egressPolicy: string; lockdown?: string[]; json?: boolean }) => {
     let yaml: string;
     if (options.file) {
-      loadPolicyFile(options.file); // the same check the server makes, with the file's own name and lines
-      yaml = fs.readFileSync(options.file, 'utf8');
+      if (options.endpoint || options.lockdown) throw new RingfenceError('policy create takes -f FILE or --endpoint/--lockdown flags, not both', 'RF_USAGE');
+      yaml = readPolicyFile(options.file, '-f');
     } else {
       if (!name) throw new RingfenceError('policy create needs -f FILE, or NAME with --endpoint…', 'RF_USAGE');
+      checkName('policy name', name);
       checkPolicyFlags(options);
       yaml = YAML.stringify({
         name,
@@ -182,8 +205,11 @@ export function addStoreCommands(program: Command): void {
 
   json(policy.command('update').requiredOption('-f, --file <file>', 'policy file').option('--name <name>', 'when the file has none').option('--expected-version <n>', 'fail if it changed since this version')).action(
     async (options: { file: string; name?: string; expectedVersion?: string; json?: boolean }) => {
-      loadPolicyFile(options.file);
-      const updated = await call<Policy__Output>('UpdatePolicy', { policyYaml: fs.readFileSync(options.file, 'utf8'), name: options.name ?? '', expectedVersion: options.expectedVersion ?? '0' });
+      if (options.expectedVersion !== undefined && !/^[1-9][0-9]{0,14}$/.test(options.expectedVersion)) {
+        throw new RingfenceError(`--expected-version must be a version number (1 or more), not '${options.expectedVersion}'`, 'RF_USAGE');
+      }
+      const policyYaml = readPolicyFile(options.file, '-f');
+      const updated = await call<Policy__Output>('UpdatePolicy', { policyYaml, name: options.name ?? '', expectedVersion: options.expectedVersion ?? '0' });
       print(options.json ? JSON.stringify(updated) : `updated policy ${updated.name} to version ${updated.version}`);
     },
   );
@@ -222,13 +248,13 @@ export function addStoreCommands(program: Command): void {
       .option('--workflow <path>', 'a workflow file of --repo, e.g. .github/workflows/ci.yml')
       .option('--cluster <cluster>', 'a runner group / ARC cluster')
       .action(async (name: string, flags: ScopeFlags) => {
-        const scope = scopeFromFlags(flags);
+        const request = { policy: name, scope: scopeFromFlags(flags), org: flags.org ?? '' };
         if (verb === 'attach') {
-          const attachment = await call<Attachment__Output>('Attach', { policy: name, scope });
-          print(`attached ${name} to ${scopeText(attachment)}`);
+          const attachment = await call<Attachment__Output>('Attach', request);
+          print(`attached ${name} to ${scopeText(attachment.scope!)}`);
         } else {
-          await call('Detach', { policy: name, scope });
-          print(`detached ${name}`);
+          await call('Detach', request);
+          print(`detached ${name} from ${scopeText(request.scope)}`);
         }
       });
   }
@@ -256,19 +282,14 @@ export function addStoreCommands(program: Command): void {
         }),
       );
     }
-    print(result.policy ? `${result.policy.name} (version ${result.policy.version}), from the ${result.attachment ? scopeText(result.attachment) : result.scope} attachment` : 'no policy applies: audit mode');
+    print(result.policy ? `${result.policy.name} (version ${result.policy.version}), from the ${result.attachment ? scopeText(result.attachment.scope!) : result.scope} attachment` : 'no policy applies: audit mode');
   });
 
   json(policy.command('import-endpoints').argument('<name>').requiredOption('--from <source>', 'file:PATH (one endpoint per line, # comments)').option('--dry-run', 'show what would be added, change nothing')).action(
     async (name: string, options: { from: string; dryRun?: boolean; json?: boolean }) => {
       if (!options.from.startsWith('file:')) throw new RingfenceError(`unknown import source '${options.from}': only file:PATH today`, 'RF_USAGE');
       const file = options.from.slice('file:'.length);
-      let text: string;
-      try {
-        text = fs.readFileSync(file, 'utf8');
-      } catch (error) {
-        throw new RingfenceError(`cannot read ${file}: ${(error as Error).message}`, 'RF_USAGE');
-      }
+      const text = readUserFile(file, '--from');
       const result = await call<{ added: string[]; unchanged: string[]; policy: Policy__Output }>('ImportEndpoints', { name, file: { text, path: file }, dryRun: Boolean(options.dryRun) });
       if (options.json) return print(JSON.stringify(result));
       for (const e of result.added) print(`+ ${e}`);
@@ -282,7 +303,11 @@ export function addStoreCommands(program: Command): void {
     .option('-o, --output <file>', 'write to FILE instead of stdout')
     .action(async (name: string, options: { output?: string }) => {
       const { text } = await call<{ text: string }>('ExportEndpoints', { name });
-      if (options.output) fs.writeFileSync(options.output, text);
-      else process.stdout.write(text);
+      if (!options.output) return void process.stdout.write(text);
+      try {
+        fs.writeFileSync(options.output, text);
+      } catch (error) {
+        throw new RingfenceError(`-o ${options.output}: cannot write it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'RF_USAGE');
+      }
     });
 }

@@ -25,7 +25,7 @@ export class StoreClient {
   /** Calls method with the token and a deadline; rejects with the grpc ServiceError. */
   call<Req, Res>(method: keyof PolicyStoreClient & string, request: Req): Promise<Res> {
     const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${this.options.token}`);
+    if (this.options.token) metadata.set('authorization', `Bearer ${this.options.token}`);
     const deadline = new Date(Date.now() + (this.options.deadlineMs ?? DEFAULT_DEADLINE_MS));
     const fn = (this.raw as unknown as Record<string, (req: Req, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method];
     return new Promise((resolve, reject) => fn.call(this.raw, request, metadata, { deadline }, (error, response) => (error ? reject(error) : resolve(response))));

@@ -49,5 +49,18 @@ export const MIGRATIONS: string[][] = [
       hash TEXT NOT NULL UNIQUE
     )`,
   ],
+  // 2: organization and repository names are case-insensitive (model.ts orgName): kept in lower case.
+  // The policy rows are copied rather than updated in place because attachments reference them
+  // and neither database defers that check by default. Two policies whose orgs differ only in
+  // case collide on the primary key and the migration stops, changing nothing.
+  [
+    `INSERT INTO policies (org, name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at)
+     SELECT lower(org), name, version, egress_policy, allowed_endpoints, lockdown_enabled, lockdown_detections, updated_by, updated_at
+     FROM policies WHERE org <> lower(org)`,
+    `UPDATE attachments SET org = lower(org), repository = lower(repository) WHERE org <> lower(org) OR repository <> lower(repository)`,
+    `DELETE FROM policies WHERE org <> lower(org)`,
+    `UPDATE policy_versions SET org = lower(org) WHERE org <> lower(org)`,
+    `UPDATE tokens SET org = lower(org) WHERE org <> lower(org)`,
+  ],
 ];
 

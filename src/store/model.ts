@@ -67,24 +67,60 @@ export interface Resolution {
 export const PRECEDENCE: ScopeKind[] = ['workflow', 'repository', 'organization', 'cluster'];
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-const WORKFLOW = /^\.github\/workflows\/[^/\0]+\.ya?ml$/;
+/** A workflow is named by its file's path in the repository. */
+export const WORKFLOW = /^\.github\/workflows\/[^/\0]+\.ya?ml$/;
 
-/** `name` or `owner/name`; the owner, if given, must be the org. */
+/**
+ * Organization names are case-insensitive on GitHub (`Acme` and `acme` are
+ * one owner), so the store keeps them in lower case and lowers every name it
+ * is given: a token of `Acme` acts in `acme`, and an id-token's
+ * `repository_owner` matches however the admin typed it.
+ */
+export function orgName(org: string): string {
+  return checkName('organization', org).toLowerCase();
+}
+
+/** `name` or `owner/name`, case-insensitive like orgs; the owner, if given, must be the org. */
 export function repositoryName(org: string, repository: string): string {
   const parts = repository.split('/');
   if (parts.length === 2) {
     if (parts[0].toLowerCase() !== org.toLowerCase()) {
       throw new StoreError('PERMISSION_DENIED', `repository ${repository} does not belong to organization ${org}`);
     }
-    return checkName('repository', parts[1]);
+    return checkName('repository', parts[1]).toLowerCase();
   }
   if (parts.length !== 1) throw new StoreError('INVALID_ARGUMENT', `repository '${repository}' is neither NAME nor OWNER/NAME`);
-  return checkName('repository', repository);
+  return checkName('repository', repository).toLowerCase();
 }
 
 export function checkName(what: string, value: string): string {
+  if (!value) throw new StoreError('INVALID_ARGUMENT', `a ${what} is required`);
   if (!NAME.test(value)) throw new StoreError('INVALID_ARGUMENT', `${what} '${value}' must be 1-100 letters, digits, '.', '_' or '-'`);
   return value;
+}
+
+export function checkWorkflow(workflow: string): string {
+  if (!WORKFLOW.test(workflow)) throw new StoreError('INVALID_ARGUMENT', `workflow '${workflow}' is not a workflow file path such as .github/workflows/ci.yml`);
+  return workflow;
+}
+
+/**
+ * A job context in its stored form, checked the way attachments are: a
+ * workflow that could never match an attachment is an error, not a silent
+ * fall-through to a broader policy.
+ */
+export function normalizeJob(job: JobContext): JobContext {
+  const org = orgName(job.org);
+  const normalized: JobContext = { org };
+  if (job.repository) normalized.repository = repositoryName(org, job.repository);
+  if (job.workflow) {
+    if (!job.repository) throw new StoreError('INVALID_ARGUMENT', `workflow ${job.workflow} needs its repository`);
+    normalized.workflow = checkWorkflow(job.workflow);
+  }
+  if (job.job) normalized.job = job.job;
+  if (job.cluster) normalized.cluster = checkName('cluster', job.cluster);
+  if (job.namedPolicy) normalized.namedPolicy = checkName('policy name', job.namedPolicy);
+  return normalized;
 }
 
 /** Validates a scope and brings it to its stored form. */
@@ -100,8 +136,7 @@ export function normalizeScope(org: string, scope: Scope): Scope {
       return { kind: 'repository', repository: repositoryName(org, scope.repository) };
     case 'workflow':
       if (!scope.repository || !scope.workflow) throw new StoreError('INVALID_ARGUMENT', 'a workflow scope needs a repository and a workflow path');
-      if (!WORKFLOW.test(scope.workflow)) throw new StoreError('INVALID_ARGUMENT', `workflow '${scope.workflow}' is not a workflow file path such as .github/workflows/ci.yml`);
-      return { kind: 'workflow', repository: repositoryName(org, scope.repository), workflow: scope.workflow };
+      return { kind: 'workflow', repository: repositoryName(org, scope.repository), workflow: checkWorkflow(scope.workflow) };
     default:
       throw new StoreError('INVALID_ARGUMENT', `unknown scope kind '${String((scope as Scope).kind)}'`);
   }

@@ -6,6 +6,7 @@
  */
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import { StoreError } from './errors';
+import { orgName, repositoryName } from './model';
 import type { Caller } from './service';
 
 export const GITHUB_ISSUER = 'https://token.actions.githubusercontent.com';
@@ -42,18 +43,32 @@ export class OidcVerifier implements JobIdentityVerifier {
   async verify(idToken: string): Promise<Caller> {
     let claims: GitHubClaims;
     try {
-      ({ payload: claims } = await jwtVerify<GitHubClaims>(idToken, this.jwks, { issuer: this.options.issuer, audience: this.options.audience }));
+      // exp is required: jose checks it only when present, and a token that never expires is a standing credential
+      ({ payload: claims } = await jwtVerify<GitHubClaims>(idToken, this.jwks, { issuer: this.options.issuer, audience: this.options.audience, requiredClaims: ['exp'] }));
     } catch (error) {
       throw new StoreError('UNAUTHENTICATED', `id-token refused: ${describe(error)}`);
     }
-    if (!claims.repository_owner || !claims.repository) throw new StoreError('UNAUTHENTICATED', 'id-token refused: no repository_owner/repository claim');
-    const ref = claims.job_workflow_ref ?? claims.workflow_ref ?? '';
-    const workflow = /^[^/]+\/[^/]+\/(\.github\/workflows\/[^@]+)@/.exec(ref)?.[1];
+    const fullName = claims.repository ?? '';
+    const [owner, name, ...rest] = fullName.split('/');
+    if (!claims.repository_owner || !owner || !name || rest.length) throw new StoreError('UNAUTHENTICATED', 'id-token refused: no repository_owner claim or no owner/name repository claim');
+    if (owner.toLowerCase() !== claims.repository_owner.toLowerCase()) throw new StoreError('UNAUTHENTICATED', `id-token refused: repository ${fullName} is not of owner ${claims.repository_owner}`);
+    // workflow_ref names the run's workflow file in the job's own repository (job_workflow_ref may be
+    // a reusable workflow of another repository: not what workflow attachments name)
+    const ref = /^([^/]+\/[^/]+)\/(\.github\/workflows\/[^@]+)@/.exec(claims.workflow_ref ?? claims.job_workflow_ref ?? '');
+    const workflow = ref && ref[1].toLowerCase() === fullName.toLowerCase() ? ref[2] : undefined;
+    let org: string;
+    let repository: string;
+    try {
+      org = orgName(claims.repository_owner);
+      repository = repositoryName(org, fullName);
+    } catch (error) {
+      throw new StoreError('UNAUTHENTICATED', `id-token refused: ${(error as Error).message}`);
+    }
     return {
-      org: claims.repository_owner,
+      org,
       role: 'job',
       subject: `oidc:${claims.repository}${workflow ? `:${workflow}` : ''}`,
-      job: { repository: claims.repository.split('/')[1], workflow },
+      job: { repository, workflow },
     };
   }
 }

@@ -4,17 +4,39 @@ import type { PolicyRepository } from './repository';
 
 export const DEFAULT_DB = 'sqlite:/var/lib/ringfence/policy-store.db';
 
+/** A --db value fit for messages and logs: a PostgreSQL URL's password is masked. */
+export function describeDb(spec: string): string {
+  try {
+    const url = new URL(spec);
+    if (url.password) url.password = '***';
+    return url.protocol.startsWith('postgres') ? url.toString() : spec;
+  } catch {
+    return spec;
+  }
+}
+
 export async function openRepository(spec = DEFAULT_DB): Promise<PolicyRepository> {
   let repository: PolicyRepository;
-  if (spec.startsWith('sqlite:')) {
-    const { SqliteRepository } = await import('./sqlite');
-    repository = new SqliteRepository(spec.slice('sqlite:'.length));
-  } else if (/^postgres(ql)?:\/\//.test(spec)) {
-    const { PostgresRepository } = await import('./postgres');
-    repository = new PostgresRepository(spec);
-  } else {
-    throw new RingfenceError(`bad --db '${spec}': expected sqlite:PATH or postgres://USER@HOST/DB`, 'RF_USAGE');
+  try {
+    if (spec.startsWith('sqlite:')) {
+      if (spec === 'sqlite:') throw new RingfenceError("bad --db 'sqlite:': give the database file, sqlite:PATH", 'RF_USAGE');
+      const { SqliteRepository } = await import('./sqlite');
+      repository = new SqliteRepository(spec.slice('sqlite:'.length));
+    } else if (/^postgres(ql)?:\/\//.test(spec)) {
+      const { PostgresRepository } = await import('./postgres');
+      repository = new PostgresRepository(spec);
+    } else {
+      throw new RingfenceError(`bad --db '${spec}': expected sqlite:PATH or postgres://USER@HOST/DB`, 'RF_USAGE');
+    }
+  } catch (error) {
+    if (error instanceof RingfenceError) throw error;
+    throw new RingfenceError(`cannot open the policy store database ${describeDb(spec)}: ${(error as Error).message}`, 'RF_DB');
   }
-  await repository.migrate();
+  try {
+    await repository.migrate();
+  } catch (error) {
+    await repository.close().catch(() => undefined);
+    throw new RingfenceError(`cannot open the policy store database ${describeDb(spec)}: ${(error as Error).message}`, 'RF_DB');
+  }
   return repository;
 }

@@ -39,14 +39,14 @@ export class PostgresRepository implements PolicyRepository {
     }
   }
 
-  async migrate(): Promise<void> {
+  async migrate(target = MIGRATIONS.length): Promise<void> {
     await this.transaction(async (client) => {
       // one migrator at a time, whichever replica starts first
       await client.query('SELECT pg_advisory_xact_lock(7465201)');
       await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
       const { rows } = await client.query('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
       const applied = Number(rows[0].version);
-      for (let index = applied; index < MIGRATIONS.length; index++) {
+      for (let index = applied; index < target; index++) {
         for (const statement of MIGRATIONS[index]) await client.query(statement);
         await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [index + 1, now()]);
       }

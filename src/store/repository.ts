@@ -16,8 +16,12 @@ export interface TokenRecord {
 }
 
 export interface PolicyRepository {
-  /** Creates the schema or brings it to the newest version. */
-  migrate(): Promise<void>;
+  /**
+   * Creates the schema or brings it to the newest version (or to `target`,
+   * for tests of a migration), in one transaction: a failing step leaves
+   * the schema as it was.
+   */
+  migrate(target?: number): Promise<void>;
   /** The schema version in use (the number of migrations applied). */
   schemaVersion(): Promise<number>;
 

@@ -60,6 +60,7 @@ export function checkExpectedVersion(name: string, stored: number, expected: num
 }
 
 export interface VersionRow {
+  org: string;
   version: number | string;
   author: string;
   created_at: string;
@@ -68,7 +69,9 @@ export interface VersionRow {
 }
 
 export function versionFromRow(row: VersionRow): PolicyVersion {
-  return { version: Number(row.version), author: row.author, createdAt: row.created_at, changes: JSON.parse(row.changes), policy: JSON.parse(row.policy) };
+  // the row's org, not the copy's: schema 2 lowered the column (migrations.ts), not the JSON
+  const policy = { ...(JSON.parse(row.policy) as StoredPolicy), org: row.org };
+  return { version: Number(row.version), author: row.author, createdAt: row.created_at, changes: JSON.parse(row.changes), policy };
 }
 
 export interface TokenRow {

@@ -97,16 +97,17 @@ export function createPolicyStoreServer(options: ServerOptions): GrpcServer {
   }
 
   unary('CreatePolicy', async (caller, req) => policyMessage(await service.create(caller, req.policyYaml, req.name || undefined)));
-  unary('UpdatePolicy', async (caller, req) => policyMessage(await service.update(caller, req.policyYaml, req.name || undefined, Number(req.expectedVersion) || undefined)));
+  // expected_version 0 is proto3's "not set"
+  unary('UpdatePolicy', async (caller, req) => policyMessage(await service.update(caller, req.policyYaml, req.name || undefined, req.expectedVersion === '0' ? undefined : Number(req.expectedVersion))));
   unary('GetPolicy', async (caller, req) => policyMessage(await service.get(caller, req.name)));
   unary('ListPolicies', async (caller) => ({ policies: (await service.list(caller)).map(policyMessage) }));
   unary('DeletePolicy', async (caller, req) => service.remove(caller, req.name));
   unary('PolicyHistory', async (caller, req) => ({
     versions: (await service.history(caller, req.name)).map((v) => ({ version: String(v.version), author: v.author, createdAt: v.createdAt, changes: v.changes, policy: policyMessage(v.policy) })),
   }));
-  unary('Attach', async (caller, req) => attachmentMessage(await service.attach(caller, req.policy, scopeFromMessage(req.scope))));
+  unary('Attach', async (caller, req) => attachmentMessage(await service.attach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined)));
   unary('Detach', async (caller, req) => {
-    await service.detach(caller, req.policy, scopeFromMessage(req.scope));
+    await service.detach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined);
     return {};
   });
   unary('ListAttachments', async (caller) => ({ attachments: (await service.attachments(caller)).map(attachmentMessage) }));

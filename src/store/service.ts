@@ -7,7 +7,7 @@
 import { parseEndpoint, parseEndpointList } from '../policy/endpoint';
 import { parsePolicy, PolicyError } from '../policy/policy';
 import { StoreError } from './errors';
-import { chooseAttachment, checkName, normalizeScope, repositoryName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
+import { chooseAttachment, checkName, normalizeJob, normalizeScope, orgName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
 import type { PolicyRepository, TokenRole } from './repository';
 
 /** Who is calling, from their credentials. */
@@ -27,7 +27,28 @@ export interface ImportResult {
 }
 
 function requireAdmin(caller: Caller): void {
-  if (caller.role !== 'admin') throw new StoreError('PERMISSION_DENIED', `a ${caller.role} credential cannot change policies; use an admin token`);
+  if (caller.role !== 'admin') throw new StoreError('PERMISSION_DENIED', `${caller.role === 'agent' ? 'an agent' : "a job's"} credential cannot manage policies; use an admin token`);
+}
+
+/**
+ * `--org` as the caller wrote it, when given: it must be the credentials'
+ * own organization. Acting on the token's organization while the command
+ * line names another would do something the user did not ask for.
+ */
+function checkNamedOrg(caller: Caller, org: string | undefined): void {
+  if (org && orgName(org) !== caller.org) throw new StoreError('PERMISSION_DENIED', `credentials of ${caller.org} cannot act in organization ${org}`);
+}
+
+/**
+ * The name a policy document is stored under: the one given with the call,
+ * or the file's own `name:`. Both given and different is refused: storing
+ * the file under another name than it says would surprise its next reader.
+ */
+function storedName(given: string | undefined, inFile: string | undefined): string {
+  if (given && inFile && given !== inFile) throw new StoreError('INVALID_ARGUMENT', `the policy file is named '${inFile}' but '${given}' was given; use one name`);
+  const name = given || inFile;
+  if (!name) throw new StoreError('INVALID_ARGUMENT', 'the policy has no name: give it as NAME or as name: in the file');
+  return checkName('policy name', name);
 }
 
 /** Parses a policy file's text with the agent's parser; bad input names every problem. */
@@ -68,20 +89,22 @@ export class PolicyService {
   async create(caller: Caller, yaml: string, name?: string): Promise<StoredPolicy> {
     requireAdmin(caller);
     const parsed = contentFromYaml(yaml, sourceLabel(yaml, name));
-    const policyName = checkName('policy name', name || parsed.name || '');
-    return this.repository.createPolicy(caller.org, policyName, parsed.content, caller.subject);
+    return this.repository.createPolicy(caller.org, storedName(name, parsed.name), parsed.content, caller.subject);
   }
 
+  /** expectedVersion: apply only on top of that version (FAILED_PRECONDITION otherwise). */
   async update(caller: Caller, yaml: string, name?: string, expectedVersion?: number): Promise<StoredPolicy> {
     requireAdmin(caller);
+    if (expectedVersion !== undefined && !(Number.isSafeInteger(expectedVersion) && expectedVersion >= 1)) {
+      throw new StoreError('INVALID_ARGUMENT', `expected version must be a version number (1 or more), not ${expectedVersion}`);
+    }
     const parsed = contentFromYaml(yaml, sourceLabel(yaml, name));
-    const policyName = checkName('policy name', name || parsed.name || '');
-    return this.repository.updatePolicy(caller.org, policyName, parsed.content, caller.subject, expectedVersion || undefined);
+    return this.repository.updatePolicy(caller.org, storedName(name, parsed.name), parsed.content, caller.subject, expectedVersion);
   }
 
   async get(caller: Caller, name: string): Promise<StoredPolicy> {
     if (caller.role === 'agent' || caller.role === 'job') throw new StoreError('PERMISSION_DENIED', 'this credential can only resolve policies for jobs');
-    const policy = await this.repository.getPolicy(caller.org, name);
+    const policy = await this.repository.getPolicy(caller.org, checkName('policy name', name));
     if (!policy) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${caller.org}`);
     return policy;
   }
@@ -93,22 +116,25 @@ export class PolicyService {
 
   async remove(caller: Caller, name: string): Promise<{ detached: number }> {
     requireAdmin(caller);
-    return this.repository.deletePolicy(caller.org, name);
+    return this.repository.deletePolicy(caller.org, checkName('policy name', name));
   }
 
   async history(caller: Caller, name: string): Promise<PolicyVersion[]> {
     requireAdmin(caller);
-    return this.repository.history(caller.org, name);
+    return this.repository.history(caller.org, checkName('policy name', name));
   }
 
-  async attach(caller: Caller, policy: string, scope: Scope): Promise<Attachment> {
+  /** org: the organization the user named, if any; it must be the caller's. */
+  async attach(caller: Caller, policy: string, scope: Scope, org?: string): Promise<Attachment> {
     requireAdmin(caller);
-    return this.repository.attach(caller.org, policy, normalizeScope(caller.org, scope), caller.subject);
+    checkNamedOrg(caller, org);
+    return this.repository.attach(caller.org, checkName('policy name', policy), normalizeScope(caller.org, scope), caller.subject);
   }
 
-  async detach(caller: Caller, policy: string, scope: Scope): Promise<void> {
+  async detach(caller: Caller, policy: string, scope: Scope, org?: string): Promise<void> {
     requireAdmin(caller);
-    return this.repository.detach(caller.org, policy, normalizeScope(caller.org, scope));
+    checkNamedOrg(caller, org);
+    return this.repository.detach(caller.org, checkName('policy name', policy), normalizeScope(caller.org, scope));
   }
 
   async attachments(caller: Caller): Promise<Attachment[]> {
@@ -121,23 +147,39 @@ export class PolicyService {
    * (only with the job's own OIDC identity) > workflow > repository >
    * organization > cluster.
    */
-  async resolve(caller: Caller, job: JobContext): Promise<Resolution> {
-    if (job.org !== caller.org) throw new StoreError('PERMISSION_DENIED', `credentials of ${caller.org} cannot resolve policies of ${job.org}`);
+  async resolve(caller: Caller, asked: JobContext): Promise<Resolution> {
+    const job = normalizeJob(asked);
+    if (job.org !== caller.org) throw new StoreError('PERMISSION_DENIED', `credentials of ${caller.org} cannot resolve policies of ${asked.org}`);
+    if (caller.role === 'job') this.checkOwnJob(caller, job);
     if (job.namedPolicy) {
       if (caller.role !== 'job') throw new StoreError('PERMISSION_DENIED', `a policy named in the workflow is fetched with the job's OIDC id-token`);
       const policy = await this.repository.getPolicy(caller.org, job.namedPolicy);
       if (!policy) throw new StoreError('NOT_FOUND', `policy ${job.namedPolicy} does not exist in ${caller.org}`);
       return { policy, scope: 'named' };
     }
-    if (caller.role === 'job' && caller.job && job.repository && job.repository.split('/').pop() !== caller.job.repository) {
-      throw new StoreError('PERMISSION_DENIED', `a job of ${caller.job.repository} cannot resolve policies for ${job.repository}`);
-    }
-    const repository = job.repository ? repositoryName(job.org, job.repository) : undefined;
-    const attachment = chooseAttachment(job, await this.repository.attachmentsFor(caller.org, repository, job.workflow, job.cluster), repository);
+    const attachment = chooseAttachment(job, await this.repository.attachmentsFor(caller.org, job.repository, job.workflow, job.cluster), job.repository);
     if (!attachment) return { scope: 'none' };
     const policy = await this.repository.getPolicy(caller.org, attachment.policy);
     if (!policy) return { scope: 'none' };
     return { policy, scope: attachment.scope.kind, attachment };
+  }
+
+  /**
+   * A job's id-token speaks for its own repository and workflow only: asking
+   * for another's would let one workflow read (and pick) the policy of
+   * another. What the job leaves out is taken from its token.
+   */
+  private checkOwnJob(caller: Caller, job: JobContext): void {
+    const own = caller.job;
+    if (!own) throw new StoreError('PERMISSION_DENIED', "the id-token does not say which job it is");
+    if (job.repository && job.repository !== own.repository) {
+      throw new StoreError('PERMISSION_DENIED', `a job of ${own.repository} cannot resolve policies for ${job.repository}`);
+    }
+    job.repository = own.repository;
+    if (job.workflow && job.workflow !== own.workflow) {
+      throw new StoreError('PERMISSION_DENIED', `a job of ${own.workflow ?? 'an unnamed workflow'} cannot resolve policies for workflow ${job.workflow}`);
+    }
+    if (own.workflow) job.workflow = own.workflow;
   }
 
   /**

@@ -50,21 +50,24 @@ export class SqliteRepository implements PolicyRepository {
     this.db.pragma('foreign_keys = ON');
   }
 
-  async migrate(): Promise<void> {
+  async migrate(target = MIGRATIONS.length): Promise<void> {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
-    const applied = await this.schemaVersion();
-    const apply = this.db.transaction((version: number, statements: string[]) => {
-      for (const statement of statements) this.db.exec(statement);
-      this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(version, now());
-    });
-    MIGRATIONS.forEach((statements, index) => {
-      if (index + 1 > applied) apply.immediate(index + 1, statements);
-    });
+    // IMMEDIATE: a second process starting on the same file waits, then finds the work done
+    this.db.transaction(() => {
+      for (let version = this.appliedVersion() + 1; version <= target; version++) {
+        for (const statement of MIGRATIONS[version - 1]) this.db.exec(statement);
+        this.sql('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(version, now());
+      }
+    }).immediate();
+  }
+
+  private appliedVersion(): number {
+    const row = this.sql('SELECT MAX(version) AS version FROM schema_migrations').get() as { version: number | null };
+    return row.version ?? 0;
   }
 
   async schemaVersion(): Promise<number> {
-    const row = this.sql('SELECT MAX(version) AS version FROM schema_migrations').get() as { version: number | null };
-    return row.version ?? 0;
+    return this.appliedVersion();
   }
 
   private row(org: string, name: string): PolicyRow | undefined {

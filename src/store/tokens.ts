@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { StoreError } from './errors';
-import { checkName } from './model';
+import { orgName } from './model';
 import { now, type PolicyRepository, type TokenRecord, type TokenRole } from './repository';
 import type { Caller } from './service';
 
@@ -16,7 +16,7 @@ export const hashToken = (token: string) => createHash('sha256').update(token).d
 /** Creates a token and returns it: the only time it is ever seen in clear. */
 export async function createToken(repository: PolicyRepository, org: string, role: TokenRole, description = ''): Promise<{ token: string; record: TokenRecord }> {
   if (role !== 'admin' && role !== 'agent') throw new StoreError('INVALID_ARGUMENT', `role must be admin or agent, not '${role}'`);
-  const record: TokenRecord = { id: randomBytes(6).toString('hex'), org: checkName('organization', org), role, description, createdAt: now() };
+  const record: TokenRecord = { id: randomBytes(6).toString('hex'), org: orgName(org), role, description, createdAt: now() };
   const token = `${PREFIX[role]}${randomBytes(32).toString('base64url')}`;
   await repository.createToken(record, hashToken(token));
   return { token, record };

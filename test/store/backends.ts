@@ -14,6 +14,18 @@ export interface Backend {
   open(): Promise<PolicyRepository>;
   /** The --db URL of the last opened repository (for CLI tests). */
   url(): string;
+  /** The --db URL of a new, empty database. */
+  fresh(): Promise<string>;
+  /** The repository at spec, migrated to schema `target` only (for migration tests). */
+  openAt(spec: string, target: number): Promise<PolicyRepository>;
+}
+
+async function openAt(spec: string, target: number): Promise<PolicyRepository> {
+  const repository = spec.startsWith('sqlite:')
+    ? new (await import('../../src/store/sqlite')).SqliteRepository(spec.slice('sqlite:'.length))
+    : new (await import('../../src/store/postgres')).PostgresRepository(spec);
+  await repository.migrate(target);
+  return repository;
 }
 
 let databases = 0;
@@ -29,6 +41,8 @@ export const BACKENDS: Backend[] = [
         return openRepository(last);
       },
       url: () => last,
+      fresh: async () => freshSqliteDatabase('rf-store-'),
+      openAt,
     };
   })(),
   (() => {
@@ -40,6 +54,8 @@ export const BACKENDS: Backend[] = [
         return openRepository(last);
       },
       url: () => last,
+      fresh: () => freshPostgresDatabase(`rf_test_${process.pid}_${++databases}`),
+      openAt,
     };
   })(),
 ];

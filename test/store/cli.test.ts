@@ -58,6 +58,33 @@ describe('ringfence policy', () => {
     expect(dry.stdout).toBe('+ proxy.golang.org\nwould add 1, 1 already in npm\n');
   });
 
+  it('updates with versions and history, detaches, attaches to clusters, deletes', async () => {
+    const file = path.join(dir, 'tools.yml');
+    fs.writeFileSync(file, 'name: tools\negress-policy: audit\nallowed-endpoints: github.com\n');
+    expect((await ringfence(['policy', 'create', '-f', file])).stdout).toBe('created policy tools (version 1)\n');
+    fs.writeFileSync(file, 'name: tools\negress-policy: block\nallowed-endpoints: github.com api.github.com\n');
+    expect((await ringfence(['policy', 'update', '-f', file, '--expected-version', '1'])).stdout).toBe('updated policy tools to version 2\n');
+    const stale = await ringfence(['policy', 'update', '-f', file, '--expected-version', '1']);
+    expect([stale.code, stale.stderr]).toEqual([2, 'ringfence: FAILED_PRECONDITION: policy tools is at version 2, not 1: it changed since you read it\n']);
+    const history = await ringfence(['policy', 'history', 'tools']);
+    expect(history.stdout).toMatch(/^VERSION +WHEN +WHO +CHANGES\n1 .* token:\w+ +created\n2 .* token:\w+ +egress-policy audit → block; \+ api\.github\.com\n$/);
+    const versions = JSON.parse((await ringfence(['policy', 'history', 'tools', '--json'])).stdout) as { version: string }[];
+    expect(versions.map((v) => v.version)).toEqual(['1', '2']);
+
+    expect((await ringfence(['policy', 'attach', 'tools', '--cluster', 'linux-large'])).stdout).toBe('attached tools to cluster linux-large\n');
+    expect((await ringfence(['policy', 'attach', 'tools', '--org', 'acme', '--repo', 'tools'])).stdout).toBe('attached tools to repository tools\n');
+    const onCluster = await ringfence(['policy', 'resolve', '--org', 'acme', '--repo', 'other', '--cluster', 'linux-large', '--json']);
+    expect(JSON.parse(onCluster.stdout)).toMatchObject({ policy: { name: 'tools', version: 2 }, scope: 'cluster' });
+    expect((await ringfence(['policy', 'detach', 'tools', '--org', 'acme', '--repo', 'Tools'])).stdout).toBe('detached tools from repository Tools\n');
+    const again = await ringfence(['policy', 'detach', 'tools', '--org', 'acme', '--repo', 'tools']);
+    expect([again.code, again.stderr]).toEqual([2, 'ringfence: NOT_FOUND: policy tools is not attached there\n']);
+
+    expect((await ringfence(['policy', 'delete', 'tools'])).stdout).toBe('deleted policy tools and its 1 attachment(s)\n');
+    const gone = await ringfence(['policy', 'resolve', '--org', 'acme', '--repo', 'other', '--cluster', 'linux-large', '--json']);
+    expect(JSON.parse(gone.stdout)).toEqual({ policy: null, scope: 'none' });
+    expect((await ringfence(['policy', 'history', 'tools'])).stderr).toBe('ringfence: NOT_FOUND: policy tools does not exist in acme\n');
+  });
+
   it('ringfence run takes the job its policy from the store', async () => {
     const agent = (await ringfence(['token', 'create', '--org', 'acme', '--role', 'agent', '--db', db])).stdout.trim();
     const run = await ringfence(['run', '--org', 'acme', '--repo', 'acme/web', '--workflow', '.github/workflows/release.yml', '--', '/bin/true'], { RINGFENCE_TOKEN: agent });
@@ -92,5 +119,32 @@ describe('ringfence policy', () => {
     expect(missing.stderr).toBe('ringfence: NOT_FOUND: policy nope does not exist in acme\n');
     const noToken = await ringfence(['policy', 'list'], { RINGFENCE_TOKEN: '' });
     expect(noToken.stderr).toMatch(/^ringfence: RINGFENCE_TOKEN is not set/);
+
+    // every mistake is one line and exit 2: no stack trace, no page of help
+    const npm = path.join(dir, 'npm.yml');
+    fs.writeFileSync(npm, 'name: npm\negress-policy: audit\n');
+    const file = path.join(dir, 'a-file');
+    fs.writeFileSync(file, '');
+    for (const [args, line] of [
+      [['policy', 'attach', 'npm', '--org', 'globex', '--repo', 'web'], 'ringfence: PERMISSION_DENIED: credentials of acme cannot act in organization globex'],
+      [['policy', 'detach', 'npm', '--org', 'globex'], 'ringfence: PERMISSION_DENIED: credentials of acme cannot act in organization globex'],
+      [['policy', 'resolve', '--org', 'acme', '--repo', 'web', '--workflow', 'ci.yml'], "ringfence: INVALID_ARGUMENT: workflow 'ci.yml' is not a workflow file path such as .github/workflows/ci.yml"],
+      [['policy', 'create', 'other', '-f', npm], "ringfence: INVALID_ARGUMENT: the policy file is named 'npm' but 'other' was given; use one name"],
+      [['policy', 'create', '-f', path.join(dir, 'missing.yml')], `ringfence: -f ${path.join(dir, 'missing.yml')}: cannot read it (ENOENT); nothing was done`],
+      [['policy', 'create', 'bad name', '--endpoint', 'a.com'], "ringfence: policy name 'bad name' must be 1-100 letters, digits, '.', '_' or '-'"],
+      [['policy', 'update', '-f', npm, '--expected-version', 'abc'], "ringfence: --expected-version must be a version number (1 or more), not 'abc'"],
+      [['policy', 'update', '-f', npm, '--expected-version', '0'], "ringfence: --expected-version must be a version number (1 or more), not '0'"],
+      [['policy', 'export-endpoints', 'npm', '-o', path.join(dir, 'no/such/dir/x')], `ringfence: -o ${path.join(dir, 'no/such/dir/x')}: cannot write it (ENOENT)`],
+      [['policy', 'list', '--bogus'], "error: unknown option '--bogus'"],
+      [['token', 'create', '--org', 'acme', '--role', 'root', '--db', db], "ringfence: role must be admin or agent, not 'root'"],
+      [['token', 'create', '--org', 'bad org', '--role', 'admin', '--db', db], "ringfence: organization 'bad org' must be 1-100 letters, digits, '.', '_' or '-'"],
+      [['token', 'create', '--org', 'acme', '--role', 'admin', '--db', 'postgres://nobody:secret@127.0.0.1:1/x'], 'ringfence: cannot open the policy store database postgres://nobody:***@127.0.0.1:1/x: connect ECONNREFUSED 127.0.0.1:1'],
+      [['token', 'create', '--org', 'acme', '--role', 'admin', '--db', `sqlite:${file}/store.db`], `ringfence: cannot open the policy store database sqlite:${file}/store.db: EEXIST: file already exists, mkdir '${file}'`],
+    ] as const) {
+      const result = await ringfence([...args]);
+      expect([args, result.code, result.stderr]).toEqual([args, 2, `${line}\n`]);
+    }
+    const agentToken = (await ringfence(['token', 'create', '--org', 'acme', '--role', 'agent', '--db', db])).stdout.trim();
+    expect((await ringfence(['policy', 'list'], { RINGFENCE_TOKEN: agentToken })).stderr).toBe('ringfence: PERMISSION_DENIED: an agent credential cannot manage policies; use an admin token\n');
   });
 });

@@ -4,7 +4,8 @@ import { exportJWK, generateKeyPair, SignJWT, type KeyLike } from 'jose';
 
 export interface TestIssuer {
   issuer: string;
-  sign(claims: Record<string, unknown>, options?: { audience?: string; expiresIn?: string | number; key?: 'own' | 'foreign'; issuer?: string }): Promise<string>;
+  /** expiresIn null: a token without exp. */
+  sign(claims: Record<string, unknown>, options?: { audience?: string; expiresIn?: string | number | null; key?: 'own' | 'foreign'; issuer?: string }): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -27,13 +28,13 @@ export async function startTestIssuer(): Promise<TestIssuer> {
     issuer,
     async sign(claims, options = {}) {
       const key: KeyLike = options.key === 'foreign' ? foreign.privateKey : own.privateKey;
-      return new SignJWT(claims)
+      const jwt = new SignJWT(claims)
         .setProtectedHeader({ alg: 'RS256', kid: 'test-key' })
         .setIssuer(options.issuer ?? issuer)
         .setAudience(options.audience ?? 'ringfence')
-        .setIssuedAt()
-        .setExpirationTime(options.expiresIn ?? '5m')
-        .sign(key);
+        .setIssuedAt();
+      if (options.expiresIn !== null) jwt.setExpirationTime(options.expiresIn ?? '5m');
+      return jwt.sign(key);
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };

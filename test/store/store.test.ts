@@ -100,11 +100,30 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(await code(acme('GetPolicy', { name: 'broken' }))).toBe('NOT_FOUND');
   });
 
+  it('refuses bad requests with INVALID_ARGUMENT and changes nothing', async () => {
+    const acme = as('acme');
+    const version = (await acme<{ version: string }>('GetPolicy', { name: 'build' })).version;
+    expect(await code(acme('GetPolicy', { name: '' }))).toBe('INVALID_ARGUMENT');
+    expect(await code(acme('UpdatePolicy', { policyYaml: BUILD, expectedVersion: '-1' }))).toBe('INVALID_ARGUMENT');
+    // the file says build: storing it as another policy would surprise its next reader
+    expect(await code(acme('UpdatePolicy', { policyYaml: BUILD, name: 'other' }))).toBe('INVALID_ARGUMENT');
+    expect(await code(acme('CreatePolicy', { policyYaml: BUILD, name: 'other' }))).toBe('INVALID_ARGUMENT');
+    expect(await code(acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n' }))).toBe('INVALID_ARGUMENT');
+    expect(await code(acme('Attach', { policy: 'build', scope: scope('workflow', { repository: 'api', workflow: 'ci.yml' }) }))).toBe('INVALID_ARGUMENT');
+    expect(await code(acme('Attach', { policy: 'build', scope: { kind: 'SCOPE_KIND_UNSPECIFIED' } }))).toBe('INVALID_ARGUMENT');
+    expect((await acme<{ version: string }>('GetPolicy', { name: 'build' })).version).toBe(version);
+    expect(await code(acme('GetPolicy', { name: 'other' }))).toBe('NOT_FOUND');
+    expect((await acme<{ attachments: unknown[] }>('ListAttachments', {})).attachments).toEqual([]);
+  });
+
   it('resolves by precedence: workflow > repository > organization > cluster, else none', async () => {
     const acme = as('acme');
-    for (const name of ['org-wide', 'repo-api', 'wf-release', 'cluster-default', 'exempt']) {
+    for (const name of ['org-wide', 'wf-release', 'cluster-default']) {
       await acme('CreatePolicy', { policyYaml: 'egress-policy: block\n', name });
     }
+    const LOCKED = 'egress-policy: block\nlockdown-mode:\n  enabled: true\n  detections: [Reverse-Shell, Runner-Worker-Memory-Read]\n';
+    await acme('CreatePolicy', { policyYaml: LOCKED, name: 'repo-api' });
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: block\nlockdown-mode:\n  enabled: false\n', name: 'exempt' });
     await acme('Attach', { policy: 'cluster-default', scope: scope('cluster', { cluster: 'linux-large' }) });
     const resolve = (job: Record<string, string>) => as('acmeAgent')<{ policy: { name: string } | null; scope: string; attachment: unknown }>('ResolvePolicy', { job: { org: 'acme', ...job } });
 
@@ -123,8 +142,17 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'repo-api' } });
 
     // an exemption is a more specific policy, e.g. lockdown off for one workflow
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { lockdownMode: { enabled: true } } });
     await acme('Attach', { policy: 'exempt', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/ci.yml' }) });
-    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'exempt' }, scope: 'workflow' });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'exempt', lockdownMode: { enabled: false } }, scope: 'workflow' });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/deploy.yml' })).toMatchObject({ policy: { name: 'repo-api', lockdownMode: { enabled: true } } });
+
+    // organization and repository names are case-insensitive, as on GitHub; workflow paths are file paths
+    expect(await as('acmeAgent')<{ policy: { name: string } }>('ResolvePolicy', { job: { org: 'ACME', repository: 'Acme/API', workflow: '.github/workflows/ci.yml' } })).toMatchObject({ policy: { name: 'exempt' } });
+    expect(await resolve({ repository: 'api', workflow: '.github/workflows/CI.yml' })).toMatchObject({ policy: { name: 'repo-api' } });
+    // a job context that could never match an attachment is an error, not a quiet fall-through
+    expect(await code(resolve({ repository: 'api', workflow: 'ci.yml' }))).toBe('INVALID_ARGUMENT');
+    expect(await code(resolve({ workflow: '.github/workflows/ci.yml' }))).toBe('INVALID_ARGUMENT');
 
     expect(await code(acme('Attach', { policy: 'org-wide', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/ci.yml' }) }))).toBe('ALREADY_EXISTS');
     await acme('Detach', { policy: 'exempt', scope: scope('workflow', { repository: 'api', workflow: '.github/workflows/ci.yml' }) });
@@ -134,15 +162,31 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
 
   it('keeps organizations apart', async () => {
     const globex = as('globex');
+    const before = await as('acme')<{ version: string; allowedEndpoints: string[] }>('GetPolicy', { name: 'build' });
+    const { attachments: acmeAttachments } = await as('acme')<{ attachments: unknown[] }>('ListAttachments', {});
     expect(await code(globex('GetPolicy', { name: 'build' }))).toBe('NOT_FOUND');
     expect((await globex<{ policies: unknown[] }>('ListPolicies', {})).policies).toEqual([]);
+    expect((await globex<{ attachments: unknown[] }>('ListAttachments', {})).attachments).toEqual([]);
     expect(await code(globex('Attach', { policy: 'build', scope: scope('organization') }))).toBe('NOT_FOUND');
+    expect(await code(globex('UpdatePolicy', { policyYaml: BUILD.replace('github.com', 'evil.example') }))).toBe('NOT_FOUND');
+    expect(await code(globex('PolicyHistory', { name: 'build' }))).toBe('NOT_FOUND');
+    expect(await code(globex('ImportEndpoints', { name: 'build', file: { path: 'x', text: 'evil.example\n' } }))).toBe('NOT_FOUND');
+    expect(await code(globex('ExportEndpoints', { name: 'build' }))).toBe('NOT_FOUND');
+    expect(await code(globex('Detach', { policy: 'repo-api', scope: scope('repository', { repository: 'api' }) }))).toBe('NOT_FOUND');
+    expect(await code(globex('DeletePolicy', { name: 'build' }))).toBe('NOT_FOUND');
+    // naming the other organization is refused, not quietly done in one's own
+    expect(await code(globex('Attach', { policy: 'build', scope: scope('organization'), org: 'acme' }))).toBe('PERMISSION_DENIED');
+    expect(await code(globex('Detach', { policy: 'repo-api', scope: scope('repository', { repository: 'api' }), org: 'acme' }))).toBe('PERMISSION_DENIED');
+    expect(await as('acme')('GetPolicy', { name: 'build' })).toMatchObject(before);
+    expect((await as('acme')<{ attachments: unknown[] }>('ListAttachments', {})).attachments).toEqual(acmeAttachments);
     expect(await code(globex('ResolvePolicy', { job: { org: 'acme', repository: 'api' } }))).toBe('PERMISSION_DENIED');
     expect(await code(as('acme')('Attach', { policy: 'build', scope: scope('repository', { repository: 'globex/site' }) }))).toBe('PERMISSION_DENIED');
     await globex('CreatePolicy', { policyYaml: BUILD }); // same name, other org: fine
   });
 
   it('refuses missing, unknown and under-privileged credentials', async () => {
+    expect(await code(as('')('ListPolicies', {}))).toBe('UNAUTHENTICATED');
+    expect(await code(as('')('ResolvePolicy', { job: { org: 'acme' } }))).toBe('UNAUTHENTICATED');
     expect(await code(as('rfa_not-a-real-token')('ListPolicies', {}))).toBe('UNAUTHENTICATED');
     expect(await code(as('acmeAgent')('ListPolicies', {}))).toBe('PERMISSION_DENIED');
     expect(await code(as('acmeAgent')('CreatePolicy', { policyYaml: BUILD, name: 'sneaky' }))).toBe('PERMISSION_DENIED');
@@ -159,11 +203,38 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(await code(as(await issuer.sign(claims, { expiresIn: Math.floor(Date.now() / 1000) - 60 }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
     expect(await code(as(await issuer.sign(claims, { audience: 'someone-else' }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
     expect(await code(as(await issuer.sign(claims, { issuer: 'https://evil.example' }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
+    expect(await code(as(await issuer.sign(claims, { expiresIn: null }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
+    expect(await code(as(await issuer.sign({ ...claims, repository: 'globex/api' }))('ResolvePolicy', named))).toBe('UNAUTHENTICATED');
     const globexJob = await issuer.sign({ ...claims, repository_owner: 'globex', repository: 'globex/api' });
     expect(await code(as(globexJob)('ResolvePolicy', named))).toBe('PERMISSION_DENIED');
+    // GitHub spells the owner as it is registered; the store's names are case-insensitive
+    const upper = await issuer.sign({ ...claims, repository_owner: 'ACME', repository: 'ACME/Api' });
+    expect(await as(upper)<{ policy: { name: string } }>('ResolvePolicy', named)).toMatchObject({ policy: { name: 'named-step' } });
     // a job token reads nothing else
     expect(await code(as(good)('ListPolicies', {}))).toBe('PERMISSION_DENIED');
     expect(await code(as(good)('GetPolicy', { name: 'named-step' }))).toBe('PERMISSION_DENIED');
+  });
+
+  it("a job's id-token speaks for its own repository and workflow, and its named policy comes first", async () => {
+    const acme = as('acme');
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: block\n', name: 'svc-ci' });
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n', name: 'svc-release' });
+    await acme('Attach', { policy: 'svc-ci', scope: scope('workflow', { repository: 'svc', workflow: '.github/workflows/ci.yml' }) });
+    await acme('Attach', { policy: 'svc-release', scope: scope('workflow', { repository: 'svc', workflow: '.github/workflows/release.yml' }) });
+    const ciJob = await issuer.sign({ repository_owner: 'acme', repository: 'acme/svc', workflow_ref: 'acme/svc/.github/workflows/ci.yml@refs/heads/main' });
+    const resolve = (job: Record<string, string>) => as(ciJob)<{ policy: { name: string } | null; scope: string }>('ResolvePolicy', { job: { org: 'acme', ...job } });
+
+    expect(await resolve({ repository: 'svc', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'svc-ci' }, scope: 'workflow' });
+    // what the job leaves out comes from its token
+    expect(await resolve({})).toMatchObject({ policy: { name: 'svc-ci' }, scope: 'workflow' });
+    // named in the workflow step > workflow attachment
+    expect(await resolve({ repository: 'svc', workflow: '.github/workflows/ci.yml', namedPolicy: 'svc-release' })).toMatchObject({ policy: { name: 'svc-release' }, scope: 'named' });
+    // another workflow's or repository's policy is not this job's to read
+    expect(await code(resolve({ repository: 'svc', workflow: '.github/workflows/release.yml' }))).toBe('PERMISSION_DENIED');
+    expect(await code(resolve({ repository: 'api' }))).toBe('PERMISSION_DENIED');
+    // a reusable workflow's own path (job_workflow_ref, maybe in another repository) is not the job's workflow
+    const reusable = await issuer.sign({ repository_owner: 'acme', repository: 'acme/svc', job_workflow_ref: 'acme/shared/.github/workflows/ci.yml@refs/heads/main' });
+    expect(await code(as(reusable)('ResolvePolicy', { job: { org: 'acme', repository: 'svc', workflow: '.github/workflows/ci.yml' } }))).toBe('PERMISSION_DENIED');
   });
 
   it('imports endpoints from a file without duplicates, dry or not, and exports them', async () => {
