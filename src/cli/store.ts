@@ -114,11 +114,12 @@ export function addStoreCommands(program: Command): void {
     .option('--oidc-audience <audience>', 'audience the id-tokens must carry', DEFAULT_AUDIENCE)
     .option('--no-oidc', 'accept tokens only, no OIDC id-tokens')
     .action(async (options: { db: string; listen: string; tlsCert?: string; tlsKey?: string; oidc: boolean; oidcIssuer: string; oidcAudience: string }) => {
+      // every check on the command line before the database is opened (and perhaps migrated)
+      if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new RingfenceError('--tls-cert and --tls-key go together', 'RF_USAGE');
+      const credentials = options.tlsCert && options.tlsKey ? { cert: readUserBytes(options.tlsCert, '--tls-cert'), key: readUserBytes(options.tlsKey, '--tls-key') } : undefined;
       const repository = await openRepository(options.db);
       const jobIdentity = options.oidc ? new OidcVerifier({ issuer: options.oidcIssuer, audience: options.oidcAudience }) : undefined;
       const server = createPolicyStoreServer({ repository, jobIdentity, log: (line) => process.stderr.write(line + '\n') });
-      if (Boolean(options.tlsCert) !== Boolean(options.tlsKey)) throw new RingfenceError('--tls-cert and --tls-key go together', 'RF_USAGE');
-      const credentials = options.tlsCert && options.tlsKey ? { cert: readUserBytes(options.tlsCert, '--tls-cert'), key: readUserBytes(options.tlsKey, '--tls-key') } : undefined;
       const port = await server.listen(options.listen, credentials).catch((error: Error) => {
         throw new RingfenceError(`cannot listen on ${options.listen}: ${error.message}`, 'RF_LISTEN');
       });

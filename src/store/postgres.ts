@@ -5,7 +5,7 @@
  */
 import { Pool, type PoolClient } from 'pg';
 import { StoreError } from './errors';
-import { MIGRATIONS } from './migrations';
+import { checkNotNewer, conflictError, MIGRATIONS } from './migrations';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
 import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, checkExpectedVersion, contentColumns, policyFromRow, scopeColumns, tokenFromRow, versionFromRow } from './rows';
@@ -46,8 +46,13 @@ export class PostgresRepository implements PolicyRepository {
       await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
       const { rows } = await client.query('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
       const applied = Number(rows[0].version);
+      checkNotNewer(applied);
       for (let index = applied; index < target; index++) {
-        for (const statement of MIGRATIONS[index]) await client.query(statement);
+        const migration = MIGRATIONS[index];
+        const problems: string[] = [];
+        for (const sql of migration.conflicts ?? []) problems.push(...(await client.query<{ problem: string }>(sql)).rows.map((row) => row.problem));
+        if (problems.length) throw conflictError(index + 1, problems);
+        for (const statement of migration.statements) await client.query(statement);
         await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [index + 1, now()]);
       }
     });

@@ -7,7 +7,7 @@
 import { parseEndpoint, parseEndpointList } from '../policy/endpoint';
 import { parsePolicy, PolicyError } from '../policy/policy';
 import { StoreError } from './errors';
-import { chooseAttachment, checkName, normalizeJob, normalizeScope, orgName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
+import { chooseAttachment, checkName, normalizeJob, normalizeScope, orgName, repositoryName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
 import type { PolicyRepository, TokenRole } from './repository';
 
 /** Who is calling, from their credentials. */
@@ -69,6 +69,22 @@ export function contentFromYaml(yaml: string, source: string): { name?: string; 
     }
     throw error;
   }
+}
+
+/**
+ * A job's id-token speaks for its own repository and workflow only: what the
+ * job leaves out of its request is taken from the token, and naming another
+ * repository or workflow is refused (the request would not describe the job
+ * the token proves).
+ */
+function ownJob(caller: Caller, asked: JobContext): JobContext {
+  const own = caller.job;
+  if (!own) throw new StoreError('PERMISSION_DENIED', 'the id-token does not say which job it is');
+  const repository = asked.repository ? repositoryName(caller.org, asked.repository) : own.repository;
+  if (repository !== own.repository) throw new StoreError('PERMISSION_DENIED', `a job of ${own.repository} cannot resolve policies for ${asked.repository}`);
+  const workflow = asked.workflow || own.workflow;
+  if (workflow !== own.workflow) throw new StoreError('PERMISSION_DENIED', `a job of ${own.workflow ?? 'an unnamed workflow'} cannot resolve policies for workflow ${asked.workflow}`);
+  return { ...asked, repository, workflow };
 }
 
 /** Endpoint lines of a file: one per line (or several, space-separated), '#' comments. */
@@ -148,38 +164,23 @@ export class PolicyService {
    * organization > cluster.
    */
   async resolve(caller: Caller, asked: JobContext): Promise<Resolution> {
-    const job = normalizeJob(asked);
+    const job = normalizeJob(caller.role === 'job' ? ownJob(caller, asked) : asked);
     if (job.org !== caller.org) throw new StoreError('PERMISSION_DENIED', `credentials of ${caller.org} cannot resolve policies of ${asked.org}`);
-    if (caller.role === 'job') this.checkOwnJob(caller, job);
     if (job.namedPolicy) {
       if (caller.role !== 'job') throw new StoreError('PERMISSION_DENIED', `a policy named in the workflow is fetched with the job's OIDC id-token`);
       const policy = await this.repository.getPolicy(caller.org, job.namedPolicy);
       if (!policy) throw new StoreError('NOT_FOUND', `policy ${job.namedPolicy} does not exist in ${caller.org}`);
       return { policy, scope: 'named' };
     }
+    if (caller.role === 'job') {
+      // which cluster a job runs on is the runner's to say, not the job's: by attachment, only agents resolve
+      throw new StoreError('PERMISSION_DENIED', "a job's id-token fetches the policy named in its workflow step; resolving by attachment needs an agent credential");
+    }
     const attachment = chooseAttachment(job, await this.repository.attachmentsFor(caller.org, job.repository, job.workflow, job.cluster), job.repository);
     if (!attachment) return { scope: 'none' };
     const policy = await this.repository.getPolicy(caller.org, attachment.policy);
     if (!policy) return { scope: 'none' };
     return { policy, scope: attachment.scope.kind, attachment };
-  }
-
-  /**
-   * A job's id-token speaks for its own repository and workflow only: asking
-   * for another's would let one workflow read (and pick) the policy of
-   * another. What the job leaves out is taken from its token.
-   */
-  private checkOwnJob(caller: Caller, job: JobContext): void {
-    const own = caller.job;
-    if (!own) throw new StoreError('PERMISSION_DENIED', "the id-token does not say which job it is");
-    if (job.repository && job.repository !== own.repository) {
-      throw new StoreError('PERMISSION_DENIED', `a job of ${own.repository} cannot resolve policies for ${job.repository}`);
-    }
-    job.repository = own.repository;
-    if (job.workflow && job.workflow !== own.workflow) {
-      throw new StoreError('PERMISSION_DENIED', `a job of ${own.workflow ?? 'an unnamed workflow'} cannot resolve policies for workflow ${job.workflow}`);
-    }
-    if (own.workflow) job.workflow = own.workflow;
   }
 
   /**

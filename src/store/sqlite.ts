@@ -26,7 +26,7 @@ import {
 } from './rows';
 
 const ATTACHMENTS_FOR_JOB = positionalParameters(ATTACHMENTS_FOR_JOB_SQL);
-import { MIGRATIONS } from './migrations';
+import { checkNotNewer, conflictError, MIGRATIONS } from './migrations';
 
 export class SqliteRepository implements PolicyRepository {
   private readonly db: Database.Database;
@@ -54,8 +54,12 @@ export class SqliteRepository implements PolicyRepository {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
     // IMMEDIATE: a second process starting on the same file waits, then finds the work done
     this.db.transaction(() => {
+      checkNotNewer(this.appliedVersion());
       for (let version = this.appliedVersion() + 1; version <= target; version++) {
-        for (const statement of MIGRATIONS[version - 1]) this.db.exec(statement);
+        const migration = MIGRATIONS[version - 1];
+        const problems = (migration.conflicts ?? []).flatMap((sql) => (this.db.prepare(sql).all() as { problem: string }[]).map((row) => row.problem));
+        if (problems.length) throw conflictError(version, problems);
+        for (const statement of migration.statements) this.db.exec(statement);
         this.sql('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(version, now());
       }
     }).immediate();

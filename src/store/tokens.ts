@@ -35,7 +35,8 @@ export async function callerForToken(repository: PolicyRepository, token: string
   if (hit && hit.until > Date.now()) return hit.caller;
   const record = await repository.findToken(hash);
   if (!record) throw new StoreError('UNAUTHENTICATED', 'unknown or revoked token');
-  const caller: Caller = { org: record.org, role: record.role, subject: `token:${record.id}` };
+  // lowered here too: a row written by an older ringfence (schema 1) may still say Acme
+  const caller: Caller = { org: record.org.toLowerCase(), role: record.role, subject: `token:${record.id}` };
   if (known.size > 10_000) known.clear();
   known.set(hash, { caller, until: Date.now() + TOKEN_CACHE_MS });
   return caller;

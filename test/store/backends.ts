@@ -18,6 +18,29 @@ export interface Backend {
   fresh(): Promise<string>;
   /** The repository at spec, migrated to schema `target` only (for migration tests). */
   openAt(spec: string, target: number): Promise<PolicyRepository>;
+  /** Runs one SQL statement on the database at spec, outside any repository. */
+  exec(spec: string, sql: string): Promise<void>;
+}
+
+async function exec(spec: string, sql: string): Promise<void> {
+  if (spec.startsWith('sqlite:')) {
+    const Database = (await import('better-sqlite3')).default;
+    const db = new Database(spec.slice('sqlite:'.length));
+    try {
+      db.exec(sql);
+    } finally {
+      db.close();
+    }
+    return;
+  }
+  const { Client } = await import('pg');
+  const client = new Client({ connectionString: spec });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }
 
 async function openAt(spec: string, target: number): Promise<PolicyRepository> {
@@ -43,6 +66,7 @@ export const BACKENDS: Backend[] = [
       url: () => last,
       fresh: async () => freshSqliteDatabase('rf-store-'),
       openAt,
+      exec,
     };
   })(),
   (() => {
@@ -56,6 +80,7 @@ export const BACKENDS: Backend[] = [
       url: () => last,
       fresh: () => freshPostgresDatabase(`rf_test_${process.pid}_${++databases}`),
       openAt,
+      exec,
     };
   })(),
 ];

@@ -55,21 +55,37 @@ describe.each(BACKENDS)('schema migrations on $name', (backend) => {
     }
   });
 
-  it('a migration that cannot apply names the database and the cause, and changes nothing', async () => {
+  it('a migration that cannot carry data over says which rows, and changes nothing', async () => {
     const { repository: v1, spec } = await atSchemaOne();
-    // two organizations schema 1 told apart only by case: schema 2 would merge them
+    // schema 1 told these apart by case only; lowering would make each pair one
     await v1.createPolicy('Acme', 'build', CONTENT, 'token:a');
     await v1.createPolicy('acme', 'build', { ...CONTENT, allowedEndpoints: ['example.com'] }, 'token:b');
+    await v1.createPolicy('acme', 'web', CONTENT, 'token:b');
+    await v1.attach('acme', 'web', { kind: 'repository', repository: 'Web' }, 'token:b');
+    await v1.attach('acme', 'web', { kind: 'repository', repository: 'web' }, 'token:b');
     await v1.close();
 
-    await expect(openRepository(spec)).rejects.toThrow(/^cannot open the policy store database .+: .*(UNIQUE|unique|duplicate)/);
+    await expect(openRepository(spec)).rejects.toThrow(
+      'schema 2 cannot be applied, nothing was changed: policy build exists under 2 spellings of organization acme; ' +
+        'organization acme has 2 attachments on the repository scope web that differ only in case (detach all but one)',
+    );
     const again = await backend.openAt(spec, 1);
     try {
       expect(await again.schemaVersion()).toBe(1);
       expect((await again.getPolicy('Acme', 'build'))?.allowedEndpoints).toEqual(['github.com']);
       expect((await again.getPolicy('acme', 'build'))?.allowedEndpoints).toEqual(['example.com']);
+      expect((await again.listAttachments('acme')).map((a) => a.scope.repository).sort()).toEqual(['Web', 'web']);
     } finally {
       await again.close();
     }
+  });
+
+  it('refuses a database of a newer schema than it knows', async () => {
+    const spec = await backend.fresh();
+    const repository = await openRepository(spec);
+    await repository.close();
+    // as if a newer ringfence had migrated it
+    await backend.exec(spec, `INSERT INTO schema_migrations (version, applied_at) VALUES (${MIGRATIONS.length + 1}, 'later')`);
+    await expect(openRepository(spec)).rejects.toThrow(`the database is at schema ${MIGRATIONS.length + 1}, newer than this ringfence knows (${MIGRATIONS.length}): run a newer ringfence`);
   });
 });

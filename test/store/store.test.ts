@@ -215,26 +215,28 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(await code(as(good)('GetPolicy', { name: 'named-step' }))).toBe('PERMISSION_DENIED');
   });
 
-  it("a job's id-token speaks for its own repository and workflow, and its named policy comes first", async () => {
+  it("a job's id-token fetches only the named policy, and speaks only for its own repository and workflow", async () => {
     const acme = as('acme');
     await acme('CreatePolicy', { policyYaml: 'egress-policy: block\n', name: 'svc-ci' });
-    await acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n', name: 'svc-release' });
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n', name: 'svc-named' });
     await acme('Attach', { policy: 'svc-ci', scope: scope('workflow', { repository: 'svc', workflow: '.github/workflows/ci.yml' }) });
-    await acme('Attach', { policy: 'svc-release', scope: scope('workflow', { repository: 'svc', workflow: '.github/workflows/release.yml' }) });
     const ciJob = await issuer.sign({ repository_owner: 'acme', repository: 'acme/svc', workflow_ref: 'acme/svc/.github/workflows/ci.yml@refs/heads/main' });
     const resolve = (job: Record<string, string>) => as(ciJob)<{ policy: { name: string } | null; scope: string }>('ResolvePolicy', { job: { org: 'acme', ...job } });
 
-    expect(await resolve({ repository: 'svc', workflow: '.github/workflows/ci.yml' })).toMatchObject({ policy: { name: 'svc-ci' }, scope: 'workflow' });
+    // named in the workflow step: chosen over the workflow's attachment
+    expect(await resolve({ repository: 'svc', workflow: '.github/workflows/ci.yml', namedPolicy: 'svc-named' })).toMatchObject({ policy: { name: 'svc-named' }, scope: 'named' });
     // what the job leaves out comes from its token
-    expect(await resolve({})).toMatchObject({ policy: { name: 'svc-ci' }, scope: 'workflow' });
-    // named in the workflow step > workflow attachment
-    expect(await resolve({ repository: 'svc', workflow: '.github/workflows/ci.yml', namedPolicy: 'svc-release' })).toMatchObject({ policy: { name: 'svc-release' }, scope: 'named' });
-    // another workflow's or repository's policy is not this job's to read
-    expect(await code(resolve({ repository: 'svc', workflow: '.github/workflows/release.yml' }))).toBe('PERMISSION_DENIED');
-    expect(await code(resolve({ repository: 'api' }))).toBe('PERMISSION_DENIED');
+    expect(await resolve({ namedPolicy: 'svc-named' })).toMatchObject({ policy: { name: 'svc-named' } });
+    expect(await resolve({ workflow: '.github/workflows/ci.yml', namedPolicy: 'svc-named' })).toMatchObject({ policy: { name: 'svc-named' } });
+    // by attachment only agents resolve: the runner, not the job, says which cluster it is on
+    expect(await code(resolve({ repository: 'svc', workflow: '.github/workflows/ci.yml' }))).toBe('PERMISSION_DENIED');
+    // a request that describes another workflow or repository is not this job's
+    expect(await code(resolve({ repository: 'svc', workflow: '.github/workflows/release.yml', namedPolicy: 'svc-named' }))).toBe('PERMISSION_DENIED');
+    expect(await code(resolve({ repository: 'api', namedPolicy: 'svc-named' }))).toBe('PERMISSION_DENIED');
     // a reusable workflow's own path (job_workflow_ref, maybe in another repository) is not the job's workflow
     const reusable = await issuer.sign({ repository_owner: 'acme', repository: 'acme/svc', job_workflow_ref: 'acme/shared/.github/workflows/ci.yml@refs/heads/main' });
-    expect(await code(as(reusable)('ResolvePolicy', { job: { org: 'acme', repository: 'svc', workflow: '.github/workflows/ci.yml' } }))).toBe('PERMISSION_DENIED');
+    expect(await code(as(reusable)('ResolvePolicy', { job: { org: 'acme', repository: 'svc', workflow: '.github/workflows/ci.yml', namedPolicy: 'svc-named' } }))).toBe('PERMISSION_DENIED');
+    expect(await as(reusable)<{ policy: { name: string } }>('ResolvePolicy', { job: { org: 'acme', namedPolicy: 'svc-named' } })).toMatchObject({ policy: { name: 'svc-named' } });
   });
 
   it('imports endpoints from a file without duplicates, dry or not, and exports them', async () => {
