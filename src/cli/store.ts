@@ -15,7 +15,7 @@ import { DEFAULT_DB, describeDb, openRepository } from '../store/open';
 import { checkName } from '../store/model';
 import { SCOPE_KINDS } from '../store/proto';
 import { createPolicyStoreServer } from '../store/server';
-import { createToken } from '../store/tokens';
+import { createToken, listTokens, revokeToken, TOKEN_CACHE_MS } from '../store/tokens';
 import { parseEndpoint } from '../policy/endpoint';
 import { DETECTIONS, parsePolicy } from '../policy/policy';
 import { policyYaml } from '../agent/store-policy';
@@ -146,6 +146,38 @@ export function addStoreCommands(program: Command): void {
         const { token: secret, record } = await createToken(repository, options.org, options.role, options.description);
         process.stderr.write(`token ${record.id} (${record.role} of ${record.org}); it is not shown again:\n`);
         print(secret);
+      } finally {
+        await repository.close();
+      }
+    });
+
+  token
+    .command('list')
+    .description('tokens in the database (ids, roles, organizations; never the secrets)')
+    .option('--org <org>', 'only those of this organization')
+    .option('--json', 'print JSON')
+    .option('--db <url>', 'sqlite:PATH or postgres://…', DEFAULT_DB)
+    .action(async (options: { org?: string; json?: boolean; db: string }) => {
+      const repository = await openRepository(options.db);
+      try {
+        const tokens = await listTokens(repository, options.org);
+        if (options.json) return print(JSON.stringify(tokens));
+        print(table(['ID', 'ORG', 'ROLE', 'CREATED', 'DESCRIPTION'], tokens.map((t) => [t.id, t.org, t.role, t.createdAt, t.description])));
+      } finally {
+        await repository.close();
+      }
+    });
+
+  token
+    .command('revoke')
+    .description(`delete a token; a running server may accept it for up to ${TOKEN_CACHE_MS / 1000} s more`)
+    .argument('<id>', 'its id (ringfence token list)')
+    .option('--db <url>', 'sqlite:PATH or postgres://…', DEFAULT_DB)
+    .action(async (id: string, options: { db: string }) => {
+      const repository = await openRepository(options.db);
+      try {
+        await revokeToken(repository, id);
+        print(`revoked token ${id}`);
       } finally {
         await repository.close();
       }

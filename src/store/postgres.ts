@@ -182,6 +182,16 @@ export class PostgresRepository implements PolicyRepository {
     return rows[0] ? tokenFromRow(rows[0]) : undefined;
   }
 
+  async listTokens(org?: string): Promise<TokenRecord[]> {
+    const columns = 'SELECT id, org, role, description, created_at FROM tokens';
+    const { rows } = org === undefined ? await this.pool.query(`${columns} ORDER BY created_at, id`) : await this.pool.query(`${columns} WHERE org = $1 ORDER BY created_at, id`, [org]);
+    return rows.map(tokenFromRow);
+  }
+
+  async deleteToken(id: string): Promise<boolean> {
+    return ((await this.pool.query('DELETE FROM tokens WHERE id = $1', [id])).rowCount ?? 0) > 0;
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
   }

@@ -49,6 +49,10 @@ export interface PolicyRepository {
 
   createToken(record: TokenRecord, hash: string): Promise<void>;
   findToken(hash: string): Promise<TokenRecord | undefined>;
+  /** The tokens of one organization, or of all; never their hashes. Oldest first. */
+  listTokens(org?: string): Promise<TokenRecord[]>;
+  /** Deletes a token; false when there is none with that id. */
+  deleteToken(id: string): Promise<boolean>;
 
   close(): Promise<void>;
 }

@@ -172,6 +172,16 @@ export class SqliteRepository implements PolicyRepository {
     return row ? tokenFromRow(row) : undefined;
   }
 
+  async listTokens(org?: string): Promise<TokenRecord[]> {
+    const columns = 'SELECT id, org, role, description, created_at FROM tokens';
+    const rows = org === undefined ? this.sql(`${columns} ORDER BY created_at, id`).all() : this.sql(`${columns} WHERE org = ? ORDER BY created_at, id`).all(org);
+    return (rows as TokenRow[]).map(tokenFromRow);
+  }
+
+  async deleteToken(id: string): Promise<boolean> {
+    return this.sql('DELETE FROM tokens WHERE id = ?').run(id).changes > 0;
+  }
+
   async close(): Promise<void> {
     this.db.close();
   }

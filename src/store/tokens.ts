@@ -22,8 +22,21 @@ export async function createToken(repository: PolicyRepository, org: string, rol
   return { token, record };
 }
 
-/** Known tokens, by hash, for a short while: a database read per call for the same agent is waste. */
-const TOKEN_CACHE_MS = 30_000;
+/** The tokens of an organization (or all); ids and roles, never secrets. */
+export async function listTokens(repository: PolicyRepository, org?: string): Promise<TokenRecord[]> {
+  return repository.listTokens(org === undefined ? undefined : orgName(org));
+}
+
+/** Revokes a token by id. A server that saw it in the last TOKEN_CACHE_MS may still take it that long. */
+export async function revokeToken(repository: PolicyRepository, id: string): Promise<void> {
+  if (!(await repository.deleteToken(id))) throw new StoreError('NOT_FOUND', `no token with id '${id}' (ringfence token list shows them)`);
+}
+
+/**
+ * Known tokens, by hash, for a short while: a database read per call for the
+ * same agent is waste. This is also how long a revoked token may still work.
+ */
+export const TOKEN_CACHE_MS = 30_000;
 const cache = new WeakMap<PolicyRepository, Map<string, { caller: Caller; until: number }>>();
 
 /** The caller a bearer token stands for; UNAUTHENTICATED when it is unknown. */

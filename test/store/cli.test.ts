@@ -85,6 +85,20 @@ describe('ringfence policy', () => {
     expect((await ringfence(['policy', 'history', 'tools'])).stderr).toBe('ringfence: NOT_FOUND: policy tools does not exist in acme\n');
   });
 
+  it('lists and revokes tokens', async () => {
+    const created = await ringfence(['token', 'create', '--org', 'acme', '--role', 'agent', '--description', 'runner 7', '--db', db]);
+    const id = /^token (\w+) \(agent of acme\)/.exec(created.stderr)![1];
+    const list = await ringfence(['token', 'list', '--org', 'acme', '--db', db]);
+    expect(list.stdout.split('\n')[0]).toMatch(/^ID +ORG +ROLE +CREATED +DESCRIPTION$/);
+    expect(list.stdout).toMatch(new RegExp(`^${id} +acme +agent +\\S+ +runner 7$`, 'm'));
+    expect(list.stdout).not.toContain(created.stdout.trim());
+    expect((await ringfence(['token', 'revoke', id, '--db', db])).stdout).toBe(`revoked token ${id}\n`);
+    const revoked = await ringfence(['policy', 'resolve', '--org', 'acme'], { RINGFENCE_TOKEN: created.stdout.trim() });
+    expect([revoked.code, revoked.stderr]).toEqual([2, 'ringfence: UNAUTHENTICATED: unknown or revoked token\n']);
+    const again = await ringfence(['token', 'revoke', id, '--db', db]);
+    expect([again.code, again.stderr]).toEqual([2, `ringfence: no token with id '${id}' (ringfence token list shows them)\n`]);
+  });
+
   it('ringfence run takes the job its policy from the store', async () => {
     const agent = (await ringfence(['token', 'create', '--org', 'acme', '--role', 'agent', '--db', db])).stdout.trim();
     const run = await ringfence(['run', '--org', 'acme', '--repo', 'acme/web', '--workflow', '.github/workflows/release.yml', '--', '/bin/true'], { RINGFENCE_TOKEN: agent });

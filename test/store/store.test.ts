@@ -10,7 +10,7 @@ import { SCOPE_KINDS } from '../../src/store/proto';
 import type { PolicyRepository } from '../../src/store/repository';
 import { createPolicyStoreServer } from '../../src/store/server';
 import type { GrpcServer } from '../../src/rpc/grpc-server';
-import { createToken } from '../../src/store/tokens';
+import { createToken, listTokens, revokeToken } from '../../src/store/tokens';
 import { OidcVerifier } from '../../src/store/oidc';
 import { BACKENDS } from './backends';
 import { startTestIssuer, type TestIssuer } from './oidc-issuer';
@@ -191,6 +191,19 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(await code(as('acmeAgent')('ListPolicies', {}))).toBe('PERMISSION_DENIED');
     expect(await code(as('acmeAgent')('CreatePolicy', { policyYaml: BUILD, name: 'sneaky' }))).toBe('PERMISSION_DENIED');
     expect(await code(as('acmeAgent')('ResolvePolicy', { job: { org: 'acme', repository: 'api', namedPolicy: 'build' } }))).toBe('PERMISSION_DENIED');
+  });
+
+  it('lists tokens without their secrets and revokes them', async () => {
+    const { token, record } = await createToken(repository, 'Acme', 'agent', 'to be revoked');
+    expect(record.org).toBe('acme');
+    const listed = await listTokens(repository, 'ACME');
+    expect(listed.map((t) => t.description)).toEqual(['test admin', 'runner pool', 'to be revoked']);
+    expect(JSON.stringify(listed)).not.toContain(token.slice(4));
+    expect((await listTokens(repository)).map((t) => t.org).sort()).toEqual(['acme', 'acme', 'acme', 'globex']);
+    await revokeToken(repository, record.id);
+    expect(await code(as(token)('ResolvePolicy', { job: { org: 'acme' } }))).toBe('UNAUTHENTICATED');
+    await expect(revokeToken(repository, record.id)).rejects.toThrow(`no token with id '${record.id}'`);
+    expect(await code(as('acmeAgent')('ResolvePolicy', { job: { org: 'acme' } }))).toBe('OK');
   });
 
   it('a job fetches the policy named in its workflow with its OIDC id-token; forged, expired, other-audience and other-org tokens fail', async () => {
