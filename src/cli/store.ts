@@ -264,32 +264,30 @@ export function addStoreCommands(program: Command): void {
     print(table(['VERSION', 'WHEN', 'WHO', 'CHANGES'], versions.map((v) => [v.version, v.createdAt, v.author, v.changes.join('; ')])));
   });
 
-  policy
-    .command('delete')
-    .argument('<name>')
-    .action(async (name: string) => {
-      const { detached } = await call<{ detached: number }>('DeletePolicy', { name });
-      print(`deleted policy ${name}${detached ? ` and its ${detached} attachment(s)` : ''}`);
-    });
+  json(policy.command('delete').argument('<name>')).action(async (name: string, options: { json?: boolean }) => {
+    const { detached } = await call<{ detached: number }>('DeletePolicy', { name });
+    print(options.json ? JSON.stringify({ deleted: name, detached }) : `deleted policy ${name}${detached ? ` and its ${detached} attachment(s)` : ''}`);
+  });
 
   for (const verb of ['attach', 'detach'] as const) {
-    policy
-      .command(verb)
-      .argument('<name>')
-      .option('--org <org>', 'the organization (the scope, unless --repo)')
-      .option('--repo <repo>', 'a repository: NAME or OWNER/NAME')
-      .option('--workflow <path>', 'a workflow file of --repo, e.g. .github/workflows/ci.yml')
-      .option('--cluster <cluster>', 'a runner group / ARC cluster')
-      .action(async (name: string, flags: ScopeFlags) => {
-        const request = { policy: name, scope: scopeFromFlags(flags), org: flags.org ?? '' };
-        if (verb === 'attach') {
-          const attachment = await call<Attachment__Output>('Attach', request);
-          print(`attached ${name} to ${scopeText(attachment.scope!)}`);
-        } else {
-          await call('Detach', request);
-          print(`detached ${name} from ${scopeText(request.scope)}`);
-        }
-      });
+    json(
+      policy
+        .command(verb)
+        .argument('<name>')
+        .option('--org <org>', 'the organization (the scope, unless --repo)')
+        .option('--repo <repo>', 'a repository: NAME or OWNER/NAME')
+        .option('--workflow <path>', 'a workflow file of --repo, e.g. .github/workflows/ci.yml')
+        .option('--cluster <cluster>', 'a runner group / ARC cluster'),
+    ).action(async (name: string, flags: ScopeFlags & { json?: boolean }) => {
+      const request = { policy: name, scope: scopeFromFlags(flags), org: flags.org ?? '' };
+      if (verb === 'attach') {
+        const attachment = await call<Attachment__Output>('Attach', request);
+        print(flags.json ? JSON.stringify(attachment) : `attached ${name} to ${scopeText(attachment.scope!)}`);
+      } else {
+        await call('Detach', request);
+        print(flags.json ? JSON.stringify({ detached: name, scope: request.scope }) : `detached ${name} from ${scopeText(request.scope)}`);
+      }
+    });
   }
 
   json(

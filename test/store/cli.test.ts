@@ -79,7 +79,9 @@ describe('ringfence policy', () => {
     const again = await ringfence(['policy', 'detach', 'tools', '--org', 'acme', '--repo', 'tools']);
     expect([again.code, again.stderr]).toEqual([2, 'ringfence: NOT_FOUND: policy tools is not attached there\n']);
 
-    expect((await ringfence(['policy', 'delete', 'tools'])).stdout).toBe('deleted policy tools and its 1 attachment(s)\n');
+    const attached = await ringfence(['policy', 'attach', 'tools', '--cluster', 'arm', '--json']);
+    expect(JSON.parse(attached.stdout)).toMatchObject({ policy: 'tools', scope: { kind: 'SCOPE_KIND_CLUSTER', cluster: 'arm' }, createdBy: expect.stringMatching(/^token:/) });
+    expect((await ringfence(['policy', 'delete', 'tools'])).stdout).toBe('deleted policy tools and its 2 attachment(s)\n');
     const gone = await ringfence(['policy', 'resolve', '--org', 'acme', '--repo', 'other', '--cluster', 'linux-large', '--json']);
     expect(JSON.parse(gone.stdout)).toEqual({ policy: null, scope: 'none' });
     expect((await ringfence(['policy', 'history', 'tools'])).stderr).toBe('ringfence: NOT_FOUND: policy tools does not exist in acme\n');
