@@ -102,6 +102,17 @@ function scopeFromFlags(flags: ScopeFlags) {
   return { kind: SCOPE_KINDS.toProto.organization };
 }
 
+/**
+ * `ringfence policy` without a subcommand (or with an unknown one) is a
+ * one-line error naming the subcommands, not a page of help.
+ */
+function requireSubcommand(group: Command): void {
+  group.usage('[options] <command>').argument('[command]').action((name?: string) => {
+    const known = group.commands.map((c) => c.name()).join(', ');
+    throw new RingfenceError(name ? `unknown command '${group.name()} ${name}' (known: ${known})` : `${group.name()} needs a command: ${known} (--help for more)`, 'RF_USAGE');
+  });
+}
+
 export function addStoreCommands(program: Command): void {
   program
     .command('server')
@@ -133,6 +144,7 @@ export function addStoreCommands(program: Command): void {
     });
 
   const token = program.command('token').description('credentials of the policy store');
+  requireSubcommand(token);
   token
     .command('create')
     .description('create a token (run on the server host, against its database); printed once')
@@ -184,6 +196,7 @@ export function addStoreCommands(program: Command): void {
     });
 
   const policy = program.command('policy').description('policies in the policy store (RINGFENCE_SERVER, RINGFENCE_TOKEN)');
+  requireSubcommand(policy);
   const json = (cmd: Command) => cmd.option('--json', 'print JSON');
 
   json(
@@ -285,7 +298,9 @@ export function addStoreCommands(program: Command): void {
         print(flags.json ? JSON.stringify(attachment) : `attached ${name} to ${scopeText(attachment.scope!)}`);
       } else {
         await call('Detach', request);
-        print(flags.json ? JSON.stringify({ detached: name, scope: request.scope }) : `detached ${name} from ${scopeText(request.scope)}`);
+        // as the server stored it: repository names without owner, lower case (docs/policy-store.md)
+        const scope = { ...request.scope, repository: request.scope.repository?.split('/').pop()?.toLowerCase() };
+        print(flags.json ? JSON.stringify({ detached: name, scope }) : `detached ${name} from ${scopeText(scope)}`);
       }
     });
   }

@@ -75,7 +75,7 @@ describe('ringfence policy', () => {
     expect((await ringfence(['policy', 'attach', 'tools', '--org', 'acme', '--repo', 'tools'])).stdout).toBe('attached tools to repository tools\n');
     const onCluster = await ringfence(['policy', 'resolve', '--org', 'acme', '--repo', 'other', '--cluster', 'linux-large', '--json']);
     expect(JSON.parse(onCluster.stdout)).toMatchObject({ policy: { name: 'tools', version: 2 }, scope: 'cluster' });
-    expect((await ringfence(['policy', 'detach', 'tools', '--org', 'acme', '--repo', 'Tools'])).stdout).toBe('detached tools from repository Tools\n');
+    expect((await ringfence(['policy', 'detach', 'tools', '--org', 'acme', '--repo', 'Tools'])).stdout).toBe('detached tools from repository tools\n');
     const again = await ringfence(['policy', 'detach', 'tools', '--org', 'acme', '--repo', 'tools']);
     expect([again.code, again.stderr]).toEqual([2, 'ringfence: NOT_FOUND: policy tools is not attached there\n']);
 
@@ -152,6 +152,8 @@ describe('ringfence policy', () => {
       [['policy', 'update', '-f', npm, '--expected-version', '0'], "ringfence: --expected-version must be a version number (1 or more), not '0'"],
       [['policy', 'export-endpoints', 'npm', '-o', path.join(dir, 'no/such/dir/x')], `ringfence: -o ${path.join(dir, 'no/such/dir/x')}: cannot write it (ENOENT)`],
       [['policy', 'list', '--bogus'], "error: unknown option '--bogus'"],
+      [['policy'], 'ringfence: policy needs a command: create, update, list, show, history, delete, attach, detach, resolve, import-endpoints, export-endpoints (--help for more)'],
+      [['token', 'rotate'], "ringfence: unknown command 'token rotate' (known: create, list, revoke)"],
       [['token', 'create', '--org', 'acme', '--role', 'root', '--db', db], "ringfence: role must be admin or agent, not 'root'"],
       [['token', 'create', '--org', 'bad org', '--role', 'admin', '--db', db], "ringfence: organization 'bad org' must be 1-100 letters, digits, '.', '_' or '-'"],
       [['token', 'create', '--org', 'acme', '--role', 'admin', '--db', 'postgres://nobody:secret@127.0.0.1:1/x'], 'ringfence: cannot open the policy store database postgres://nobody:***@127.0.0.1:1/x: connect ECONNREFUSED 127.0.0.1:1'],
