@@ -79,6 +79,8 @@ export interface GrpcServerOptions {
   maxHeldRequestBytes?: number;
   /** Open connections beyond which new ones are closed at once (an agent holds one; default 10,000). */
   maxConnections?: number;
+  /** Time a connection may stay open without a call before it is closed (GOAWAY NO_ERROR; default 5 min; Infinity: never). */
+  idleTimeoutMs?: number;
   log?: (line: string) => void;
 }
 
@@ -111,6 +113,7 @@ export class GrpcServer {
       maxHeaderListBytes: 16 << 10,
       maxBodyBytes: this.maxMessageBytes + MESSAGE_PREFIX,
       requestTimeoutMs: options.requestTimeoutMs ?? 30_000,
+      idleTimeoutMs: options.idleTimeoutMs ?? 300_000,
       requestBytes: new RequestBytes(options.maxHeldRequestBytes ?? 256 << 20),
     };
     this.maxConnections = options.maxConnections ?? 10_000;

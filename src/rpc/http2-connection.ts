@@ -55,6 +55,14 @@ export interface ConnectionLimits {
    * hold bodies and stream slots for as long as it likes.
    */
   requestTimeoutMs: number;
+  /**
+   * Time a connection may stay open without a stream (after its handshake,
+   * or since its last stream ended); then it gets GOAWAY NO_ERROR and is
+   * closed. Connections count against the server's maxConnections, so one
+   * that never asks for anything must not hold its place for ever; a gRPC
+   * client reconnects for its next call.
+   */
+  idleTimeoutMs: number;
   /** Request bytes held at once by all connections of a server; shared between them. */
   requestBytes: RequestBytes;
 }
@@ -255,6 +263,14 @@ export class Http2ServerConnection {
   private readonly prefaceTimer: NodeJS.Timeout;
   /** Armed while a request or header block is incomplete (see ConnectionLimits.requestTimeoutMs). */
   private requestTimer: NodeJS.Timeout | undefined;
+  /**
+   * One timer for the connection's life (see ConnectionLimits.idleTimeoutMs):
+   * streams opening and ending only move idleSince, and the timer, when it
+   * fires, looks whether the connection really was idle that long. Re-arming
+   * a timer on every call cost more than the call's own work.
+   */
+  private idleTimer: NodeJS.Timeout | undefined;
+  private idleSince = performance.now();
   /** Writes the socket has not passed on yet (see MAX_UNREAD_WRITES). */
   private unreadWrites = 0;
   private readonly written = (): void => {
@@ -276,6 +292,8 @@ export class Http2ServerConnection {
     socket.on('close', () => this.close());
     this.prefaceTimer = setTimeout(() => this.fail(new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'no HTTP/2 preface and SETTINGS in time')), PREFACE_TIMEOUT_MS);
     this.prefaceTimer.unref();
+    this.expireIdle = this.expireIdle.bind(this);
+    this.armIdleTimer(limits.idleTimeoutMs);
     const settings = settingsPayload([
       [Setting.MAX_CONCURRENT_STREAMS, limits.maxConcurrentStreams],
       [Setting.INITIAL_WINDOW_SIZE, STREAM_WINDOW],
@@ -291,11 +309,24 @@ export class Http2ServerConnection {
   }
 
   /** Graceful end: GOAWAY, answer what is open, then close. */
-  goAway(): void {
+  goAway(reason = 'server shutting down'): void {
     if (this.closed || this.goingAway) return;
     this.goingAway = true;
-    this.write(frame(FrameType.GOAWAY, 0, 0, goAwayPayload(this.lastStreamId, ErrorCode.NO_ERROR, 'server shutting down')));
+    this.write(frame(FrameType.GOAWAY, 0, 0, goAwayPayload(this.lastStreamId, ErrorCode.NO_ERROR, reason)));
     if (this.streams.size === 0) this.end();
+  }
+
+  private armIdleTimer(ms: number): void {
+    if (this.closed || !Number.isFinite(ms)) return;
+    this.idleTimer = setTimeout(this.expireIdle, Math.min(Math.max(ms, 1), 0x7fffffff)).unref();
+  }
+
+  private expireIdle(): void {
+    const limit = this.limits.idleTimeoutMs;
+    if (this.streams.size > 0) return this.armIdleTimer(limit);
+    const idle = performance.now() - this.idleSince;
+    if (idle < limit) return this.armIdleTimer(limit - idle);
+    this.goAway(`idle for ${limit} ms`);
   }
 
   destroy(): void {
@@ -713,7 +744,9 @@ export class Http2ServerConnection {
   settle(stream: ServerStream): void {
     if ((!stream.sent && !stream.reset) || stream.working) return;
     this.limits.requestBytes.held -= stream.dropBody();
-    if (this.streams.delete(stream.id) && this.goingAway && this.streams.size === 0) this.end();
+    if (!this.streams.delete(stream.id) || this.streams.size > 0) return;
+    this.idleSince = performance.now();
+    if (this.goingAway) this.end();
   }
 
   /** See ServerStream.abort. */
@@ -756,6 +789,7 @@ export class Http2ServerConnection {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.prefaceTimer);
+    clearTimeout(this.idleTimer);
     for (const stream of [...this.streams.values()]) this.cancel(stream);
     this.streams.clear();
     this.blocked = [];

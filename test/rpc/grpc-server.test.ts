@@ -586,6 +586,40 @@ describe('Http2ServerConnection with a raw HTTP/2 client', () => {
     expect(log.some((line) => line.includes('stream 1:'))).toBe(false);
   });
 
+  it('a connection without a call for idleTimeoutMs gets GOAWAY NO_ERROR and is closed; one in use, or waiting on a slow handler, is not', async () => {
+    const { port } = await startServer(
+      {
+        [SLOW]: async (call) => {
+          await new Promise((resolve) => setTimeout(resolve, 600));
+          return call.request;
+        },
+        [ECHO]: echo,
+      },
+      { idleTimeoutMs: 250 },
+    );
+    // never asks for anything: closed after the timeout
+    const idle = await rawClient(port);
+    const started = Date.now();
+    const goAway = await idle.goAway();
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+    expect(goAway).toMatchObject({ code: ErrorCode.NO_ERROR, lastStream: 0, debug: 'idle for 250 ms' });
+
+    // a call every 100 ms for 1 s: never idle that long
+    const busy = await rawClient(port);
+    for (let i = 0; i < 10; i++) {
+      const id = 1 + 2 * i;
+      busy.request(id, grpcRequestFields(ECHO), grpcBody(`call ${i}`));
+      expect(grpcMessage(await busy.response(id))?.toString()).toBe(`call ${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // a handler working longer than the timeout: the connection is not idle meanwhile
+    busy.request(21, grpcRequestFields(SLOW), grpcBody('slow'));
+    expect(grpcMessage(await busy.response(21))?.toString()).toBe('slow');
+    expect(busy.frames.filter((f) => f.type === FrameType.GOAWAY)).toEqual([]);
+    // and once it is idle, it goes the same way, naming the last stream it served
+    expect(await busy.goAway()).toMatchObject({ code: ErrorCode.NO_ERROR, lastStream: 21 });
+  });
+
   it('a header block left unfinished in CONTINUATION frames past requestTimeoutMs ends the connection (GOAWAY ENHANCE_YOUR_CALM)', async () => {
     const { port } = await startServer({ [ECHO]: echo }, { requestTimeoutMs: 200 });
     const client = await rawClient(port);
