@@ -20,12 +20,10 @@ function fail(error: unknown): never {
   if (process.env.RINGFENCE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
   if (error instanceof PolicyError) {
     process.stderr.write(`ringfence: policy ${error.source} is not valid, nothing was done:\n${error.message}\n`);
-  } else if (error instanceof RingfenceError) {
+  } else if (error instanceof RingfenceError || error instanceof StoreError) {
+    const detail = error instanceof StoreError ? error.details.join('\n') : error.detail;
     process.stderr.write(`ringfence: ${error.message}\n`);
-    if (error.detail) process.stderr.write(error.detail.replace(/^/gm, '  ') + '\n');
-  } else if (error instanceof StoreError) {
-    process.stderr.write(`ringfence: ${error.message}\n`);
-    if (error.details.length) process.stderr.write(error.details.join('\n').replace(/^/gm, '  ') + '\n');
+    if (detail) process.stderr.write(detail.replace(/^/gm, '  ') + '\n');
   } else {
     const message = error instanceof Error ? error.message : String(error);
     process.stderr.write(`ringfence: ${message.split('\n')[0]} (RINGFENCE_DEBUG=1 shows where)\n`);

@@ -8,12 +8,14 @@ import { Command } from 'commander';
 import fs from 'node:fs';
 import YAML from 'yaml';
 import type { Attachment__Output } from '../proto/ringfence/policy/v1/Attachment';
+import type { DetachResponse__Output } from '../proto/ringfence/policy/v1/DetachResponse';
 import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
 import { StoreClient } from '../store/client';
 import { DEFAULT_AUDIENCE, GITHUB_ISSUER, OidcVerifier } from '../store/oidc';
 import { DEFAULT_DB, describeDb, openRepository } from '../store/open';
 import { checkName } from '../store/model';
 import { SCOPE_KINDS } from '../store/proto';
+import type { PolicyRepository } from '../store/repository';
 import { createPolicyStoreServer } from '../store/server';
 import { createToken, listTokens, revokeToken, TOKEN_CACHE_MS } from '../store/tokens';
 import { parseEndpoint } from '../policy/endpoint';
@@ -68,6 +70,12 @@ interface ScopeFlags {
   cluster?: string;
 }
 
+/** The one line for a file named by a flag that cannot be read or written: the flag, the file, the errno. */
+function fileError(flag: string, file: string, what: 'read' | 'write', error: unknown): RingfenceError {
+  const cause = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+  return new RingfenceError(`${flag} ${file}: cannot ${what} it (${cause})${what === 'read' ? '; nothing was done' : ''}`, 'RF_USAGE');
+}
+
 /** A file the user named, or one line saying why it cannot be read. */
 function readUserFile(file: string, flag: string): string {
   return readUserBytes(file, flag).toString('utf8');
@@ -77,7 +85,17 @@ function readUserBytes(file: string, flag: string): Buffer {
   try {
     return fs.readFileSync(file);
   } catch (error) {
-    throw new RingfenceError(`${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); nothing was done`, 'RF_USAGE');
+    throw fileError(flag, file, 'read', error);
+  }
+}
+
+/** Runs work on the database --db names (token commands run on the server host), closing it after. */
+async function withRepository<T>(db: string, work: (repository: PolicyRepository) => Promise<T>): Promise<T> {
+  const repository = await openRepository(db);
+  try {
+    return await work(repository);
+  } finally {
+    await repository.close();
   }
 }
 
@@ -153,14 +171,9 @@ export function addStoreCommands(program: Command): void {
     .option('--description <text>', 'what it is for', '')
     .option('--db <url>', 'sqlite:PATH or postgres://…', DEFAULT_DB)
     .action(async (options: { org: string; role: 'admin' | 'agent'; description: string; db: string }) => {
-      const repository = await openRepository(options.db);
-      try {
-        const { token: secret, record } = await createToken(repository, options.org, options.role, options.description);
-        process.stderr.write(`token ${record.id} (${record.role} of ${record.org}); it is not shown again:\n`);
-        print(secret);
-      } finally {
-        await repository.close();
-      }
+      const { token: secret, record } = await withRepository(options.db, (repository) => createToken(repository, options.org, options.role, options.description));
+      process.stderr.write(`token ${record.id} (${record.role} of ${record.org}); it is not shown again:\n`);
+      print(secret);
     });
 
   token
@@ -170,14 +183,9 @@ export function addStoreCommands(program: Command): void {
     .option('--json', 'print JSON')
     .option('--db <url>', 'sqlite:PATH or postgres://…', DEFAULT_DB)
     .action(async (options: { org?: string; json?: boolean; db: string }) => {
-      const repository = await openRepository(options.db);
-      try {
-        const tokens = await listTokens(repository, options.org);
-        if (options.json) return print(JSON.stringify(tokens));
-        print(table(['ID', 'ORG', 'ROLE', 'CREATED', 'DESCRIPTION'], tokens.map((t) => [t.id, t.org, t.role, t.createdAt, t.description])));
-      } finally {
-        await repository.close();
-      }
+      const tokens = await withRepository(options.db, (repository) => listTokens(repository, options.org));
+      if (options.json) return print(JSON.stringify(tokens));
+      print(table(['ID', 'ORG', 'ROLE', 'CREATED', 'DESCRIPTION'], tokens.map((t) => [t.id, t.org, t.role, t.createdAt, t.description])));
     });
 
   token
@@ -186,13 +194,8 @@ export function addStoreCommands(program: Command): void {
     .argument('<id>', 'its id (ringfence token list)')
     .option('--db <url>', 'sqlite:PATH or postgres://…', DEFAULT_DB)
     .action(async (id: string, options: { db: string }) => {
-      const repository = await openRepository(options.db);
-      try {
-        await revokeToken(repository, id);
-        print(`revoked token ${id}`);
-      } finally {
-        await repository.close();
-      }
+      await withRepository(options.db, (repository) => revokeToken(repository, id));
+      print(`revoked token ${id}`);
     });
 
   const policy = program.command('policy').description('policies in the policy store (RINGFENCE_SERVER, RINGFENCE_TOKEN)');
@@ -297,10 +300,8 @@ export function addStoreCommands(program: Command): void {
         const attachment = await call<Attachment__Output>('Attach', request);
         print(flags.json ? JSON.stringify(attachment) : `attached ${name} to ${scopeText(attachment.scope!)}`);
       } else {
-        await call('Detach', request);
-        // as the server stored it: repository names without owner, lower case (docs/policy-store.md)
-        const scope = { ...request.scope, repository: request.scope.repository?.split('/').pop()?.toLowerCase() };
-        print(flags.json ? JSON.stringify({ detached: name, scope }) : `detached ${name} from ${scopeText(scope)}`);
+        const { scope } = await call<DetachResponse__Output>('Detach', request);
+        print(flags.json ? JSON.stringify({ detached: name, scope }) : `detached ${name} from ${scopeText(scope!)}`);
       }
     });
   }
@@ -353,7 +354,7 @@ export function addStoreCommands(program: Command): void {
       try {
         fs.writeFileSync(options.output, text);
       } catch (error) {
-        throw new RingfenceError(`-o ${options.output}: cannot write it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, 'RF_USAGE');
+        throw fileError('-o', options.output, 'write', error);
       }
     });
 }

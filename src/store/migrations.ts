@@ -21,9 +21,14 @@ export function conflictError(version: number, problems: string[]): Error {
   return new Error(`schema ${version} cannot be applied, nothing was changed: ${shown}`);
 }
 
-/** Refuses a database written by a newer ringfence: this one would misread it, or write rows it no longer expects. */
-export function checkNotNewer(applied: number): void {
+/**
+ * The migrations that bring a database from schema `applied` to `target`,
+ * each with the version it makes. A database written by a newer ringfence is
+ * refused: this one would misread it, or write rows it no longer expects.
+ */
+export function pendingMigrations(applied: number, target = MIGRATIONS.length): { version: number; migration: Migration }[] {
   if (applied > MIGRATIONS.length) throw new Error(`the database is at schema ${applied}, newer than this ringfence knows (${MIGRATIONS.length}): run a newer ringfence`);
+  return MIGRATIONS.slice(applied, target).map((migration, i) => ({ version: applied + i + 1, migration }));
 }
 
 export const MIGRATIONS: Migration[] = [

@@ -68,7 +68,7 @@ export const PRECEDENCE: ScopeKind[] = ['workflow', 'repository', 'organization'
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 /** A workflow is named by its file's path in the repository. */
-export const WORKFLOW = /^\.github\/workflows\/[^/\0]+\.ya?ml$/;
+const WORKFLOW = /^\.github\/workflows\/[^/\0]+\.ya?ml$/;
 
 /**
  * Organization names are case-insensitive on GitHub (`Acme` and `acme` are

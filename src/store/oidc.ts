@@ -49,9 +49,7 @@ export class OidcVerifier implements JobIdentityVerifier {
       throw new StoreError('UNAUTHENTICATED', `id-token refused: ${describe(error)}`);
     }
     const fullName = claims.repository ?? '';
-    const [owner, name, ...rest] = fullName.split('/');
-    if (!claims.repository_owner || !owner || !name || rest.length) throw new StoreError('UNAUTHENTICATED', 'id-token refused: no repository_owner claim or no owner/name repository claim');
-    if (owner.toLowerCase() !== claims.repository_owner.toLowerCase()) throw new StoreError('UNAUTHENTICATED', `id-token refused: repository ${fullName} is not of owner ${claims.repository_owner}`);
+    if (!claims.repository_owner || !fullName.includes('/')) throw new StoreError('UNAUTHENTICATED', 'id-token refused: no repository_owner claim or no owner/name repository claim');
     // workflow_ref names the run's workflow file in the job's own repository (job_workflow_ref may be
     // a reusable workflow of another repository: not what workflow attachments name)
     const ref = /^([^/]+\/[^/]+)\/(\.github\/workflows\/[^@]+)@/.exec(claims.workflow_ref ?? claims.job_workflow_ref ?? '');
@@ -60,6 +58,7 @@ export class OidcVerifier implements JobIdentityVerifier {
     let repository: string;
     try {
       org = orgName(claims.repository_owner);
+      // an OWNER/NAME of another owner than repository_owner is refused here too
       repository = repositoryName(org, fullName);
     } catch (error) {
       throw new StoreError('UNAUTHENTICATED', `id-token refused: ${(error as Error).message}`);

@@ -16,27 +16,27 @@ export function describeDb(spec: string): string {
 }
 
 export async function openRepository(spec = DEFAULT_DB): Promise<PolicyRepository> {
-  let repository: PolicyRepository;
+  let repository: PolicyRepository | undefined;
   try {
-    if (spec.startsWith('sqlite:')) {
-      if (spec === 'sqlite:') throw new RingfenceError("bad --db 'sqlite:': give the database file, sqlite:PATH", 'RF_USAGE');
-      const { SqliteRepository } = await import('./sqlite');
-      repository = new SqliteRepository(spec.slice('sqlite:'.length));
-    } else if (/^postgres(ql)?:\/\//.test(spec)) {
-      const { PostgresRepository } = await import('./postgres');
-      repository = new PostgresRepository(spec);
-    } else {
-      throw new RingfenceError(`bad --db '${spec}': expected sqlite:PATH or postgres://USER@HOST/DB`, 'RF_USAGE');
-    }
+    repository = await construct(spec);
+    await repository.migrate();
+    return repository;
   } catch (error) {
+    await repository?.close().catch(() => undefined);
     if (error instanceof RingfenceError) throw error;
     throw new RingfenceError(`cannot open the policy store database ${describeDb(spec)}: ${(error as Error).message}`, 'RF_DB');
   }
-  try {
-    await repository.migrate();
-  } catch (error) {
-    await repository.close().catch(() => undefined);
-    throw new RingfenceError(`cannot open the policy store database ${describeDb(spec)}: ${(error as Error).message}`, 'RF_DB');
+}
+
+async function construct(spec: string): Promise<PolicyRepository> {
+  if (spec.startsWith('sqlite:')) {
+    if (spec === 'sqlite:') throw new RingfenceError("bad --db 'sqlite:': give the database file, sqlite:PATH", 'RF_USAGE');
+    const { SqliteRepository } = await import('./sqlite');
+    return new SqliteRepository(spec.slice('sqlite:'.length));
   }
-  return repository;
+  if (/^postgres(ql)?:\/\//.test(spec)) {
+    const { PostgresRepository } = await import('./postgres');
+    return new PostgresRepository(spec);
+  }
+  throw new RingfenceError(`bad --db '${spec}': expected sqlite:PATH or postgres://USER@HOST/DB`, 'RF_USAGE');
 }

@@ -5,7 +5,7 @@
  */
 import { Pool, type PoolClient } from 'pg';
 import { StoreError } from './errors';
-import { checkNotNewer, conflictError, MIGRATIONS } from './migrations';
+import { conflictError, pendingMigrations } from './migrations';
 import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
 import { now, type PolicyRepository, type TokenRecord } from './repository';
 import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, checkExpectedVersion, contentColumns, policyFromRow, scopeColumns, tokenFromRow, versionFromRow } from './rows';
@@ -39,21 +39,18 @@ export class PostgresRepository implements PolicyRepository {
     }
   }
 
-  async migrate(target = MIGRATIONS.length): Promise<void> {
+  async migrate(target?: number): Promise<void> {
     await this.transaction(async (client) => {
       // one migrator at a time, whichever replica starts first
       await client.query('SELECT pg_advisory_xact_lock(7465201)');
       await client.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
       const { rows } = await client.query('SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations');
-      const applied = Number(rows[0].version);
-      checkNotNewer(applied);
-      for (let index = applied; index < target; index++) {
-        const migration = MIGRATIONS[index];
+      for (const { version, migration } of pendingMigrations(Number(rows[0].version), target)) {
         const problems: string[] = [];
         for (const sql of migration.conflicts ?? []) problems.push(...(await client.query<{ problem: string }>(sql)).rows.map((row) => row.problem));
-        if (problems.length) throw conflictError(index + 1, problems);
+        if (problems.length) throw conflictError(version, problems);
         for (const statement of migration.statements) await client.query(statement);
-        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [index + 1, now()]);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [version, now()]);
       }
     });
   }

@@ -47,10 +47,14 @@ export function scopeFromMessage(scope: ScopeMessage | null | undefined): Scope 
   return { kind, repository: scope.repository || undefined, workflow: scope.workflow || undefined, cluster: scope.cluster || undefined };
 }
 
+export function scopeMessage(scope: Scope): ScopeMessage {
+  return { kind: SCOPE_KINDS.toProto[scope.kind], repository: scope.repository ?? '', workflow: scope.workflow ?? '', cluster: scope.cluster ?? '' };
+}
+
 export function attachmentMessage(a: Attachment): AttachmentMessage {
   return {
     policy: a.policy,
-    scope: { kind: SCOPE_KINDS.toProto[a.scope.kind], repository: a.scope.repository ?? '', workflow: a.scope.workflow ?? '', cluster: a.scope.cluster ?? '' },
+    scope: scopeMessage(a.scope),
     createdBy: a.createdBy,
     createdAt: a.createdAt,
   };
@@ -106,10 +110,7 @@ export function createPolicyStoreServer(options: ServerOptions): GrpcServer {
     versions: (await service.history(caller, req.name)).map((v) => ({ version: String(v.version), author: v.author, createdAt: v.createdAt, changes: v.changes, policy: policyMessage(v.policy) })),
   }));
   unary('Attach', async (caller, req) => attachmentMessage(await service.attach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined)));
-  unary('Detach', async (caller, req) => {
-    await service.detach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined);
-    return {};
-  });
+  unary('Detach', async (caller, req) => ({ scope: scopeMessage(await service.detach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined)) }));
   unary('ListAttachments', async (caller) => ({ attachments: (await service.attachments(caller)).map(attachmentMessage) }));
   unary('ResolvePolicy', async (caller, req) => {
     const job = req.job;

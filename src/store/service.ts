@@ -147,10 +147,13 @@ export class PolicyService {
     return this.repository.attach(caller.org, checkName('policy name', policy), normalizeScope(caller.org, scope), caller.subject);
   }
 
-  async detach(caller: Caller, policy: string, scope: Scope, org?: string): Promise<void> {
+  /** Returns the scope as stored, which may be spelled otherwise than asked. */
+  async detach(caller: Caller, policy: string, scope: Scope, org?: string): Promise<Scope> {
     requireAdmin(caller);
     checkNamedOrg(caller, org);
-    return this.repository.detach(caller.org, checkName('policy name', policy), normalizeScope(caller.org, scope));
+    const stored = normalizeScope(caller.org, scope);
+    await this.repository.detach(caller.org, checkName('policy name', policy), stored);
+    return stored;
   }
 
   async attachments(caller: Caller): Promise<Attachment[]> {

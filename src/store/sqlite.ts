@@ -26,7 +26,7 @@ import {
 } from './rows';
 
 const ATTACHMENTS_FOR_JOB = positionalParameters(ATTACHMENTS_FOR_JOB_SQL);
-import { checkNotNewer, conflictError, MIGRATIONS } from './migrations';
+import { conflictError, pendingMigrations } from './migrations';
 
 export class SqliteRepository implements PolicyRepository {
   private readonly db: Database.Database;
@@ -50,13 +50,11 @@ export class SqliteRepository implements PolicyRepository {
     this.db.pragma('foreign_keys = ON');
   }
 
-  async migrate(target = MIGRATIONS.length): Promise<void> {
+  async migrate(target?: number): Promise<void> {
     this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
     // IMMEDIATE: a second process starting on the same file waits, then finds the work done
     this.db.transaction(() => {
-      checkNotNewer(this.appliedVersion());
-      for (let version = this.appliedVersion() + 1; version <= target; version++) {
-        const migration = MIGRATIONS[version - 1];
+      for (const { version, migration } of pendingMigrations(this.appliedVersion(), target)) {
         const problems = (migration.conflicts ?? []).flatMap((sql) => (this.db.prepare(sql).all() as { problem: string }[]).map((row) => row.problem));
         if (problems.length) throw conflictError(version, problems);
         for (const statement of migration.statements) this.db.exec(statement);
