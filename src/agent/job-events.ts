@@ -2,7 +2,7 @@
  * The job events of DESIGN.md §5: what `ringfence run --events FILE` writes,
  * one JSON object per line, and what users, tests and tools read.
  */
-import fs from 'node:fs';
+import type { OutputFile } from './output';
 import type { DetectionEvent, EgressEvent, ExecEvent, ShellOnIpcEvent } from '../sensor/events';
 import type { Relay } from './relay';
 import { readProcFs, type ProcessTree } from '../sensor/process-tree';
@@ -83,6 +83,11 @@ export interface JobPhaseEvent extends Base {
   counts?: { processes: number; dns: number; network: number; blocked: number; detections: number };
   /** Sensor records lost because the ring buffer was full (0 in a healthy run). */
   dropped?: number;
+  /** What `ringfence run` exits with, and why (docs/cli.md). */
+  exitStatus?: number;
+  reason?: string;
+  /** Events that could not be written before this one (disk full, reader gone). */
+  lost?: number;
 }
 
 export type JobEvent = ProcessJobEvent | DnsJobEvent | NetworkJobEvent | DetectionJobEvent | JobPhaseEvent;
@@ -179,22 +184,28 @@ export function relayDetectionEvent(job: string, policy: string, tree: ProcessTr
   };
 }
 
-/** Writes JSON lines to a file (or nowhere), in order, and flushes on close. */
+/**
+ * Writes JSON lines to an output (or nowhere), in order. A line that cannot
+ * be written is counted, never thrown: losing the record must not end the job's enforcement.
+ */
 export class JobEventWriter {
-  private readonly stream: fs.WriteStream | undefined;
-
-  constructor(path: string | undefined) {
-    this.stream = path ? fs.createWriteStream(path, { flags: 'w' }) : undefined;
-  }
+  constructor(private readonly out: OutputFile | undefined) {}
 
   write(event: JobEvent): void {
-    this.stream?.write(JSON.stringify(event) + '\n');
+    this.out?.write(JSON.stringify(event) + '\n');
   }
 
-  close(): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (!this.stream) return resolve();
-      this.stream.end((error?: Error | null) => (error ? reject(error) : resolve()));
-    });
+  /** Events that could not be written. */
+  get lost(): number {
+    return this.out?.lost ?? 0;
+  }
+
+  /** Why the first one was lost. */
+  get error(): string | undefined {
+    return this.out?.firstError;
+  }
+
+  close(): void {
+    this.out?.close();
   }
 }

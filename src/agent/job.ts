@@ -5,7 +5,8 @@
  */
 import type { StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
-import { Cgroup } from '../cgroup/cgroup2';
+import path from 'node:path';
+import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
@@ -16,16 +17,25 @@ import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
 import { Sensor } from '../sensor/sensor';
-import { signalNumber } from '../util/signals';
+import type { JobIdentity } from '../jobs/identity';
+import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
+import { exitStatusOf, type ExitReason } from './exit-status';
+import { OutputFile } from './output';
+import { resolveCommand } from './command';
 import { detectionEvent, JobEventWriter, networkEvent, processEvent, relayDetectionEvent, type DetectionJobEvent, type DnsJobEvent } from './job-events';
 import { JobSummary } from './summary';
 
 export interface JobOptions {
   policy: Policy;
+  /** Who the job is; every event carries it. */
+  identity?: JobIdentity;
   /** How events name the policy. */
   policyName: string;
+  /** Where the events go: a path (opened before anything starts) or an opened output. */
   eventsPath?: string;
+  events?: OutputFile;
   summaryPath?: string;
+  summary?: OutputFile;
   /** Where allowed DNS queries go; default: the host's first nameserver. */
   dnsUpstream?: Upstream;
   serviceEndpoints?: Endpoint[];
@@ -46,6 +56,10 @@ export interface JobResult {
   interrupted: boolean;
   /** Offenders lockdown killed (the job was ended for them). */
   killedBy: string[];
+  /** Why ringfence exits with exitStatus. */
+  reason: ExitReason;
+  /** What ringfence failed to do or lost (events not written, records dropped…). */
+  agentFailures: string[];
 }
 
 /** The host's resolver, from /etc/resolv.conf. */
@@ -78,47 +92,31 @@ function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
-const JOBS_CGROUP = 'ringfence/jobs';
 /** How long a held shell may wait for its pipeline to connect before it is let go. */
 const RELAY_WAIT_MS = 500;
 
-/**
- * Job cgroups whose ringfence process is gone (it was SIGKILLed or the
- * machine lost power mid-job): their processes ran unwatched since; end them
- * and remove the cgroups. Job ids end in the owning process's pid.
- */
-export async function removeOrphanedJobs(log: (text: string) => void, root = Cgroup.create(JOBS_CGROUP)): Promise<string[]> {
-  const removed: string[] = [];
-  for (const job of root.children()) {
-    const owner = Number(/-(\d+)$/.exec(job.path)?.[1]);
-    if (!owner || owner === process.pid) continue;
-    try {
-      process.kill(owner, 0);
-      continue; // its ringfence is alive
-    } catch {
-      /* gone */
-    }
-    const processes = job.allProcs().length;
-    await job.destroy();
-    removed.push(job.path);
-    log(`ringfence: removed orphaned job cgroup ${job.path}${processes ? ` and killed its ${processes} process(es)` : ''}`);
-  }
-  return removed;
-}
-
 export async function runJob(command: string, args: string[], options: JobOptions): Promise<JobResult> {
-  const log = options.log ?? ((text: string) => process.stderr.write(text + '\n'));
-  const id = `run-${Date.now().toString(36)}-${process.pid}`;
+  // Everything that can be wrong with the request is found before anything starts.
+  resolveCommand(command); // the job's shell looks it up the same way, on the same PATH
+  const eventsOut = options.events ?? (options.eventsPath ? OutputFile.open(options.eventsPath, '--events') : undefined);
+  const summaryOut = options.summary ?? (options.summaryPath ? OutputFile.open(options.summaryPath, '--summary') : undefined);
+  const stderr = OutputFile.fd(2, 'stderr');
+  const log = options.log ?? ((text: string) => void stderr.write(text + '\n'));
+  const id = JobRegistry.newId('run');
   const policy: Policy = { ...options.policy, allowedEndpoints: [...options.policy.allowedEndpoints, ...(options.serviceEndpoints ?? [])] };
   const matcher = new EgressMatcher(policy);
-  const writer = new JobEventWriter(options.eventsPath);
+  const writer = new JobEventWriter(eventsOut);
   const summary = new JobSummary();
   const names = new Map<string, string>(); // address → the allowed name it answered
   let processes = 0;
   const now = () => new Date().toISOString();
+  const agentFailures: string[] = [];
 
   const sensor = Sensor.open();
-  await removeOrphanedJobs(log);
+  const registry = new JobRegistry();
+  for (const line of await registry.sweep()) log(line);
+  // recorded before it exists: a ringfence killed from here on leaves a job the next one can find
+  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id));
   const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
   let proxy: DnsProxy | undefined;
   let egress: JobEgress | undefined;
@@ -211,7 +209,10 @@ export async function runJob(command: string, args: string[], options: JobOption
         }
       }
     });
-    sensor.on('error', (error) => log(`ringfence: sensor: ${error.message}`));
+    sensor.on('error', (error) => {
+      agentFailures.push(`sensor: ${error.message}`);
+      log(`ringfence: sensor: ${error.message}`);
+    });
     sensor.start();
     sensor.track(cgroup);
     writer.write({ kind: 'job', time: now(), job: id, phase: 'started', command: [command, ...args], policy: options.policyName, mode: policy.egressPolicy });
@@ -234,35 +235,43 @@ export async function runJob(command: string, args: string[], options: JobOption
     await sensor.close();
     if (kills > killedBy.length) killedBy.push(`${kills - killedBy.length} offender(s) whose detection record was lost`);
     const dropped = sensor.finalStats?.dropped ?? 0;
+    if (dropped) agentFailures.push(`${dropped} sensor records dropped (ring buffer full)`);
     const lockedDown = killedBy.length > 0;
     const counts = { processes, ...summary.counts() };
-    writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, ...(lockedDown ? { killedBy: killedBy.join('; ') } : {}), counts, dropped });
-
     const mode = policy.egressPolicy;
     const blockedRequests = counts.blocked;
-    let exitStatus = exitCode ?? 128 + (signal ? signalNumber(signal) : 0);
-    if (lockedDown) exitStatus = 137;
-    else if (interrupted) exitStatus = 128 + signalNumber(interrupted);
-    else if (exitStatus === 0 && mode === 'block' && blockedRequests > 0) exitStatus = 1;
 
-    const outcome = lockedDown
-      ? `killed by lockdown: ${killedBy.join('; ')}`
-      : interrupted
-      ? `interrupted by ${interrupted}`
-      : `exited ${exitCode ?? `on ${signal}`}${exitStatus !== (exitCode ?? -1) && !signal ? ` (ringfence exits ${exitStatus}: ${blockedRequests} request(s) blocked)` : ''}`;
-    log(summary.renderText(`ringfence: job ${id} ${outcome}; policy ${options.policyName} (${mode}); ${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}`));
-    if (options.summaryPath) {
-      fs.writeFileSync(
-        options.summaryPath,
+    // The report is written before the status is decided: losing it is a failure too.
+    const outcome = (status: number, reason: ExitReason) =>
+      reason === 'lockdown'
+        ? `killed by lockdown: ${killedBy.join('; ')}`
+        : reason === 'interrupted'
+        ? `interrupted by ${interrupted}`
+        : `exited ${exitCode ?? `on ${signal}`}${reason === 'blocked' ? ` (ringfence exits ${status}: ${blockedRequests} request(s) blocked)` : ''}`;
+    const provisional = exitStatusOf({ exitCode, signal, blocked: mode === 'block' ? blockedRequests : 0, interrupted, lockedDown, agentFailures });
+    writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, ...(lockedDown ? { killedBy: killedBy.join('; ') } : {}), counts, dropped, exitStatus: provisional.status, reason: provisional.reason, lost: writer.lost });
+    writer.close();
+    if (writer.lost) agentFailures.push(`${writer.lost} event(s) not written to ${eventsOut!.label} (${writer.error})`);
+    if (summaryOut) {
+      summaryOut.write(
         summary.renderMarkdown(`ringfence: ${[command, ...args].join(' ')}`, [
-          `job \`${id}\` ${outcome}`,
+          `job \`${id}\` ${outcome(provisional.status, provisional.reason)}`,
           `policy \`${options.policyName}\`, egress ${mode}`,
           `${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked`,
           ...(dropped ? [`${dropped} sensor events dropped (ring buffer full)`] : []),
         ]),
       );
+      summaryOut.close();
+      if (summaryOut.lost) agentFailures.push(`the summary was not written to ${summaryOut.label} (${summaryOut.firstError})`);
     }
-    return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined, killedBy };
+    const { status: exitStatus, reason } = exitStatusOf({ exitCode, signal, blocked: mode === 'block' ? blockedRequests : 0, interrupted, lockedDown, agentFailures });
+    const failures = agentFailures.length ? `; ringfence failed: ${agentFailures.join('; ')}` : '';
+    log(
+      summary.renderText(
+        `ringfence: job ${id} ${outcome(exitStatus, reason)}; policy ${options.policyName} (${mode}); ${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}${failures}${reason === 'agent-failure' || reason === 'lockdown' ? ` (ringfence exits ${exitStatus}: ${reason})` : ''}`,
+      ),
+    );
+    return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined, killedBy, reason, agentFailures };
   } finally {
     // Every step runs even if an earlier one failed: nothing of the job may stay.
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
@@ -280,5 +289,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     await attempt('stopping the DNS proxy', () => proxy?.close());
     await attempt(`removing ${cgroup.path}`, () => cgroup.destroy());
     await attempt('writing the events', () => writer.close());
+    await attempt('closing the summary', () => summaryOut?.close());
+    await attempt('forgetting the job', () => registry.unregister(id));
   }
 }

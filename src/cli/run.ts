@@ -1,23 +1,23 @@
 /**
  * `ringfence run [--policy FILE] [--events FILE] [--summary FILE] -- CMD ARGS…`:
- * runs CMD as a job under the sensor and the policy (none: audit mode).
+ * runs CMD as a job under the sensor and its policy.
+ *
+ * Where the policy comes from is explicit and said at start: `--policy FILE`;
+ * else the policy store when RINGFENCE_SERVER is set (the job's identity
+ * says whose policy); else audit mode. Identity flags never pick the source.
  */
 import path from 'node:path';
 import { loadServiceEndpoints } from '../agent/service-endpoints';
 import { parseUpstream, runJob } from '../agent/job';
+import { resolveCommand } from '../agent/command';
+import { OutputFile } from '../agent/output';
 import { fetchPolicy } from '../agent/store-policy';
+import { identityFrom, type IdentityFlags, type JobIdentity } from '../jobs/identity';
 import { AUDIT_POLICY, loadPolicyFile, type Policy } from '../policy/policy';
-import { DEFAULT_LISTEN } from './store';
 import { RingfenceError } from '../util/errors';
 
-export interface RunOptions {
+export interface RunOptions extends IdentityFlags {
   policy?: string;
-  /** Fetch the policy from the store (RINGFENCE_SERVER, RINGFENCE_TOKEN) for this job. */
-  org?: string;
-  repo?: string;
-  workflow?: string;
-  job?: string;
-  cluster?: string;
   policyName?: string;
   events?: string;
   summary?: string;
@@ -25,44 +25,71 @@ export interface RunOptions {
   serviceEndpoints?: string;
 }
 
-export async function run(command: string, args: string[], options: RunOptions): Promise<number> {
+export interface PolicySource {
+  kind: 'file' | 'store' | 'audit';
+  /** What stderr says at start. */
+  description: string;
+}
+
+/** Usage problems of `run`'s flags and environment, all at once (nothing has started). */
+export function checkRunUsage(options: RunOptions, env: NodeJS.ProcessEnv, identity: JobIdentity, identityProblems: string[]): string[] {
+  const problems = [...identityProblems];
+  const server = env.RINGFENCE_SERVER;
+  if (options.policy !== undefined && options.policyName !== undefined) problems.push('--policy FILE and --policy-name (a policy of the store) exclude each other');
+  if (options.policy === undefined && server) {
+    if (!identity.org) problems.push('RINGFENCE_SERVER is set, so the policy comes from the store: say whose job this is with --org ORG (or GITHUB_REPOSITORY_OWNER)');
+    if (!env.RINGFENCE_TOKEN) problems.push("RINGFENCE_SERVER is set but RINGFENCE_TOKEN is not: an agent token, or the job's OIDC id-token for --policy-name");
+  }
+  if (options.policyName !== undefined && options.policy === undefined && !server) problems.push('--policy-name names a policy of the store: set RINGFENCE_SERVER (and RINGFENCE_TOKEN)');
+  return problems;
+}
+
+export async function run(command: string, args: string[], options: RunOptions, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  resolveCommand(command);
+  const { identity, problems } = identityFrom(options, env);
+  const usage = checkRunUsage(options, env, identity, problems.map((p) => `${p.flag} '${p.value}': ${p.problem}`));
+  let dnsUpstream;
+  if (options.dnsUpstream !== undefined) {
+    try {
+      dnsUpstream = parseUpstream(options.dnsUpstream);
+    } catch (error) {
+      usage.push(`--dns-upstream: ${(error as Error).message}`);
+    }
+  }
+  let serviceEndpoints;
+  try {
+    serviceEndpoints = loadServiceEndpoints(options.serviceEndpoints ?? 'default');
+  } catch (error) {
+    usage.push(`--service-endpoints: ${(error as Error).message}`);
+  }
+  if (usage.length) throw new RingfenceError(usage.length === 1 ? usage[0] : `${usage.length} problems, nothing was started`, 'RF_USAGE', usage.length === 1 ? undefined : usage.join('\n'));
+
+  // Outputs are opened before the policy is fetched and the job starts: a bad path starts nothing.
+  const events = options.events !== undefined ? OutputFile.open(options.events, '--events') : undefined;
+  const summary = options.summary !== undefined ? OutputFile.open(options.summary, '--summary') : undefined;
+
   let policy: Policy = AUDIT_POLICY;
   let policyName = 'none (audit)';
-  if (options.policy && (options.org || options.policyName)) {
-    throw new RingfenceError('--policy FILE and a policy from the store (--org…, --policy-name) exclude each other', 'RF_USAGE');
-  }
-  if (options.policy) {
+  const server = env.RINGFENCE_SERVER;
+  if (options.policy !== undefined) {
     policy = loadPolicyFile(options.policy);
     policyName = policy.name ?? path.basename(options.policy).replace(/\.ya?ml$/, '');
-  } else if (options.org || options.policyName) {
-    if (!options.org) throw new RingfenceError('--policy-name needs --org (and --repo, --workflow) to say whose policy it is', 'RF_USAGE');
-    const token = process.env.RINGFENCE_TOKEN;
-    if (!token) throw new RingfenceError('RINGFENCE_TOKEN is not set: an agent token, or the job\'s OIDC id-token for --policy-name', 'RF_USAGE');
-    const fetched = await fetchPolicy(process.env.RINGFENCE_SERVER || DEFAULT_LISTEN, token, {
-      org: options.org,
-      repository: options.repo,
-      workflow: options.workflow,
-      job: options.job,
-      cluster: options.cluster,
+    process.stderr.write(`ringfence: policy ${policyName} from ${options.policy}${server ? ' (--policy wins over RINGFENCE_SERVER)' : ''}\n`);
+  } else if (server) {
+    const fetched = await fetchPolicy(server, env.RINGFENCE_TOKEN!, {
+      org: identity.org!,
+      repository: identity.repo,
+      workflow: identity.workflow,
+      job: identity.jobName,
+      cluster: identity.cluster,
       namedPolicy: options.policyName,
     });
     if (fetched.policy) policy = fetched.policy;
     policyName = fetched.name;
-    process.stderr.write(`ringfence: policy ${fetched.name} from the policy store (${fetched.scope} scope)\n`);
+    process.stderr.write(`ringfence: policy ${fetched.name} from the policy store at ${server} (${fetched.scope} scope)\n`);
+  } else {
+    process.stderr.write('ringfence: audit mode (no --policy, and RINGFENCE_SERVER is not set): everything is recorded, nothing is refused\n');
   }
-  let dnsUpstream;
-  try {
-    dnsUpstream = options.dnsUpstream ? parseUpstream(options.dnsUpstream) : undefined;
-  } catch (error) {
-    throw new RingfenceError((error as Error).message, 'RF_USAGE');
-  }
-  const result = await runJob(command, args, {
-    policy,
-    policyName,
-    eventsPath: options.events,
-    summaryPath: options.summary,
-    dnsUpstream,
-    serviceEndpoints: loadServiceEndpoints(options.serviceEndpoints ?? 'default'),
-  });
+  const result = await runJob(command, args, { policy, policyName, identity, events, summary, dnsUpstream, serviceEndpoints });
   return result.exitStatus;
 }

@@ -1,10 +1,16 @@
 /**
  * `ringfence trace [--json] [-o FILE] -- CMD ARGS…`: runs CMD in a cgroup of
  * its own under the sensor and prints every event of it and its descendants.
- * A debugging tool: no policy, nothing blocked.
+ * A debugging tool: no policy, nothing blocked. Like `run`, it is a job:
+ * registered, swept when its ringfence is gone, its output opened before CMD
+ * starts and never fatal to write.
  */
-import fs from 'node:fs';
-import { Cgroup } from '../cgroup/cgroup2';
+import path from 'node:path';
+import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
+import { resolveCommand } from '../agent/command';
+import { EXIT } from '../agent/exit-status';
+import { OutputFile } from '../agent/output';
+import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
 import { eventToJson, formatEvent } from '../sensor/format';
 import { Sensor } from '../sensor/sensor';
 import { signalNumber } from '../util/signals';
@@ -14,12 +20,23 @@ export interface TraceOptions {
   output?: string;
 }
 
-/** Resolves to the exit status to leave with (CMD's, or 128+signal). */
+/** Resolves to the exit status to leave with (CMD's, or 128+signal; 171 when events were lost). */
 export async function trace(command: string, args: string[], options: TraceOptions): Promise<number> {
-  const out = options.output ? fs.createWriteStream(options.output) : process.stderr;
+  resolveCommand(command);
+  const out = options.output !== undefined ? OutputFile.open(options.output, '--output') : OutputFile.fd(2, 'stderr');
+  const stderr = OutputFile.fd(2, 'stderr');
   const sensor = Sensor.open();
-  const cgroup = Cgroup.create(`ringfence/trace-${process.pid}`);
+  const registry = new JobRegistry();
+  for (const line of await registry.sweep()) stderr.write(line + '\n');
+  const id = JobRegistry.newId('trace');
+  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id));
+  const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
   let interrupted: NodeJS.Signals | undefined;
+  let sensorErrors = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    void cgroup.kill().catch(() => undefined);
+  };
   try {
     sensor.on('events', (events) => {
       for (const event of events) {
@@ -27,34 +44,39 @@ export async function trace(command: string, args: string[], options: TraceOptio
         out.write((options.json ? eventToJson(event, ancestry) : formatEvent(event, ancestry)) + '\n');
       }
     });
-    sensor.on('error', (error) => process.stderr.write(`ringfence: ${error.message}\n`));
+    sensor.on('error', (error) => {
+      sensorErrors++;
+      stderr.write(`ringfence: ${error.message}\n`);
+    });
     sensor.start();
     sensor.track(cgroup);
 
     const child = cgroup.spawn(command, args, { stdio: 'inherit' });
-    const onSignal = (signal: NodeJS.Signals) => {
-      interrupted = signal;
-      void cgroup.kill().catch(() => undefined);
-    };
     process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
     const status = await new Promise<number>((resolve) => {
       child.on('error', (error) => {
-        process.stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
+        stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
         resolve(127);
       });
       child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
     });
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
 
     // Anything CMD left running in the background ends with it.
     await cgroup.kill();
     await sensor.close();
     const stats = sensor.finalStats!;
-    if (stats.dropped > 0) process.stderr.write(`ringfence: ${stats.dropped} events were dropped (ring buffer full)\n`);
-    return interrupted ? 128 + signalNumber(interrupted) : status;
+    const failures: string[] = [];
+    if (stats.dropped > 0) failures.push(`${stats.dropped} events were dropped (ring buffer full)`);
+    if (out.lost > 0) failures.push(`${out.lost} events could not be written to ${out.label} (${out.firstError})`);
+    if (sensorErrors > 0) failures.push(`${sensorErrors} sensor error(s)`);
+    for (const failure of failures) stderr.write(`ringfence: ${failure}\n`);
+    if (interrupted) return 128 + signalNumber(interrupted);
+    return failures.length ? EXIT.AGENT_FAILURE : status;
   } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
     sensor.destroy();
-    await cgroup.destroy().catch(() => undefined);
-    if (out !== process.stderr) await new Promise((resolve) => (out as fs.WriteStream).end(resolve));
+    await cgroup.destroy().catch((error: Error) => stderr.write(`ringfence: removing ${cgroup.path}: ${error.message}\n`));
+    out.close();
+    registry.unregister(id);
   }
 }

@@ -61,7 +61,7 @@ describe('ringfence run', () => {
     const marker = path.join(os.tmpdir(), `ringfence-never-${process.pid}`);
     const policy = tempFile('bad.yml', 'egress-policy: block\nallowed-endpoints: >\n  ok.example.com\n  bad.example.com:0\n  two.*.*.com\n');
     const run = await ringfence(['run', '--policy', policy, '--', '/usr/bin/touch', marker]);
-    expect(run.code).toBe(2);
+    expect(run.code).toBe(170);
     expect(run.stderr.trim().split('\n')).toEqual([
       `ringfence: policy ${policy} is not valid, nothing was done:`,
       `${policy}:4: endpoint 'bad.example.com:0': bad port '0' in 'bad.example.com:0' (1-65535)`,
@@ -101,23 +101,39 @@ describe('ringfence run', () => {
 });
 
 describe('orphaned jobs', () => {
-  it('job cgroups whose ringfence died are ended and removed; live ones are left alone', async () => {
+  it('jobs whose ringfence died are ended and removed, recorded or not; live ones are left alone', async () => {
     const { Cgroup } = await import('../../src/cgroup/cgroup2');
-    const { removeOrphanedJobs } = await import('../../src/agent/job');
-    // a private root, so that jobs of other test files running meanwhile are not involved
+    const { JobRegistry } = await import('../../src/jobs/registry');
+    // a private root and state directory, so that jobs of other test files running meanwhile are not involved
     const root = Cgroup.create(`ringfence-test/${process.pid}-orphans`);
+    const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringfence-state-'));
+    const pinRoot = fs.mkdtempSync(path.join(os.tmpdir(), 'ringfence-pins-'));
+    const registry = new JobRegistry({ stateDir, pinRoot, cgroupRoot: root });
     // a pid above pid_max stands for a dead ringfence; ours is alive
-    const orphan = Cgroup.create('run-orphan-4194305', root.path);
-    const live = Cgroup.create(`run-live-${process.pid}`, root.path);
-    const sleeper = orphan.spawn('/bin/sleep', ['60'], { stdio: 'ignore' });
+    const unrecorded = Cgroup.create('jobs/run-orphan-4194305', root.path);
+    const legacyTrace = Cgroup.create('trace-4194306', root.path);
+    const recorded = Cgroup.create('jobs/run-recorded-77', root.path);
+    // recorded by pid 1 but with another start time: a recycled pid, not the owner
+    fs.writeFileSync(path.join(stateDir, 'run-recorded-77.json'), JSON.stringify({ id: 'run-recorded-77', ownerPid: 1, ownerStart: -1, cgroup: recorded.path }));
+    fs.mkdirSync(path.join(pinRoot, 'run-recorded-77'));
+    const live = Cgroup.create(`jobs/run-live-${process.pid}`, root.path);
+    registry.register(`run-live-${process.pid}`, live.path);
+    const sleeper = unrecorded.spawn('/bin/sleep', ['60'], { stdio: 'ignore' });
     const ended = new Promise<NodeJS.Signals | null>((resolve) => sleeper.on('exit', (_code, signal) => resolve(signal)));
-    while (orphan.procs().length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-    const lines: string[] = [];
-    expect(await removeOrphanedJobs((line) => lines.push(line), root)).toEqual([orphan.path]);
-    expect(lines).toEqual([`ringfence: removed orphaned job cgroup ${orphan.path} and killed its 1 process(es)`]);
+    while (unrecorded.procs().length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+
+    const lines = await registry.sweep();
+    expect(lines.sort()).toEqual([
+      'ringfence: ended job run-orphan-4194305 left by a ringfence that is gone: removed its cgroup and killed its 1 process(es)',
+      'ringfence: ended job run-recorded-77 left by a ringfence that is gone: removed its cgroup, unpinned its kernel objects',
+      'ringfence: ended job trace-4194306 left by a ringfence that is gone: removed its cgroup',
+    ]);
     expect(await ended).toBe('SIGKILL');
-    expect(orphan.exists()).toBe(false);
+    expect([unrecorded.exists(), legacyTrace.exists(), recorded.exists(), fs.existsSync(path.join(pinRoot, 'run-recorded-77'))]).toEqual([false, false, false, false]);
+    expect(fs.existsSync(path.join(stateDir, 'run-recorded-77.json'))).toBe(false);
     expect(live.exists()).toBe(true);
+    expect(registry.records().map((r) => r.id)).toEqual([`run-live-${process.pid}`]);
+    expect(await registry.sweep()).toEqual([]);
     await root.destroy();
   });
 });

@@ -1,0 +1,190 @@
+/**
+ * Every job ringfence starts leaves a record of what it made: its cgroup, its
+ * owner (pid and start time, so a recycled pid is not mistaken for it), and
+ * the directory under bpffs where its kernel objects are pinned. The kernel
+ * objects outlive a ringfence that is killed (so the job stays enforced and
+ * cannot run on); the next ringfence finds such a job here and ends it:
+ * kills what is left in its cgroup, unpins its programs, removes it.
+ *
+ * Layout: /run/ringfence/jobs/ID.json, cgroups under CGROUP2/ringfence/,
+ * pins under /sys/fs/bpf/ringfence/ID/.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
+
+export const STATE_DIR = '/run/ringfence/jobs';
+export const PIN_ROOT = '/sys/fs/bpf/ringfence';
+/** Every cgroup ringfence makes is below this one (`jobs/` for run and trace alike). */
+export const CGROUP_ROOT = 'ringfence';
+export const JOBS_CGROUP = `${CGROUP_ROOT}/jobs`;
+
+export interface JobRecord {
+  id: string;
+  /** The ringfence process that owns the job. */
+  ownerPid: number;
+  /** Its start time in clock ticks since boot (/proc/PID/stat field 22). */
+  ownerStart: number;
+  cgroup: string;
+  /** Where the job's kernel objects are pinned (absent: nothing pinned). */
+  pins?: string;
+}
+
+export interface RegistryPaths {
+  stateDir: string;
+  pinRoot: string;
+  cgroupRoot: Cgroup;
+}
+
+/** A process's start time, or undefined when it is gone. */
+export function processStartTime(pid: number, proc = '/proc'): number | undefined {
+  try {
+    const stat = fs.readFileSync(path.join(proc, String(pid), 'stat'), 'utf8');
+    // comm (field 2) may hold spaces and parentheses: count from the last ')'
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[19]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that wrote `record` is still that process. */
+export function ownerAlive(record: Pick<JobRecord, 'ownerPid' | 'ownerStart'>, proc = '/proc'): boolean {
+  const start = processStartTime(record.ownerPid, proc);
+  return start !== undefined && start === record.ownerStart;
+}
+
+export class JobRegistry {
+  readonly paths: RegistryPaths;
+
+  constructor(paths: Partial<RegistryPaths> = {}) {
+    this.paths = {
+      stateDir: paths.stateDir ?? STATE_DIR,
+      pinRoot: paths.pinRoot ?? PIN_ROOT,
+      cgroupRoot: paths.cgroupRoot ?? new Cgroup(path.join(cgroup2Root(), CGROUP_ROOT)),
+    };
+  }
+
+  /** A new job id, unique on this machine: time, then the owner's pid. */
+  static newId(prefix: 'run' | 'trace'): string {
+    return `${prefix}-${Date.now().toString(36)}-${process.pid}`;
+  }
+
+  /** Records that this process owns job `id` (before anything of it exists). */
+  register(id: string, cgroup: string, pins?: string): JobRecord {
+    const record: JobRecord = { id, ownerPid: process.pid, ownerStart: processStartTime(process.pid)!, cgroup, ...(pins ? { pins } : {}) };
+    fs.mkdirSync(this.paths.stateDir, { recursive: true, mode: 0o700 });
+    const file = this.recordPath(id);
+    fs.writeFileSync(`${file}.tmp`, JSON.stringify(record) + '\n', { mode: 0o600 });
+    fs.renameSync(`${file}.tmp`, file);
+    return record;
+  }
+
+  /** Forgets a job that ended cleanly. */
+  unregister(id: string): void {
+    fs.rmSync(this.recordPath(id), { force: true });
+  }
+
+  records(): JobRecord[] {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.paths.stateDir);
+    } catch {
+      return [];
+    }
+    const records: JobRecord[] = [];
+    for (const name of names.filter((n) => n.endsWith('.json'))) {
+      try {
+        records.push(JSON.parse(fs.readFileSync(path.join(this.paths.stateDir, name), 'utf8')) as JobRecord);
+      } catch {
+        // half-written by an owner that died while writing: its id is in the name
+        records.push({ id: name.replace(/\.json$/, ''), ownerPid: 0, ownerStart: 0, cgroup: '' });
+      }
+    }
+    return records;
+  }
+
+  /**
+   * Ends every job whose owner is gone: kills its processes, removes its
+   * cgroup, unpins its kernel objects, forgets it. Cgroups and pin
+   * directories that no record names (left by an older ringfence, or a
+   * record lost with its owner) are judged by the pid their name ends in.
+   * Returns one line per job ended, for the log.
+   */
+  async sweep(): Promise<string[]> {
+    const lines: string[] = [];
+    const live = new Set<string>();
+    const seen = new Set<string>();
+    for (const record of this.records()) {
+      seen.add(record.id);
+      if (record.ownerPid === process.pid || (record.ownerPid && ownerAlive(record))) {
+        live.add(record.id);
+        continue;
+      }
+      lines.push(await this.end(record.id, record.cgroup ? new Cgroup(record.cgroup) : undefined, record.pins));
+      this.unregister(record.id);
+    }
+    for (const cgroup of this.unrecordedCgroups()) {
+      const id = path.basename(cgroup.path);
+      if (live.has(id) || seen.has(id) || pidOfId(id) === process.pid || ownerOfIdAlive(id)) continue;
+      lines.push(await this.end(id, cgroup, undefined));
+      seen.add(id);
+    }
+    for (const id of this.pinDirs()) {
+      if (live.has(id) || seen.has(id) || pidOfId(id) === process.pid || ownerOfIdAlive(id)) continue;
+      lines.push(await this.end(id, undefined, path.join(this.paths.pinRoot, id)));
+    }
+    return lines;
+  }
+
+  private async end(id: string, cgroup: Cgroup | undefined, pins: string | undefined): Promise<string> {
+    let killed = 0;
+    if (cgroup && fs.existsSync(cgroup.path)) {
+      killed = cgroup.allProcs().length;
+      await cgroup.destroy();
+    }
+    const pinDir = pins ?? path.join(this.paths.pinRoot, id);
+    const unpinned = fs.existsSync(pinDir);
+    // unlinking the pins drops the last reference: the kernel detaches and frees them
+    fs.rmSync(pinDir, { recursive: true, force: true });
+    const what = [cgroup ? `removed its cgroup${killed ? ` and killed its ${killed} process(es)` : ''}` : undefined, unpinned ? 'unpinned its kernel objects' : undefined].filter(Boolean);
+    return `ringfence: ended job ${id} left by a ringfence that is gone: ${what.join(', ') || 'nothing was left'}`;
+  }
+
+  /** Cgroups of jobs (jobs/ID) and of older ringfence versions (ringfence/trace-PID). */
+  private unrecordedCgroups(): Cgroup[] {
+    const root = this.paths.cgroupRoot;
+    const jobs = root.children().find((c) => path.basename(c.path) === 'jobs');
+    return [...(jobs?.children() ?? []), ...root.children().filter((c) => path.basename(c.path) !== 'jobs')];
+  }
+
+  private pinDirs(): string[] {
+    try {
+      return fs.readdirSync(this.paths.pinRoot);
+    } catch {
+      return [];
+    }
+  }
+
+  private recordPath(id: string): string {
+    return path.join(this.paths.stateDir, `${id}.json`);
+  }
+}
+
+/** The owner pid a job id ends in ("run-mwxl0j6l-19170", "trace-4242"). */
+export function pidOfId(id: string): number | undefined {
+  const pid = Number(/-(\d+)$/.exec(id)?.[1]);
+  return pid > 0 ? pid : undefined;
+}
+
+/** For ids without a record: alive when a process with that pid exists (pid reuse keeps a job, never ends a live one). */
+function ownerOfIdAlive(id: string): boolean {
+  const pid = pidOfId(id);
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
