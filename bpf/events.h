@@ -48,6 +48,7 @@ enum rf_probe {
 	RF_PROBE_STDIO_DUP,
 	RF_PROBE_EGRESS,
 	RF_PROBE_DETECTION,
+	RF_PROBE_AGENT,      /* signals to the agent, and job processes ended because the agent is gone */
 	RF_PROBE_COUNT,
 };
 
@@ -263,6 +264,13 @@ enum rf_detection {
 	 * job's cgroup would leave the sensor's scope and the egress hooks.
 	 */
 	RF_DETECT_CGROUP_ESCAPE = 5,
+	/*
+	 * A job process signalling or stopping the agent (kill, tgkill, tkill,
+	 * rt_sigqueueinfo, pidfd_send_signal, with any signal but 0) or tracing
+	 * it (ptrace attach/seize). Always killed, whatever the job's lockdown
+	 * says, and the agent counts as gone from then on (agent_gone).
+	 */
+	RF_DETECT_AGENT_TAMPER = 6,
 };
 
 #define RF_DETECT_BIT(d) (1U << (d))
@@ -289,6 +297,17 @@ enum rf_detection_hook {
 	RF_DHOOK_PTRACE = 5,
 	RF_DHOOK_CGROUP_OPEN = 6,   /* open of a cgroup.procs/cgroup.threads file for writing */
 	RF_DHOOK_CLONE_INTO = 7,    /* clone3 with CLONE_INTO_CGROUP */
+	RF_DHOOK_SIGNAL = 8,        /* a signal sent to the agent: ptrace_request holds its number */
+};
+
+/*
+ * agent_gone (.bss): why the agent can no longer watch its jobs. Once any bit
+ * is set, every process of every tracked job is SIGKILLed at its next
+ * syscall: nothing of a job runs on unwatched.
+ */
+enum rf_agent_gone {
+	RF_AGENT_EXITED = 1 << 0,    /* the agent's last thread exited (it died, or was killed) */
+	RF_AGENT_TAMPERED = 1 << 1,  /* a job process signalled, stopped or traced it */
 };
 
 /*
@@ -302,9 +321,9 @@ struct rf_detection_event {
 	__u8 action;         /* enum rf_detection_action */
 	__u8 hook;           /* enum rf_detection_hook */
 	__u8 fd;             /* the stdio descriptor (reverse shell) */
-	__u32 target_tgid;   /* protected process (memory read); 0 otherwise */
+	__u32 target_tgid;   /* protected process (memory read), the agent (tamper); 0 otherwise */
 	                     /* (cgroup escape: the target cgroup's id is in cap_effective) */
-	__s64 ptrace_request;
+	__s64 ptrace_request; /* ptrace request; for RF_DHOOK_SIGNAL the signal number */
 	__u64 cap_effective; /* privileged container */
 	__u32 pidns_level;
 	__u32 _pad;

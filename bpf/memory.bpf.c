@@ -8,7 +8,7 @@
  * /proc all look the same: its file_operations' open is mem_open (address
  * from kallsyms) and its proc inode names the target.
  */
-#include "lib/lockdown.h"
+#include "lib/agent.h"
 
 #define RF_PROC_SUPER_MAGIC 0x9fa0
 #define RF_FMODE_WRITE 0x2
@@ -57,8 +57,10 @@ int handle_sys_enter_ptrace(struct trace_event_raw_sys_enter *ctx)
 	job = rf_current_job();
 	if (!job)
 		return 0;
-	if (request == RF_PTRACE_ATTACH || request == RF_PTRACE_SEIZE ||
-	    (request >= RF_PTRACE_PEEKTEXT && request <= RF_PTRACE_POKEUSER))
+	if ((request == RF_PTRACE_ATTACH || request == RF_PTRACE_SEIZE) && rf_is_agent(rf_global_target(ctx->args[1])))
+		rf_agent_tampered(job, RF_DHOOK_PTRACE, request); /* attaching stops the agent */
+	else if (request == RF_PTRACE_ATTACH || request == RF_PTRACE_SEIZE ||
+		 (request >= RF_PTRACE_PEEKTEXT && request <= RF_PTRACE_POKEUSER))
 		rf_judge_memory_access(job, rf_global_target(ctx->args[1]), RF_DHOOK_PTRACE, request);
 	e = rf_reserve_in(struct rf_ptrace_event, RF_EVENT_PTRACE, cnt, job);
 	if (!e)

@@ -6,7 +6,7 @@
  * Raw tracepoints rather than the formatted ones: they hand us the task and
  * the linux_binprm, which the formatted records do not carry.
  */
-#include "lib/lockdown.h"
+#include "lib/agent.h"
 
 #define RF_USERNS_INIT_INUM 0xEFFFFFFDU /* PROC_USER_INIT_INO */
 
@@ -180,6 +180,7 @@ int BPF_PROG(handle_sched_process_fork, struct task_struct *parent, struct task_
 	__u32 child_tgid = BPF_CORE_READ(child, tgid);
 
 	rf_count(cnt, hits);
+	rf_note_agent_thread(child_pid, child_tgid);
 	if (child_pid != child_tgid)
 		return 0; /* a new thread, not a new process */
 	e = rf_reserve(struct rf_fork_event, RF_EVENT_FORK, cnt);
@@ -195,14 +196,16 @@ SEC("raw_tp/sched_process_exit")
 int BPF_PROG(handle_sched_process_exit, struct task_struct *task)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_EXIT);
+	bool last_thread = BPF_CORE_READ(task, signal, live.counter) == 0;
 	struct rf_exit_event *e;
 	__u32 tgid;
 
 	rf_count(cnt, hits);
-	/* Report the process once: when its last thread exits. */
-	if (BPF_CORE_READ(task, signal, live.counter) != 0)
-		return 0;
 	tgid = BPF_CORE_READ(task, tgid);
+	rf_note_agent_exit(BPF_CORE_READ(task, pid), tgid, last_thread);
+	/* Report the process once: when its last thread exits. */
+	if (!last_thread)
+		return 0;
 	if (rf_is_protected(tgid))
 		bpf_map_delete_elem(&protected_tgids, &tgid);
 	e = rf_reserve(struct rf_exit_event, RF_EVENT_EXIT, cnt);

@@ -12,7 +12,7 @@ namespace {
 // Names of the per-probe counter slots, in enum rf_probe order.
 const char* const kProbeNames[] = {
     "exec", "fork", "exit", "connect", "ptrace", "vm_access", "proc_mem_open", "stdio_dup", "egress",
-    "detection",
+    "detection", "agent",
 };
 static_assert(sizeof(kProbeNames) / sizeof(kProbeNames[0]) == RF_PROBE_COUNT,
               "one name per enum rf_probe entry");

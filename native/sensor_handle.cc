@@ -90,6 +90,8 @@ Napi::Function SensorHandle::Define(Napi::Env env) {
                          InstanceMethod("mapUpdate", &SensorHandle::MapUpdate),
                          InstanceMethod("mapDelete", &SensorHandle::MapDelete),
                          InstanceMethod("mapLookup", &SensorHandle::MapLookup),
+                         InstanceMethod("agentGone", &SensorHandle::AgentGone),
+                         InstanceMethod("pinDir", &SensorHandle::PinDir),
                      });
 }
 
@@ -111,6 +113,10 @@ SensorHandle::SensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Se
     skel_->rodata->cfg_mem_open_addr =
         options.Get("memOpenAddr").As<Napi::BigInt>().Uint64Value(&lossless);
   }
+  skel_->rodata->cfg_agent_tgid = OptionalUint(options, "agentTgid", 0);
+  skel_->rodata->cfg_agent_pgid = OptionalUint(options, "agentPgid", 0);
+  if (options.Has("pinDir") && options.Get("pinDir").IsString())
+    pin_dir_ = options.Get("pinDir").As<Napi::String>().Utf8Value();
   uint32_t ring_bytes = OptionalUint(options, "ringBufferBytes", kDefaultRingBytes);
   skel_->rodata->cfg_wakeup_bytes = OptionalUint(options, "wakeupBytes", ring_bytes / 16);
   int err = bpf_map__set_max_entries(skel_->maps.events, ring_bytes);
@@ -130,6 +136,61 @@ SensorHandle::SensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Se
     Teardown();
     throw LoaderError(env, "RF_ATTACH", "attaching the BPF programs failed", err);
   }
+  err = PinAll();
+  if (err) {
+    Teardown();
+    throw LoaderError(env, "RF_PIN", "pinning the BPF programs under " + pin_dir_ + " failed", err);
+  }
+}
+
+namespace {
+
+// mkdir -p with mode 0700 (bpffs directories): 0 or errno.
+int MakeDirs(const std::string& path) {
+  for (size_t slash = path.find('/', 1);; slash = path.find('/', slash + 1)) {
+    std::string prefix = path.substr(0, slash);
+    if (mkdir(prefix.c_str(), 0700) && errno != EEXIST) return errno;
+    if (slash == std::string::npos) return 0;
+  }
+}
+
+}  // namespace
+
+std::string SensorHandle::CgroupPinDir(uint64_t cgroup_id) const {
+  return pin_dir_ + "/cgroup-" + std::to_string(cgroup_id);
+}
+
+// Maps under PIN/maps/NAME, probe links under PIN/links/PROGRAM: with the
+// links pinned, the programs stay attached when this process dies, and keep
+// enforcing (and ending the job, agent_gone) until the next agent unpins them.
+int SensorHandle::PinAll() {
+  if (pin_dir_.empty()) return 0;
+  int err = MakeDirs(pin_dir_ + "/links");
+  if (err) return err;
+  err = bpf_object__pin_maps(skel_->obj, (pin_dir_ + "/maps").c_str());
+  if (err) return -err;
+  // the skeleton knows each auto-attached program's link (cgroup programs have none here)
+  const struct bpf_object_skeleton* skeleton = skel_->skeleton;
+  for (int i = 0; i < skeleton->prog_cnt; i++) {
+    struct bpf_link* link = *skeleton->progs[i].link;
+    if (!link) continue;
+    err = bpf_link__pin(link, (pin_dir_ + "/links/" + skeleton->progs[i].name).c_str());
+    if (err) return -err;
+  }
+  return 0;
+}
+
+// Everything PinAll and AttachCgroup pinned; the directories too. Best effort:
+// what cannot be removed is swept by the next agent (src/jobs/registry.ts).
+void SensorHandle::UnpinAll() {
+  if (pin_dir_.empty() || !skel_) return;
+  SkeletonLinks all = LinksOf(skel_);
+  for (size_t i = 0; i < all.count; i++)
+    if (all.begin[i]) bpf_link__unpin(all.begin[i]);
+  bpf_object__unpin_maps(skel_->obj, (pin_dir_ + "/maps").c_str());
+  rmdir((pin_dir_ + "/links").c_str());
+  rmdir((pin_dir_ + "/maps").c_str());
+  rmdir(pin_dir_.c_str());
 }
 
 SensorHandle::~SensorHandle() { Teardown(); }
@@ -143,7 +204,12 @@ void SensorHandle::Teardown() {
   }
   // Every link of ours, cgroup hooks and probes, in one round of parallel detaches.
   std::vector<struct bpf_link*> links;
-  for (auto& entry : cgroup_links_) links.insert(links.end(), entry.second.begin(), entry.second.end());
+  for (auto& entry : cgroup_links_) {
+    for (struct bpf_link* link : entry.second) bpf_link__unpin(link);
+    if (!pin_dir_.empty()) rmdir(CgroupPinDir(entry.first).c_str());
+    links.insert(links.end(), entry.second.begin(), entry.second.end());
+  }
+  UnpinAll();
   cgroup_links_.clear();
   SkeletonLinks probes = skel_ ? LinksOf(skel_) : SkeletonLinks{nullptr, 0};
   links.insert(links.end(), probes.begin, probes.begin + probes.count);
@@ -338,6 +404,19 @@ Napi::Value SensorHandle::AttachCgroup(const Napi::CallbackInfo& info) {
                         err);
     }
     links.push_back(link);
+    if (!pin_dir_.empty()) {
+      int pin_err = MakeDirs(CgroupPinDir(cgroup_id));
+      if (!pin_err) pin_err = -bpf_link__pin(link, (CgroupPinDir(cgroup_id) + "/" + bpf_program__name(prog)).c_str());
+      if (pin_err) {
+        for (struct bpf_link* l : links) {
+          bpf_link__unpin(l);
+          bpf_link__destroy(l);
+        }
+        rmdir(CgroupPinDir(cgroup_id).c_str());
+        close(fd);
+        throw LoaderError(env, "RF_PIN", "pinning the egress programs of " + path + " failed", pin_err);
+      }
+    }
   }
   close(fd);  // the links hold the cgroup
   cgroup_links_[cgroup_id] = std::move(links);
@@ -349,6 +428,8 @@ Napi::Value SensorHandle::DetachCgroup(const Napi::CallbackInfo& info) {
   uint64_t cgroup_id = BigIntArg(info, 0, "cgroup id");
   auto found = cgroup_links_.find(cgroup_id);
   if (found == cgroup_links_.end()) return Napi::Boolean::New(info.Env(), false);
+  for (struct bpf_link* link : found->second) bpf_link__unpin(link);
+  if (!pin_dir_.empty()) rmdir(CgroupPinDir(cgroup_id).c_str());
   DestroyLinksInParallel(found->second);
   cgroup_links_.erase(found);
   return Napi::Boolean::New(info.Env(), true);
@@ -392,6 +473,18 @@ Napi::Value SensorHandle::MapUpdate(const Napi::CallbackInfo& info) {
   if (bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), BPF_ANY))
     throw LoaderError(env, "RF_MAP", std::string("cannot update map ") + bpf_map__name(map), errno);
   return env.Undefined();
+}
+
+// agentGone(): the probes' enum rf_agent_gone bits (0: the agent is fine).
+Napi::Value SensorHandle::AgentGone(const Napi::CallbackInfo& info) {
+  sensor* skel = Loaded(info.Env());
+  return Napi::Number::New(info.Env(), static_cast<double>(__atomic_load_n(&skel->bss->agent_gone, __ATOMIC_SEQ_CST)));
+}
+
+// pinDir(): where the objects are pinned, or undefined.
+Napi::Value SensorHandle::PinDir(const Napi::CallbackInfo& info) {
+  if (pin_dir_.empty()) return info.Env().Undefined();
+  return Napi::String::New(info.Env(), pin_dir_);
 }
 
 Napi::Value SensorHandle::MapDelete(const Napi::CallbackInfo& info) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <map>
+#include <string>
 #include <vector>
 
 #include "ring_reader.h"
@@ -40,17 +41,25 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
   Napi::Value MapUpdate(const Napi::CallbackInfo& info);
   Napi::Value MapDelete(const Napi::CallbackInfo& info);
   Napi::Value MapLookup(const Napi::CallbackInfo& info);
+  Napi::Value AgentGone(const Napi::CallbackInfo& info);
+  Napi::Value PinDir(const Napi::CallbackInfo& info);
 
   sensor* Loaded(Napi::Env env);
   struct bpf_map* MapNamed(Napi::Env env, const Napi::Value& name);
   void BumpGeneration();
   void Teardown();
+  // Pins maps and probe links under pin_dir_ (nothing when it is empty); errno on failure.
+  int PinAll();
+  void UnpinAll();
+  std::string CgroupPinDir(uint64_t cgroup_id) const;
 
   sensor* skel_ = nullptr;
   RingReader* reader_ = nullptr;  // freed by itself (see RingReader::Start)
   ReaderStats final_stats_;
   // The egress programs' links on each job cgroup, by cgroup id.
   std::map<uint64_t, std::vector<struct bpf_link*>> cgroup_links_;
+  // Where everything is pinned, so that it outlives this process (bpffs); empty: not pinned.
+  std::string pin_dir_;
 };
 
 }  // namespace ringfence

@@ -74,14 +74,13 @@ static __always_inline void rf_submit_detection(struct rf_detection_event *e, co
 }
 
 /*
- * Answers a detection: kill if the job's lockdown lists it, then record.
- * `fill` details are in `detail` (a caller-built record, header unset).
+ * Answers a detection: kill when `kill`, then record. Details are in
+ * `detail` (a caller-built record, header unset).
  */
-static __always_inline void rf_detected(__u64 job, const struct rf_detection_event *detail)
+static __always_inline void rf_answer(__u64 job, const struct rf_detection_event *detail, bool kill)
 {
 	struct rf_counter *cnt = rf_counter_of(RF_PROBE_DETECTION);
 	struct rf_detection_event *e;
-	bool kill = rf_lockdown_kills(job, detail->detection);
 
 	if (kill) {
 		__u64 one = 1, *kills;
@@ -100,6 +99,12 @@ static __always_inline void rf_detected(__u64 job, const struct rf_detection_eve
 		return;
 	}
 	rf_submit_detection(e, detail, job, kill ? RF_ACTION_KILLED : RF_ACTION_AUDITED, cnt);
+}
+
+/* Answers a detection as the job's lockdown says: kill if it lists it. */
+static __always_inline void rf_detected(__u64 job, const struct rf_detection_event *detail)
+{
+	rf_answer(job, detail, rf_lockdown_kills(job, detail->detection));
 }
 
 /*

@@ -113,12 +113,24 @@ RF_SHARED struct {
 	__type(value, __u8);
 } stdin_shells SEC(".maps");
 
+/* Threads of the agent other than its main one (tid -> 1), to recognise tkill(2) at them. */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} agent_threads SEC(".maps");
+
 /* Written by user space through the skeleton's mmap of .bss. */
 RF_SHARED volatile __u64 tracked_generation;
+/* enum rf_agent_gone bits; set by the probes, read by user space (and by the next agent). */
+RF_SHARED volatile __u64 agent_gone;
 
 /* Set by the loader before load. */
 RF_SHARED const volatile __u32 cfg_init_mntns_inum;  /* mount ns of PID 1 */
 RF_SHARED const volatile __u64 cfg_mem_open_addr;    /* kallsyms mem_open, 0 = unknown */
 RF_SHARED const volatile __u64 cfg_wakeup_bytes;     /* wake the reader past this backlog */
+RF_SHARED const volatile __u32 cfg_agent_tgid;       /* the agent that owns these programs */
+RF_SHARED const volatile __u32 cfg_agent_pgid;       /* its process group (kill(-pgid, …)) */
 
 #endif

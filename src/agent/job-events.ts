@@ -59,7 +59,7 @@ export interface NetworkJobEvent extends Base {
 
 export interface DetectionJobEvent extends Base {
   kind: 'detection';
-  detection: 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container' | 'Cgroup-Escape';
+  detection: 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container' | 'Cgroup-Escape' | 'Agent-Tamper';
   /** killed: the offender died in the offending syscall and the job was ended. */
   action: 'killed' | 'audited';
   /** What gave it away: dup, exec, proc_mem_open, process_vm, ptrace, relay. */

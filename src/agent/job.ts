@@ -16,6 +16,7 @@ import { parseIp } from '../net/address';
 import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
+import { preflight } from '../sensor/kernel';
 import { Sensor } from '../sensor/sensor';
 import type { JobIdentity } from '../jobs/identity';
 import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
@@ -112,11 +113,20 @@ export async function runJob(command: string, args: string[], options: JobOption
   const now = () => new Date().toISOString();
   const agentFailures: string[] = [];
 
-  const sensor = Sensor.open();
+  preflight();
   const registry = new JobRegistry();
   for (const line of await registry.sweep()) log(line);
-  // recorded before it exists: a ringfence killed from here on leaves a job the next one can find
-  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id));
+  // Recorded before it exists: a ringfence killed from here on leaves a job the next one can find.
+  // Pinned: if this process dies, the job stays enforced and dies at its next syscall (bpf/agent.bpf.c).
+  const pins = registry.pinDirOf(id);
+  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id), pins);
+  let sensor: Sensor;
+  try {
+    sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
+  } catch (error) {
+    registry.unregister(id);
+    throw error;
+  }
   const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
   let proxy: DnsProxy | undefined;
   let egress: JobEgress | undefined;
@@ -217,7 +227,8 @@ export async function runJob(command: string, args: string[], options: JobOption
     sensor.track(cgroup);
     writer.write({ kind: 'job', time: now(), job: id, phase: 'started', command: [command, ...args], policy: options.policyName, mode: policy.egressPolicy });
 
-    const child = cgroup.spawn(command, args, { stdio: options.stdio ?? 'inherit' });
+    // a session of its own: kill(0, …) and the terminal's signals stay inside the job
+    const child = cgroup.spawn(command, args, { stdio: options.stdio ?? 'inherit', detached: true });
     const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       child.on('error', (error) => {
         log(`ringfence: cannot start ${command}: ${error.message}`);
@@ -231,8 +242,11 @@ export async function runJob(command: string, args: string[], options: JobOption
     await cgroup.kill();
     egress.remove();
     const kills = lockdown.kills(); // final: no process of the job is left
+    const tampered = sensor.agentGone().includes('tampered');
     lockdown.remove();
     await sensor.close();
+    // the kernel's word stands even when its record did not reach us
+    if (tampered && !killedBy.some((k) => k.startsWith('Agent-Tamper'))) killedBy.push('Agent-Tamper by a job process (its record was lost)');
     if (kills > killedBy.length) killedBy.push(`${kills - killedBy.length} offender(s) whose detection record was lost`);
     const dropped = sensor.finalStats?.dropped ?? 0;
     if (dropped) agentFailures.push(`${dropped} sensor records dropped (ring buffer full)`);

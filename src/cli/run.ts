@@ -86,7 +86,7 @@ export async function run(command: string, args: string[], options: RunOptions, 
     });
     if (fetched.policy) policy = fetched.policy;
     policyName = fetched.name;
-    process.stderr.write(`ringfence: policy ${fetched.name} from the policy store at ${server} (${fetched.scope} scope)\n`);
+    process.stderr.write(`ringfence: policy ${fetched.name} from the policy store (${fetched.scope} scope)\n`);
   } else {
     process.stderr.write('ringfence: audit mode (no --policy, and RINGFENCE_SERVER is not set): everything is recorded, nothing is refused\n');
   }

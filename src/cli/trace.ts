@@ -12,6 +12,7 @@ import { EXIT } from '../agent/exit-status';
 import { OutputFile } from '../agent/output';
 import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
 import { eventToJson, formatEvent } from '../sensor/format';
+import { preflight } from '../sensor/kernel';
 import { Sensor } from '../sensor/sensor';
 import { signalNumber } from '../util/signals';
 
@@ -25,11 +26,20 @@ export async function trace(command: string, args: string[], options: TraceOptio
   resolveCommand(command);
   const out = options.output !== undefined ? OutputFile.open(options.output, '--output') : OutputFile.fd(2, 'stderr');
   const stderr = OutputFile.fd(2, 'stderr');
-  const sensor = Sensor.open();
+  preflight();
   const registry = new JobRegistry();
   for (const line of await registry.sweep()) stderr.write(line + '\n');
   const id = JobRegistry.newId('trace');
-  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id));
+  const pins = registry.pinDirOf(id);
+  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id), pins);
+  let sensor: Sensor;
+  try {
+    // pinned like a run: a killed trace leaves nothing of CMD running on
+    sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
+  } catch (error) {
+    registry.unregister(id);
+    throw error;
+  }
   const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
   let interrupted: NodeJS.Signals | undefined;
   let sensorErrors = 0;
@@ -51,7 +61,7 @@ export async function trace(command: string, args: string[], options: TraceOptio
     sensor.start();
     sensor.track(cgroup);
 
-    const child = cgroup.spawn(command, args, { stdio: 'inherit' });
+    const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true });
     process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
     const status = await new Promise<number>((resolve) => {
       child.on('error', (error) => {

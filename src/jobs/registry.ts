@@ -70,6 +70,11 @@ export class JobRegistry {
     return `${prefix}-${Date.now().toString(36)}-${process.pid}`;
   }
 
+  /** Where job `id`'s kernel objects are pinned. */
+  pinDirOf(id: string): string {
+    return path.join(this.paths.pinRoot, id);
+  }
+
   /** Records that this process owns job `id` (before anything of it exists). */
   register(id: string, cgroup: string, pins?: string): JobRecord {
     const record: JobRecord = { id, ownerPid: process.pid, ownerStart: processStartTime(process.pid)!, cgroup, ...(pins ? { pins } : {}) };

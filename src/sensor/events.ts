@@ -10,7 +10,8 @@ export type ProbeName =
   | 'proc_mem_open'
   | 'stdio_dup'
   | 'egress'
-  | 'detection';
+  | 'detection'
+  | 'agent';
 
 export interface EventBase {
   /** Nanoseconds since boot (CLOCK_BOOTTIME) when the probe ran (exact for 104 days of uptime). */
@@ -145,7 +146,7 @@ export interface EgressEvent extends EventBase {
 }
 
 /** The policy's detections, and Cgroup-Escape (leaving the job's cgroup), which lockdown or block mode kills. */
-export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container' | 'Cgroup-Escape';
+export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Privileged-Container' | 'Cgroup-Escape' | 'Agent-Tamper';
 
 /**
  * Not a detection yet: a shell reading commands from a pipe or socketpair
@@ -166,11 +167,12 @@ export interface DetectionEvent extends EventBase {
   /** killed: SIGKILL in the offending syscall; audited: recorded only. */
   action: 'killed' | 'audited';
   /** What gave the offender away. */
-  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into';
+  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into' | 'signal';
   /** Cgroup escape: the cgroup it tried to reach. */
   targetCgroupId: number;
-  /** Memory read: the protected process (initial pid namespace). */
+  /** Memory read: the protected process (initial pid namespace); Agent-Tamper: the agent. */
   targetTgid: number;
+  /** The ptrace request; for hook 'signal' (Agent-Tamper) the signal number. */
   ptraceRequest: number;
   /** Reverse shell: the descriptor and its remote end. */
   fd: number;

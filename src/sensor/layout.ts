@@ -180,13 +180,14 @@ export const DetectionId = {
   'Runner-Worker-Memory-Read': 2,
   'Privileged-Container': 3,
   'Cgroup-Escape': 5,
+  'Agent-Tamper': 6,
 } as const;
 /** RF_DETECT_SHELL_ON_IPC: not a detection of its own but a shell held for the agent's verdict. */
 export const SHELL_ON_IPC = 4;
 /** enum rf_detection_action */
 export const DetectionAction = { KILLED: 1, AUDITED: 2, HELD: 3 } as const;
 /** enum rf_detection_hook */
-export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into'> = {
+export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into' | 'signal'> = {
   1: 'dup',
   2: 'exec',
   3: 'proc_mem_open',
@@ -194,7 +195,10 @@ export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open'
   5: 'ptrace',
   6: 'cgroup_open',
   7: 'clone_into',
+  8: 'signal',
 };
+/** enum rf_agent_gone */
+export const AgentGone = { EXITED: 1 << 0, TAMPERED: 1 << 1 } as const;
 
 /** enum rf_egress_hook */
 export const EgressHook = { CONNECT: 1, SENDMSG: 2, PACKET: 3 } as const;

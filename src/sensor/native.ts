@@ -18,6 +18,15 @@ export interface NativeLoadOptions {
   wakeupBytes?: number;
   /** Address of the kernel's mem_open (kallsyms) to recognise /proc/PID/mem files. */
   memOpenAddr?: bigint;
+  /** The agent these programs serve: signals to it from a job are Agent-Tamper, its exit ends the jobs. 0: none. */
+  agentTgid?: number;
+  /** The agent's process group, for kill(-pgid, …). */
+  agentPgid?: number;
+  /**
+   * A bpffs directory to pin every map and link under (created 0700), so
+   * that the programs outlive this process; removed again by destroy().
+   */
+  pinDir?: string;
 }
 
 export interface NativeReaderOptions {
@@ -52,7 +61,7 @@ export interface NativeStructLayout {
 
 /** The error the addon throws when loading fails; `code` says at which step. */
 export interface NativeLoadError extends Error {
-  code: 'RF_OPEN' | 'RF_CONFIG' | 'RF_LOAD' | 'RF_ATTACH' | 'RF_MAP';
+  code: 'RF_OPEN' | 'RF_CONFIG' | 'RF_LOAD' | 'RF_ATTACH' | 'RF_MAP' | 'RF_PIN';
   errno: number;
   /** libbpf's last lines, including the verifier's log when a program was rejected. */
   log: string;
@@ -89,6 +98,10 @@ export interface NativeSensorHandle {
   mapUpdate(map: string, key: Buffer, value: Buffer): void;
   mapDelete(map: string, key: Buffer): boolean;
   mapLookup(map: string, key: Buffer): Buffer | null;
+  /** enum rf_agent_gone bits the probes set (0: the agent is fine). */
+  agentGone(): number;
+  /** Where everything is pinned, if it is. */
+  pinDir(): string | undefined;
 }
 
 export interface NativeAddon {

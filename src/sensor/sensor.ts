@@ -10,12 +10,21 @@
  *   await sensor.close();   // delivers everything the kernel still holds
  */
 import { EventEmitter } from 'node:events';
+import fs from 'node:fs';
 import { RingfenceError } from '../util/errors';
 import { decodeBatch } from './decode';
 import type { ProbeName, SensorEvent } from './events';
 import { initMountNamespaceInode, memOpenAddress, preflight } from './kernel';
 import { loadNative, type NativeLoadError, type NativeProbeCounter, type NativeReaderStats, type NativeSensorHandle } from './native';
 import { ProcessTree } from './process-tree';
+import { AgentGone } from './layout';
+
+const AGENT_THREADS_MAP = 'agent_threads';
+const u32Key = (value: number) => {
+  const key = Buffer.alloc(4);
+  key.writeUInt32LE(value);
+  return key;
+};
 
 export interface SensorOptions {
   /** Kernel ring buffer in bytes (power of two). Default 16 MiB. */
@@ -30,6 +39,28 @@ export interface SensorOptions {
   maxBatchesInFlight?: number;
   /** Skip the environment checks and mounts (tests of the checks themselves). */
   skipPreflight?: boolean;
+  /**
+   * Pin every program, link and map here (a bpffs directory), so that a
+   * killed agent leaves its jobs enforced and unable to run on (see
+   * bpf/agent.bpf.c); close()/destroy() unpin. Default: not pinned.
+   */
+  pinDir?: string;
+  /** The agent the probes guard (Agent-Tamper, agent_gone). Default: this process; 0: none. */
+  agentPid?: number;
+}
+
+/** A process's group id (/proc/PID/stat field 5): Node has no getpgid. */
+export function processGroupOf(pid: number | 'self'): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+}
+
+/** The thread ids of a process other than its main thread. */
+function otherThreadsOf(pid: number): number[] {
+  return fs
+    .readdirSync(`/proc/${pid}/task`)
+    .map(Number)
+    .filter((tid) => tid !== pid);
 }
 
 export interface SensorStats {
@@ -104,6 +135,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   static open(options: SensorOptions = {}): Sensor {
     if (!options.skipPreflight) preflight();
     const native = loadNative();
+    const agentPid = options.agentPid ?? process.pid;
     let handle: NativeSensorHandle;
     try {
       handle = new native.SensorHandle({
@@ -111,9 +143,19 @@ export class Sensor extends EventEmitter<SensorEventMap> {
         wakeupBytes: options.wakeupBytes,
         initMntnsInum: initMountNamespaceInode(),
         memOpenAddr: memOpenAddress(),
+        agentTgid: agentPid,
+        agentPgid: agentPid ? processGroupOf(agentPid) : 0,
+        pinDir: options.pinDir,
       });
     } catch (error) {
       if (error && typeof error === 'object' && 'log' in error) throw explainLoadError(error as NativeLoadError);
+      throw error;
+    }
+    try {
+      // threads started from now on are added by the fork probe
+      if (agentPid) for (const tid of otherThreadsOf(agentPid)) handle.mapUpdate(AGENT_THREADS_MAP, u32Key(tid), Buffer.from([1]));
+    } catch (error) {
+      handle.destroy();
       throw error;
     }
     return new Sensor(handle, options);
@@ -172,6 +214,16 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   /** The loaded object, for the enforcement side (src/enforce/) that shares its maps. */
   kernel(): NativeSensorHandle {
     return this.live();
+  }
+
+  /**
+   * Why the probes consider the agent gone (enum rf_agent_gone: exited,
+   * tampered with), or an empty list. Once non-empty, every job process
+   * dies at its next syscall.
+   */
+  agentGone(): ('exited' | 'tampered')[] {
+    const bits = this.live().agentGone();
+    return [...(bits & AgentGone.EXITED ? (['exited'] as const) : []), ...(bits & AgentGone.TAMPERED ? (['tampered'] as const) : [])];
   }
 
   /** Kernel ids of the loaded programs and links (for leak checks). */

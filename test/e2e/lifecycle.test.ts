@@ -1,4 +1,6 @@
 /** Loading, unloading and refusing to load: nothing of ours may stay in the kernel. */
+import fs from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Sensor } from '../../src/sensor/sensor';
 import { bpftool } from '../helpers/job';
@@ -8,8 +10,8 @@ describe('sensor lifecycle', () => {
     const sensor = Sensor.open();
     sensor.start();
     const { programs, links } = sensor.kernelObjects();
-    expect(programs.length).toBe(24); // 15 probes + 9 egress hooks (attached per job cgroup)
-    expect(links.length).toBe(15);
+    expect(programs.length).toBe(31); // 22 probes (7 of them fail-closed: agent.bpf.c) + 9 egress hooks (attached per job cgroup)
+    expect(links.length).toBe(22);
     for (const id of programs) expect((await bpftool(['prog', 'show', 'id', String(id)])).code).toBe(0);
 
     await sensor.close();
@@ -30,5 +32,19 @@ describe('sensor lifecycle', () => {
     const { programs } = sensor.kernelObjects();
     sensor.destroy();
     for (const id of programs) expect((await bpftool(['prog', 'show', 'id', String(id)])).code).not.toBe(0);
+  });
+
+  it('pinned: everything is under the pin directory while loaded, and close() unpins and unloads it all', async () => {
+    const pinDir = `/sys/fs/bpf/ringfence/lifecycle-test-${process.pid}`;
+    const sensor = Sensor.open({ pinDir });
+    sensor.start();
+    const { programs } = sensor.kernelObjects();
+    expect(fs.readdirSync(path.join(pinDir, 'links')).sort()).toContain('handle_sys_enter_gate');
+    expect(fs.readdirSync(path.join(pinDir, 'links'))).toHaveLength(22);
+    expect(fs.readdirSync(path.join(pinDir, 'maps'))).toContain('agent_threads');
+    expect(sensor.agentGone()).toEqual([]);
+    await sensor.close();
+    expect(fs.existsSync(pinDir)).toBe(false);
+    for (const id of programs) expect((await bpftool(['prog', 'show', 'id', String(id)])).code, `program ${id} is still loaded`).not.toBe(0);
   });
 });

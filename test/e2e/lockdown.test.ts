@@ -14,6 +14,7 @@ import { findCgroup2Mount } from '../../src/cgroup/cgroup2';
 import { fixture } from '../helpers/job';
 import { createTestHost, type TestHost } from '../helpers/netns';
 import { runScriptJob, type ScriptJob } from '../helpers/run-job';
+import { EXIT } from '../../src/agent/exit-status';
 
 const LOCKDOWN = `name: lockdown-test
 egress-policy: audit
@@ -74,9 +75,9 @@ function expectGone(file: string) {
 
 const detections = (j: ScriptJob) => j.events.filter((e): e is DetectionJobEvent => e.kind === 'detection');
 
-/** The job ended by lockdown: 137, the detection recorded as killed, and nothing of the job left. */
+/** The job ended by lockdown: EXIT.LOCKDOWN (172), the detection recorded as killed, and nothing of the job left. */
 function expectKilled(j: ScriptJob, detection: string) {
-  expect(j.exitStatus).toBe(137);
+  expect(j.exitStatus).toBe(EXIT.LOCKDOWN);
   const found = detections(j).filter((d) => d.detection === detection);
   expect(found.length).toBeGreaterThan(0);
   expect(found[0]).toMatchObject({ action: 'killed', policy: 'lockdown-test' });
