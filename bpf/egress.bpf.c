@@ -59,22 +59,7 @@ struct {
 	__type(value, struct rf_sockaddr);
 } dns_origins SEC(".maps");
 
-/* Flows of datagrams and packets recently recorded, to fold repeats. */
-struct rf_flow_key {
-	__u32 policy_id;
-	__u8 hook;
-	__u8 verdict;
-	__u8 protocol;
-	__u8 _pad;
-	struct rf_sockaddr dst;
-};
-
-struct rf_flow_state {
-	__u64 last_ns;
-	__u32 folded;
-	__u32 _pad;
-};
-
+/* Flows of datagrams and packets recently recorded, to fold repeats (events.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);

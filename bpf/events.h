@@ -203,6 +203,26 @@ struct rf_egress_event {
 	struct rf_sockaddr dst;  /* the destination the program asked for */
 };
 
+/*
+ * egress_flows: datagram and packet flows recently recorded. Repeats within
+ * a second are folded into the next record's count; at the end of a job the
+ * agent reads what is still folded here, so that no attempt goes uncounted.
+ */
+struct rf_flow_key {
+	__u32 policy_id;
+	__u8 hook;           /* enum rf_egress_hook */
+	__u8 verdict;        /* enum rf_verdict */
+	__u8 protocol;
+	__u8 _pad;
+	struct rf_sockaddr dst;
+};
+
+struct rf_flow_state {
+	__u64 last_ns;       /* when the flow's last record was written */
+	__u32 folded;        /* attempts since then, not yet in any record */
+	__u32 _pad;
+};
+
 /* --- egress maps, written by user space --------------------------------- */
 
 /* job_policies: job cgroup id -> how that job's egress is judged. */

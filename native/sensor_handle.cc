@@ -90,6 +90,7 @@ Napi::Function SensorHandle::Define(Napi::Env env) {
                          InstanceMethod("mapUpdate", &SensorHandle::MapUpdate),
                          InstanceMethod("mapDelete", &SensorHandle::MapDelete),
                          InstanceMethod("mapLookup", &SensorHandle::MapLookup),
+                         InstanceMethod("mapEntries", &SensorHandle::MapEntries),
                          InstanceMethod("agentGone", &SensorHandle::AgentGone),
                          InstanceMethod("pinDir", &SensorHandle::PinDir),
                      });
@@ -473,6 +474,27 @@ Napi::Value SensorHandle::MapUpdate(const Napi::CallbackInfo& info) {
   if (bpf_map__update_elem(map, key.Data(), key.Length(), value.Data(), value.Length(), BPF_ANY))
     throw LoaderError(env, "RF_MAP", std::string("cannot update map ") + bpf_map__name(map), errno);
   return env.Undefined();
+}
+
+// mapEntries(name): every [key, value] of a hash map, as Buffers. Entries
+// the probes add or remove meanwhile may or may not be in it.
+Napi::Value SensorHandle::MapEntries(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct bpf_map* map = MapNamed(env, info[0]);
+  size_t key_size = bpf_map__key_size(map), value_size = bpf_map__value_size(map);
+  std::vector<uint8_t> key(key_size), next(key_size), value(value_size);
+  Napi::Array entries = Napi::Array::New(env);
+  const void* previous = nullptr;  // NULL: the first key
+  while (bpf_map__get_next_key(map, previous, next.data(), key_size) == 0) {
+    key.swap(next);
+    previous = key.data();
+    if (bpf_map__lookup_elem(map, key.data(), key_size, value.data(), value_size, 0)) continue;  // deleted meanwhile
+    Napi::Array entry = Napi::Array::New(env, 2);
+    entry.Set(0u, Napi::Buffer<uint8_t>::Copy(env, key.data(), key_size));
+    entry.Set(1u, Napi::Buffer<uint8_t>::Copy(env, value.data(), value_size));
+    entries.Set(entries.Length(), entry);
+  }
+  return entries;
 }
 
 // agentGone(): the probes' enum rf_agent_gone bits (0: the agent is fine).

@@ -41,6 +41,7 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
   Napi::Value MapUpdate(const Napi::CallbackInfo& info);
   Napi::Value MapDelete(const Napi::CallbackInfo& info);
   Napi::Value MapLookup(const Napi::CallbackInfo& info);
+  Napi::Value MapEntries(const Napi::CallbackInfo& info);
   Napi::Value AgentGone(const Napi::CallbackInfo& info);
   Napi::Value PinDir(const Napi::CallbackInfo& info);
 

@@ -21,3 +21,5 @@ struct rf_counter rf_btf_counter __attribute__((unused));
 struct rf_egress_event rf_btf_egress_event __attribute__((unused));
 struct rf_detection_event rf_btf_detection_event __attribute__((unused));
 struct rf_job_lockdown rf_btf_job_lockdown __attribute__((unused));
+struct rf_flow_key rf_btf_flow_key __attribute__((unused));
+struct rf_flow_state rf_btf_flow_state __attribute__((unused));

@@ -10,7 +10,7 @@ import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
-import type { ShellOnIpcEvent } from '../sensor/events';
+import type { SensorEvent, ShellOnIpcEvent } from '../sensor/events';
 import { lookForRelay } from './relay';
 import { parseIp } from '../net/address';
 import type { Endpoint } from '../policy/endpoint';
@@ -195,7 +195,7 @@ export async function runJob(command: string, args: string[], options: JobOption
       report(detection, held ? `Reverse-Shell by ${detection.process?.exe ?? event.comm} (pid ${event.tgid}) through ${relay.exe} (pid ${relay.pid})` : undefined);
     };
 
-    sensor.on('events', (events) => {
+    const onEvents = (events: SensorEvent[]) => {
       for (const event of events) {
         if (event.type === 'exec') {
           processes++;
@@ -218,7 +218,8 @@ export async function runJob(command: string, args: string[], options: JobOption
           writer.write(network);
         }
       }
-    });
+    };
+    sensor.on('events', onEvents);
     sensor.on('error', (error) => {
       agentFailures.push(`sensor: ${error.message}`);
       log(`ringfence: sensor: ${error.message}`);
@@ -240,6 +241,8 @@ export async function runJob(command: string, args: string[], options: JobOption
     // The job is its cgroup: whatever CMD left running ends with it.
     await Promise.all(judging);
     await cgroup.kill();
+    // repeats the kernel folded into records that never came: counted like the rest
+    onEvents(egress.unrecordedRepeats(sensor.clockOffsetMs));
     egress.remove();
     const kills = lockdown.kills(); // final: no process of the job is left
     const tampered = sensor.agentGone().includes('tampered');

@@ -9,7 +9,10 @@ import type { Policy } from '../policy/policy';
 import type { Cgroup } from '../cgroup/cgroup2';
 import { AllowSource } from '../sensor/layout';
 import type { NativeSensorHandle } from '../sensor/native';
-import { ALLOW_MAP, encodeAllowKey, encodeAllowValue, encodeCgroupKey, encodeJobPolicy, JOB_POLICIES_MAP, type AllowEntry } from './maps';
+import { decodeFoldedFlow, flowPolicyId } from '../sensor/decode';
+import type { EgressEvent } from '../sensor/events';
+import { loadNative } from '../sensor/native';
+import { ALLOW_MAP, EGRESS_FLOWS_MAP, encodeAllowKey, encodeAllowValue, encodeCgroupKey, encodeJobPolicy, JOB_POLICIES_MAP, type AllowEntry } from './maps';
 
 export interface DnsProxyAddress {
   ip4: Uint8Array;
@@ -68,6 +71,24 @@ export class JobEgress {
     const map = ALLOW_MAP[entry.family];
     this.kernel.mapUpdate(map, key, encodeAllowValue(source));
     this.keys.set(id, { map, key });
+  }
+
+  /**
+   * Datagram and packet attempts the kernel folded into a flow's next record
+   * that never came (the job ended within the flow's second), as egress
+   * events, once: their flows are forgotten. Call after the job's processes
+   * are gone, so that nothing is folded after the last look.
+   */
+  unrecordedRepeats(clockOffsetMs: number): EgressEvent[] {
+    const nowBootNs = Number(loadNative().clocks().boottimeNs);
+    const repeats: EgressEvent[] = [];
+    for (const [key, value] of this.kernel.mapEntries(EGRESS_FLOWS_MAP)) {
+      if (flowPolicyId(key) !== this.policyId) continue;
+      const event = decodeFoldedFlow(key, value, clockOffsetMs, nowBootNs);
+      if (event) repeats.push(event);
+      this.kernel.mapDelete(EGRESS_FLOWS_MAP, key);
+    }
+    return repeats;
   }
 
   /** Detaches the programs and deletes every map entry of this job (once). */

@@ -12,6 +12,7 @@ const ALLOW6 = LAYOUT.rf_allow6_key;
 
 export const ALLOW_MAP: Record<IpFamily, string> = { 4: 'allow4', 6: 'allow6' };
 export const JOB_POLICIES_MAP = 'job_policies';
+export const EGRESS_FLOWS_MAP = 'egress_flows';
 
 export interface JobPolicyValue {
   policyId: number;

@@ -4,7 +4,7 @@
  */
 import { ARGS_MAX, DetectionAction, DetectionId, SHELL_ON_IPC, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
 import { formatIp } from '../net/address';
-import type { AddressFamily, DetectionName, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
+import type { AddressFamily, DetectionName, EgressEvent, EventBase, FdInfo, SensorEvent, SocketPeer } from './events';
 
 const H = LAYOUT.rf_event_header.fields;
 const HEADER_SIZE = LAYOUT.rf_event_header.size;
@@ -328,3 +328,47 @@ export function decodeBatch(batch: Uint8Array, records: number, clockOffsetMs: n
   return { events, unknown };
 }
 
+
+const FLOW_KEY = LAYOUT.rf_flow_key.fields;
+const FLOW_STATE = LAYOUT.rf_flow_state.fields;
+
+/**
+ * An egress_flows entry whose folded repeats no record carries yet, as the
+ * egress event the next record of that flow would have been (no process: the
+ * repeats may come from several). Null when nothing is folded.
+ */
+export function decodeFoldedFlow(key: Buffer, value: Buffer, clockOffsetMs: number, nowBootNs: number): EgressEvent | null {
+  const keyView = new DataView(key.buffer, key.byteOffset, key.byteLength);
+  const valueView = new DataView(value.buffer, value.byteOffset, value.byteLength);
+  const folded = valueView.getUint32(FLOW_STATE.folded.offset, true);
+  if (folded === 0) return null;
+  const hook = keyView.getUint8(FLOW_KEY.hook.offset);
+  const verdict = keyView.getUint8(FLOW_KEY.verdict.offset);
+  const peer = readPeer(keyView, key, FLOW_KEY.dst.offset);
+  return {
+    type: 'egress',
+    ktimeNs: nowBootNs,
+    timeMs: nowBootNs / 1e6 + clockOffsetMs,
+    cgroupId: 0,
+    jobCgroupId: 0,
+    pid: 0,
+    tgid: 0,
+    ppid: 0,
+    uid: 0,
+    comm: '',
+    hook: hook === EgressHook.CONNECT ? 'connect' : hook === EgressHook.SENDMSG ? 'sendmsg' : 'packet',
+    verdict: verdict === Verdict.ALLOWED ? 'allowed' : verdict === Verdict.BLOCKED ? 'blocked' : 'audited',
+    socketType: 0,
+    protocol: keyView.getUint8(FLOW_KEY.protocol.offset),
+    policyId: keyView.getUint32(FLOW_KEY.policy_id.offset, true),
+    count: folded,
+    family: peer.family,
+    address: peer.address,
+    port: peer.port,
+  };
+}
+
+/** The policy id of an egress_flows key. */
+export function flowPolicyId(key: Buffer): number {
+  return key.readUInt32LE(FLOW_KEY.policy_id.offset);
+}

@@ -154,6 +154,14 @@ export const LAYOUT = {
     size: 8,
     fields: { kill_mask: f(0, 4), loopback_remote: f(4, 1), _pad: f(5, 3) },
   },
+  rf_flow_key: {
+    size: 28,
+    fields: { policy_id: f(0, 4), hook: f(4, 1), verdict: f(5, 1), protocol: f(6, 1), _pad: f(7, 1), dst: f(8, 20) },
+  },
+  rf_flow_state: {
+    size: 16,
+    fields: { last_ns: f(0, 8), folded: f(8, 4), _pad: f(12, 4) },
+  },
   rf_counter: {
     size: 32,
     fields: { hits: f(0, 8), seen: f(8, 8), emitted: f(16, 8), dropped: f(24, 8) },

@@ -98,6 +98,8 @@ export interface NativeSensorHandle {
   mapUpdate(map: string, key: Buffer, value: Buffer): void;
   mapDelete(map: string, key: Buffer): boolean;
   mapLookup(map: string, key: Buffer): Buffer | null;
+  /** Every [key, value] of a hash map (a snapshot that may miss concurrent changes). */
+  mapEntries(map: string): [Buffer, Buffer][];
   /** enum rf_agent_gone bits the probes set (0: the agent is fine). */
   agentGone(): number;
   /** Where everything is pinned, if it is. */

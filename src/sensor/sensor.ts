@@ -111,7 +111,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   readonly tree = new ProcessTree();
   private readonly probeNames: ProbeName[];
   /** Wall-clock ms at boot: the probes stamp events with CLOCK_BOOTTIME. */
-  private readonly clockOffsetMs: number;
+  readonly clockOffsetMs: number;
   private handle: NativeSensorHandle | undefined;
   private started = false;
   private ended: Promise<void> | undefined;

@@ -10,7 +10,7 @@ import { loadNative } from '../../src/sensor/native';
 const btf = loadNative().eventLayout();
 
 /** Map values the kernel side keeps to itself (bpf/lib/maps.h, network.bpf.c). */
-const KERNEL_ONLY = ['rf_cgroup_cache_entry', 'rf_pending_connect', 'rf_flow_key', 'rf_flow_state'];
+const KERNEL_ONLY = ['rf_cgroup_cache_entry', 'rf_pending_connect'];
 
 describe('event layout', () => {
   it('has the layout version of the header', () => {
