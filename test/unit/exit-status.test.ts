@@ -1,0 +1,29 @@
+import { describe, expect, it } from 'vitest';
+import { EXIT, exitStatusOf, type JobOutcome } from '../../src/agent/exit-status';
+
+const outcome = (over: Partial<JobOutcome>): JobOutcome => ({ exitCode: 0, signal: null, blocked: 0, lockedDown: false, agentFailures: [], ...over });
+
+describe('exit status of ringfence run', () => {
+  it.each([
+    { name: "CMD's own status", over: { exitCode: 3 }, status: 3, reason: 'command' },
+    { name: 'CMD 0', over: {}, status: 0, reason: 'command' },
+    { name: 'CMD 0 but a request blocked', over: { blocked: 2 }, status: EXIT.BLOCKED, reason: 'blocked' },
+    { name: 'CMD failed and a request blocked: CMD wins', over: { exitCode: 5, blocked: 2 }, status: 5, reason: 'command' },
+    { name: 'CMD killed by a signal', over: { exitCode: null, signal: 'SIGSEGV' as const }, status: 139, reason: 'command' },
+    { name: 'interrupted (Ctrl-C) over CMD and blocks', over: { exitCode: 0, blocked: 1, interrupted: 'SIGINT' as const }, status: 130, reason: 'interrupted' },
+    { name: 'agent failure over interrupt', over: { interrupted: 'SIGTERM' as const, agentFailures: ['lost'] }, status: EXIT.AGENT_FAILURE, reason: 'agent-failure' },
+    { name: 'lockdown over everything', over: { exitCode: 0, blocked: 3, interrupted: 'SIGINT' as const, agentFailures: ['lost'], lockedDown: true }, status: EXIT.LOCKDOWN, reason: 'lockdown' },
+  ])('$name', ({ over, status, reason }) => {
+    expect(exitStatusOf(outcome(over))).toEqual({ status, reason });
+  });
+
+  it("ringfence's own statuses are outside what commands and shells use, and distinct", () => {
+    const own = [EXIT.USAGE, EXIT.AGENT_FAILURE, EXIT.LOCKDOWN];
+    expect(new Set(own).size).toBe(3);
+    for (const status of own) {
+      expect(status).toBeGreaterThan(165); // 0-125 commands, 126-127 the shell, 128+N up to SIGRTMAX signals
+      expect(status).toBeLessThan(255);
+    }
+    expect(own).not.toContain(137);
+  });
+});
