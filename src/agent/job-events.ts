@@ -66,6 +66,8 @@ export interface DetectionJobEvent extends Base {
   via: string;
   /** Reverse shell through a relay: the process that carried it to the network. */
   relay?: { pid: number; exe: string };
+  /** A ptrace kill: what became of the protected process its tracer had attached to (src/enforce/resume.ts). */
+  targetAfterKill?: import('../enforce/resume').TargetAfterKill;
   /** The protected process read (memory), the remote end (shell), the capabilities (container). */
   target: { pid: number; exe?: string; argv?: string[] } | { ip: string; port: number; fd: number } | { capabilities: string; pidnsLevel: number } | { cgroupId: number };
   policy: string;

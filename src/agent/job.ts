@@ -10,6 +10,7 @@ import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
+import { leavesTargetStopped, PTRACE_SEIZE, resumeAfterPtraceKill } from '../enforce/resume';
 import type { SensorEvent, ShellOnIpcEvent } from '../sensor/events';
 import { lookForRelay } from './relay';
 import { parseIp } from '../net/address';
@@ -204,7 +205,22 @@ export async function runJob(command: string, args: string[], options: JobOption
           // The offender is already dead; the rest of the job goes now.
           if (event.action === 'killed') void cgroup.kill().catch(() => undefined);
           const detection = detectionEvent(id, options.policyName, sensor.tree, event);
-          report(detection, event.action === 'killed' ? `${detection.detection} by ${detection.process?.exe ?? event.comm} (pid ${event.tgid})` : undefined);
+          const killed = event.action === 'killed' ? `${detection.detection} by ${detection.process?.exe ?? event.comm} (pid ${event.tgid})` : undefined;
+          if (leavesTargetStopped(event)) {
+            // The attach took effect before its tracer died, and the death leaves the target stopped: resume it, then report.
+            const target = `${(detection.target as { exe?: string }).exe ?? 'the protected process'} (pid ${event.targetTgid})`;
+            judging.push(
+              resumeAfterPtraceKill(event.tgid, event.targetTgid, event.ptraceRequest === PTRACE_SEIZE)
+                .then((after) => {
+                  detection.targetAfterKill = after;
+                  if (after === 'stopped') agentFailures.push(`${target} is still stopped after its tracer was killed`);
+                })
+                .catch((error) => void agentFailures.push(`resuming ${target} after its tracer was killed: ${(error as Error).message}`))
+                .then(() => report(detection, killed)),
+            );
+          } else {
+            report(detection, killed);
+          }
         } else if (event.type === 'shell_on_ipc') {
           judging.push(
             judgeShell(event).catch((error) => {

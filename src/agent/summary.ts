@@ -1,5 +1,6 @@
 /** What a job reached, for the end-of-job summary (terminal and Markdown). */
 import type { DetectionJobEvent, DnsJobEvent, NetworkJobEvent, Verdict } from './job-events';
+import { describeTargetAfterKill } from '../enforce/resume';
 
 interface EndpointRow {
   endpoint: string;
@@ -41,7 +42,7 @@ export class JobSummary {
     } else {
       target = ` in a container with capabilities ${(d.target as { capabilities: string }).capabilities}`;
     }
-    return `${d.action.toUpperCase()} ${d.detection}: ${who}${target} (via ${d.via})`;
+    return `${d.action.toUpperCase()} ${d.detection}: ${who}${target} (via ${d.via})${describeTargetAfterKill(d.targetAfterKill)}`;
   }
 
   addNetwork(event: NetworkJobEvent): void {

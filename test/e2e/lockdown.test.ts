@@ -185,6 +185,75 @@ for p in os.listdir('/proc'):
   });
 });
 
+describe('Runner-Worker-Memory-Read by ptrace: the protected process after the kill', () => {
+  const onPath = (command: string) => (process.env.PATH ?? '').split(':').some((dir) => dir && fs.existsSync(path.join(dir, command)));
+  /** A worker of the case's own: ptrace shapes change it, and EXITKILL kills it. */
+  async function startWorker(): Promise<{ worker: ChildProcess; exited: Promise<NodeJS.Signals | null> }> {
+    const own = spawn(fixture('Runner.Worker'), [SECRET], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const exited = new Promise<NodeJS.Signals | null>((resolve) => own.on('exit', (_code, signal) => resolve(signal)));
+    await new Promise<void>((resolve) => own.stdout!.once('data', () => resolve()));
+    return { worker: own, exited };
+  }
+  const stateOf = (pid: number) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]; // field 3
+    } catch {
+      return 'gone';
+    }
+  };
+  /** Alive and not stopped (T, or t: traced), every 10 ms for 300 ms after the job (and so the detection) ended. */
+  async function expectRunsOn(pid: number) {
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) {
+      seen.add(stateOf(pid));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect([...seen].filter((state) => !['R', 'S'].includes(state))).toEqual([]);
+  }
+
+  // gdb and gcore attach with PTRACE_ATTACH; they are covered when installed (.ci does not install them).
+  const shapes: { name: string; script: (pid: number) => string; after: string }[] = [
+    { name: 'PTRACE_ATTACH', script: (pid) => `${fixture('ptrace_attach')} ${pid}`, after: 'resumed' },
+    { name: 'PTRACE_SEIZE then PTRACE_INTERRUPT', script: (pid) => `${fixture('ptrace_seize')} ${pid} interrupt`, after: 'running' },
+    {
+      name: 'python3 ctypes PTRACE_ATTACH',
+      script: (pid) => `${PYTHON} -c 'import ctypes,os;libc=ctypes.CDLL(None,use_errno=True);libc.ptrace(16,${pid},0,0);os.waitpid(${pid},0);print("attached")'`,
+      after: 'resumed',
+    },
+    ...(onPath('gdb') ? [{ name: 'gdb -p', script: (pid: number) => `gdb -nx -batch -p ${pid} -ex 'info registers' && echo attached`, after: 'resumed' }] : []),
+    ...(onPath('gcore') ? [{ name: 'gcore', script: (pid: number) => `gcore -o ${os.tmpdir()}/ringfence-core-${process.pid} ${pid} && echo attached`, after: 'resumed' }] : []),
+  ];
+
+  it.each(shapes)('$name: killed and reported, and the worker runs on (targetAfterKill $after)', async ({ script, after }) => {
+    const { worker: own } = await startWorker();
+    try {
+      const j = await job(script(own.pid!));
+      const d = expectKilled(j, 'Runner-Worker-Memory-Read');
+      expect(d).toMatchObject({ via: 'ptrace', target: { pid: own.pid }, targetAfterKill: after });
+      expect(j.stdout).not.toMatch(/attached|seized/);
+      await expectRunsOn(own.pid!);
+      expect(j.agentFailures).toEqual([]);
+    } finally {
+      own.kill('SIGKILL');
+    }
+  });
+
+  it('PTRACE_SEIZE with PTRACE_O_EXITKILL: the worker dies with its tracer, by design, and the report says so', async () => {
+    const { worker: own, exited } = await startWorker();
+    try {
+      const j = await job(`${fixture('ptrace_seize')} ${own.pid} exitkill`);
+      const d = expectKilled(j, 'Runner-Worker-Memory-Read');
+      expect(d).toMatchObject({ via: 'ptrace', target: { pid: own.pid }, targetAfterKill: 'killed-by-exitkill' });
+      expect(await exited).toBe('SIGKILL');
+      expect(j.summary).toContain(`(pid ${own.pid}) (via ptrace); the protected process was killed by the kernel with its tracer (PTRACE_O_EXITKILL)`);
+      expect(j.stdout).not.toContain('seized');
+    } finally {
+      own.kill('SIGKILL');
+    }
+  });
+});
+
 describe('Privileged-Container', () => {
   it('a container with every capability in the initial user namespace is killed before it runs', async () => {
     const j = await job(`${fixture('mini_container')} --privileged /bin/echo inside`);

@@ -1,0 +1,202 @@
+/**
+ * A lockdown kill must not harm what it protects. The kernel kills a job
+ * process that ptraces a protected process at sys_enter_ptrace, but a
+ * tracepoint cannot refuse the syscall: PTRACE_ATTACH still attaches and
+ * sends the target SIGSTOP, and when the dead tracer is detached the target
+ * falls into group stop (state T). A stopped Runner.Worker hangs the run
+ * until its timeout instead of failing it at once, so after such a kill the
+ * agent resumes the target it named, once the offender is dead and can no
+ * longer stop it again.
+ *
+ * Everything is read from /proc (the root is injectable for tests):
+ * per thread, its state (stat field 3), its flags (field 9, PF_EXITING) and
+ * its pending signals (SigPnd/ShdPnd of status), and the process's start
+ * time (field 22), so that a reused pid is never mistaken for the target.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { DetectionEvent } from '../sensor/events';
+
+/**
+ * What became of the protected process after its tracer was killed:
+ * - resumed: it was stopped (the attach's SIGSTOP) and got SIGCONT;
+ * - running: it was never left stopped (PTRACE_SEIZE does not stop);
+ * - killed-by-exitkill: it died with its tracer, as PTRACE_O_EXITKILL asks the kernel to;
+ * - exited: it is gone, and not through a PTRACE_SEIZE (nothing of ours);
+ * - stopped: it is still stopped when we gave up (traced by another process, or SIGCONT failed).
+ */
+export type TargetAfterKill = 'resumed' | 'running' | 'killed-by-exitkill' | 'exited' | 'stopped';
+
+export const PTRACE_SEIZE = 0x4206;
+
+/** Signals whose delivery stops or ends a process: while one is pending, its state is about to change. */
+const SIGKILL = 9;
+const STOP_SIGNALS = [19, 20, 21, 22]; // SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
+const UNSETTLING = [SIGKILL, ...STOP_SIGNALS].reduce((mask, sig) => mask | (1n << BigInt(sig - 1)), 0n);
+const PF_EXITING = 0x4;
+
+export interface ThreadState {
+  /** stat field 3: R, S, D, T (stopped), t (traced and stopped), Z, X, … */
+  state: string;
+  /** stat field 9, the task's PF_* flags. */
+  flags: number;
+  /** Signals pending for the thread or its process (SigPnd | ShdPnd). */
+  pending: bigint;
+}
+
+export interface ProcessLook {
+  /** stat field 22, in clock ticks since boot: with the pid, it names one process. */
+  starttime: string;
+  threads: ThreadState[];
+}
+
+/** The fields of a /proc/PID/stat line we use; the comm (field 2) may hold spaces and parentheses. */
+export function parseStat(text: string): { state: string; flags: number; starttime: string } {
+  const close = text.lastIndexOf(')');
+  const fields = close < 0 ? [] : text.slice(close + 2).trim().split(' ');
+  if (fields.length < 20) throw new Error(`not a /proc stat line: ${JSON.stringify(text.slice(0, 80))}`);
+  return { state: fields[0], flags: Number(fields[6]), starttime: fields[19] };
+}
+
+/** SigPnd | ShdPnd of a /proc/PID/status text (hexadecimal masks, bit N-1 for signal N). */
+export function parsePending(status: string): bigint {
+  const mask = (name: string) => BigInt(`0x${new RegExp(`^${name}:\\s*([0-9a-f]+)`, 'm').exec(status)?.[1] ?? '0'}`);
+  return mask('SigPnd') | mask('ShdPnd');
+}
+
+function readOrUndefined(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ESRCH') return undefined; // gone, or going
+    throw error;
+  }
+}
+
+/** Process `pid` as /proc shows it now, or undefined when it is gone. Threads that end meanwhile are left out. */
+export function lookAt(pid: number, proc = '/proc'): ProcessLook | undefined {
+  const dir = path.join(proc, String(pid));
+  const stat = readOrUndefined(path.join(dir, 'stat'));
+  if (stat === undefined) return undefined;
+  let tids: string[];
+  try {
+    tids = fs.readdirSync(path.join(dir, 'task'));
+  } catch {
+    return undefined;
+  }
+  const threads: ThreadState[] = [];
+  for (const tid of tids) {
+    const threadStat = readOrUndefined(path.join(dir, 'task', tid, 'stat'));
+    const status = readOrUndefined(path.join(dir, 'task', tid, 'status'));
+    if (threadStat === undefined || status === undefined) continue;
+    const { state, flags } = parseStat(threadStat);
+    threads.push({ state, flags, pending: parsePending(status) });
+  }
+  return { starttime: parseStat(stat).starttime, threads };
+}
+
+/** Dead: gone, or nothing left but zombies (its tracees were detached before it became one). */
+export function isDead(look: ProcessLook | undefined): boolean {
+  return look === undefined || look.threads.every((t) => t.state === 'Z' || t.state === 'X');
+}
+
+/** In group stop (T) or a ptrace stop (t). */
+export function isStopped(look: ProcessLook): boolean {
+  return look.threads.some((t) => t.state === 'T' || t.state === 't');
+}
+
+/** About to change: stopped, exiting, or with a stop signal or SIGKILL not yet acted on. */
+export function isUnsettled(look: ProcessLook): boolean {
+  return isStopped(look) || look.threads.some((t) => (t.flags & PF_EXITING) !== 0 || (t.pending & UNSETTLING) !== 0n);
+}
+
+/** Whether a detection is a ptrace of a protected process: the kind of kill that leaves its target stopped. */
+export function leavesTargetStopped(event: DetectionEvent): boolean {
+  return event.detection === 'Runner-Worker-Memory-Read' && event.hook === 'ptrace' && event.action === 'killed' && event.targetTgid > 0;
+}
+
+export interface ResumeOptions {
+  /** Where /proc is; a test's own tree in unit tests. */
+  proc?: string;
+  /** Sends a signal; the default is process.kill, with a process that is already gone ignored. */
+  signal?: (pid: number, signal: NodeJS.Signals) => void;
+  /** Waits between looks. */
+  sleep?: (ms: number) => Promise<void>;
+  pollMs?: number;
+  /** How long, in all, before giving up on the offender dying or the target settling. */
+  timeoutMs?: number;
+}
+
+function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+/**
+ * After `offender` was killed for ptracing `target`: wait until the offender
+ * is dead (its tracees are detached by then), then watch the target until it
+ * has settled, sending SIGCONT whenever it is in group stop (T). A ptrace
+ * stop (t) is left alone: after the detach it becomes T or runs on; one that
+ * stays belongs to another tracer. Settled means two looks in a row with
+ * no thread stopped, exiting, or with a stop signal or SIGKILL pending (a
+ * SIGSTOP from PTRACE_ATTACH may still be pending when the tracer dies, and
+ * PTRACE_O_EXITKILL's SIGKILL is sent during the tracer's exit).
+ * `seized`: the request was PTRACE_SEIZE, whose options may include EXITKILL.
+ */
+export async function resumeAfterPtraceKill(offender: number, target: number, seized: boolean, options: ResumeOptions = {}): Promise<TargetAfterKill> {
+  const proc = options.proc ?? '/proc';
+  const signal = options.signal ?? signalIfAlive;
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const pollMs = options.pollMs ?? 5;
+  const maxPolls = Math.max(1, Math.ceil((options.timeoutMs ?? 2000) / pollMs));
+  const died: TargetAfterKill = seized ? 'killed-by-exitkill' : 'exited';
+
+  const targetStart = lookAt(target, proc)?.starttime;
+  if (targetStart === undefined) return died;
+  const offenderStart = lookAt(offender, proc)?.starttime;
+  let polls = 0;
+  for (; polls < maxPolls; polls++) {
+    const look = lookAt(offender, proc);
+    if (isDead(look) || look!.starttime !== offenderStart) break;
+    await sleep(pollMs);
+  }
+
+  let resumed = false;
+  let quiet = 0;
+  let last: ProcessLook | undefined;
+  for (; polls <= maxPolls; polls++) {
+    last = lookAt(target, proc);
+    if (isDead(last) || last!.starttime !== targetStart) return died;
+    if (last!.threads.some((t) => t.state === 'T')) {
+      signal(target, 'SIGCONT');
+      resumed = true;
+      quiet = 0;
+    } else if (isUnsettled(last!)) {
+      quiet = 0;
+    } else if (++quiet >= 2) {
+      return resumed ? 'resumed' : 'running';
+    }
+    await sleep(pollMs);
+  }
+  return last && isStopped(last) ? 'stopped' : resumed ? 'resumed' : 'running';
+}
+
+/** The summary's words for it, after the detection line. */
+export function describeTargetAfterKill(after: TargetAfterKill | undefined): string {
+  switch (after) {
+    case 'resumed':
+      return '; it had been stopped by the attach, ringfence resumed it';
+    case 'killed-by-exitkill':
+      return '; the protected process was killed by the kernel with its tracer (PTRACE_O_EXITKILL)';
+    case 'exited':
+      return '; the protected process has exited';
+    case 'stopped':
+      return '; the protected process is still stopped (ringfence could not resume it)';
+    default:
+      return '';
+  }
+}

@@ -1,0 +1,216 @@
+/** Resuming a protected process after a ptrace kill, on a /proc the test lays out and moves on itself. */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  describeTargetAfterKill,
+  isDead,
+  isUnsettled,
+  leavesTargetStopped,
+  lookAt,
+  parsePending,
+  parseStat,
+  resumeAfterPtraceKill,
+} from '../../src/enforce/resume';
+import type { DetectionEvent } from '../../src/sensor/events';
+
+const OFFENDER = 200;
+const TARGET = 100;
+
+interface FakeThread {
+  state: string;
+  flags?: number;
+  sigPnd?: string;
+  shdPnd?: string;
+}
+/** Processes by pid: their start time and threads (the first is the leader); absent = gone. */
+type Frame = Record<number, { start: string; threads: FakeThread[] } | undefined>;
+
+const statLine = (pid: number, comm: string, t: FakeThread, start: string) =>
+  `${pid} (${comm}) ${t.state} 1 ${pid} ${pid} 0 -1 ${t.flags ?? 0x400000} 0 0 0 0 0 0 0 0 20 0 1 0 ${start} 1000 100 18446744073709551615\n`;
+
+/** A fake /proc showing `frame`; show() replaces what it shows. */
+function fakeProc(frame: Frame) {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-proc-'));
+  const show = (next: Frame) => {
+    for (const entry of fs.readdirSync(root)) fs.rmSync(path.join(root, entry), { recursive: true });
+    for (const [pid, p] of Object.entries(next)) {
+      if (!p) continue;
+      const comm = Number(pid) === TARGET ? 'Runner.Worker' : 'evil) (x';
+      fs.mkdirSync(path.join(root, pid, 'task'), { recursive: true });
+      fs.writeFileSync(path.join(root, pid, 'stat'), statLine(Number(pid), comm, p.threads[0], p.start));
+      p.threads.forEach((t, i) => {
+        const tid = String(i === 0 ? Number(pid) : Number(pid) + i);
+        fs.mkdirSync(path.join(root, pid, 'task', tid));
+        fs.writeFileSync(path.join(root, pid, 'task', tid, 'stat'), statLine(Number(tid), comm, t, p.start));
+        fs.writeFileSync(path.join(root, pid, 'task', tid, 'status'), `Name:\t${comm}\nState:\t${t.state}\nSigQ:\t0/1\nSigPnd:\t${t.sigPnd ?? '0000000000000000'}\nShdPnd:\t${t.shdPnd ?? '0000000000000000'}\nSigBlk:\t0000000000000000\n`);
+      });
+    }
+  };
+  show(frame);
+  return { root, show };
+}
+
+/**
+ * Runs resumeAfterPtraceKill over a timeline: frame 0 at the start, the next
+ * at each wait (the last one stays). SIGCONT to a target in T shows it running.
+ */
+async function replay(frames: Frame[], seized = false, timeoutMs = 200) {
+  const { root, show } = fakeProc(frames[0]);
+  let current = frames[0];
+  let step = 0;
+  const signals: [number, string][] = [];
+  const after = await resumeAfterPtraceKill(OFFENDER, TARGET, seized, {
+    proc: root,
+    pollMs: 1,
+    timeoutMs,
+    sleep: async () => {
+      if (step === frames.length - 1) return; // the last frame stays, as signals changed it
+      current = frames[++step];
+      show(current);
+    },
+    signal: (pid, signal) => {
+      signals.push([pid, signal]);
+      const p = current[pid];
+      if (signal === 'SIGCONT' && p) {
+        current = { ...current, [pid]: { ...p, threads: p.threads.map((t) => (t.state === 'T' ? { ...t, state: 'S' } : t)) } };
+        show(current);
+      }
+    },
+  });
+  fs.rmSync(root, { recursive: true });
+  return { after, signals };
+}
+
+const worker = (...states: string[]): Frame[number] => ({ start: '5000', threads: states.map((state) => ({ state })) });
+const tracer = (state: string): Frame[number] => ({ start: '9000', threads: [{ state }] });
+const SIGSTOP_PENDING = '0000000000040000';
+const SIGKILL_PENDING = '0000000000000100';
+
+describe('parseStat and parsePending', () => {
+  it('reads state, flags and start time after a comm with spaces and parentheses', () => {
+    expect(parseStat(statLine(7, 'a) (b c', { state: 't', flags: 0x404044 }, '123456'))).toEqual({ state: 't', flags: 0x404044, starttime: '123456' });
+  });
+
+  it('refuses a line that is not a stat line, naming it', () => {
+    expect(() => parseStat('hello')).toThrow('not a /proc stat line: "hello"');
+  });
+
+  it('ORs the thread’s and the process’s pending signals', () => {
+    expect(parsePending('SigPnd:\t0000000000000100\nShdPnd:\t0000000000040000\n')).toBe(0x40100n);
+  });
+
+  it('reads a real process: this one is alive, running or sleeping, and settled', () => {
+    const look = lookAt(process.pid)!;
+    expect(look.threads.length).toBeGreaterThan(0);
+    expect(isDead(look)).toBe(false);
+    expect(isUnsettled(look)).toBe(false);
+    expect(lookAt(0x3fffffff)).toBeUndefined();
+  });
+});
+
+describe('resumeAfterPtraceKill', () => {
+  it('PTRACE_ATTACH: waits for the tracer to die, then resumes the target left in T, once', async () => {
+    const { after, signals } = await replay([
+      { [OFFENDER]: tracer('R'), [TARGET]: worker('t', 'S') },
+      { [OFFENDER]: tracer('R'), [TARGET]: worker('t', 'S') },
+      { [OFFENDER]: tracer('Z'), [TARGET]: worker('T', 'T') },
+    ]);
+    expect(after).toBe('resumed');
+    expect(signals).toEqual([[TARGET, 'SIGCONT']]);
+  });
+
+  it('never signals while the tracer lives, even when the target shows T', async () => {
+    const { after, signals } = await replay([
+      { [OFFENDER]: tracer('R'), [TARGET]: worker('T') },
+      { [OFFENDER]: tracer('D'), [TARGET]: worker('T') },
+      { [OFFENDER]: tracer('D'), [TARGET]: worker('T') },
+      { [TARGET]: worker('T') },
+    ]);
+    expect(after).toBe('resumed');
+    expect(signals).toEqual([[TARGET, 'SIGCONT']]);
+  });
+
+  it('waits for a SIGSTOP still pending when the tracer died, and resumes the stop it causes', async () => {
+    const pending = { start: '5000', threads: [{ state: 'S', sigPnd: SIGSTOP_PENDING }] };
+    const { after, signals } = await replay([
+      { [TARGET]: pending },
+      { [TARGET]: pending },
+      { [TARGET]: pending },
+      { [TARGET]: worker('T') },
+    ]);
+    expect(after).toBe('resumed');
+    expect(signals).toEqual([[TARGET, 'SIGCONT']]);
+  });
+
+  it('PTRACE_SEIZE: a target that was never stopped is left alone', async () => {
+    const { after, signals } = await replay([{ [OFFENDER]: tracer('Z'), [TARGET]: worker('S', 'S') }], true);
+    expect(after).toBe('running');
+    expect(signals).toEqual([]);
+  });
+
+  it('PTRACE_O_EXITKILL: a target with SIGKILL pending is not called running; its death is reported as the EXITKILL', async () => {
+    const dying = { start: '5000', threads: [{ state: 'S', sigPnd: SIGKILL_PENDING }] };
+    const exiting = { start: '5000', threads: [{ state: 'R', flags: 0x400004 }] };
+    const { after, signals } = await replay([{ [TARGET]: dying }, { [TARGET]: dying }, { [TARGET]: dying }, { [TARGET]: exiting }, { [TARGET]: exiting }, { [TARGET]: worker('Z') }], true);
+    expect(after).toBe('killed-by-exitkill');
+    expect(signals).toEqual([]);
+  });
+
+  it('a target gone after a PTRACE_ATTACH kill has exited (not an EXITKILL)', async () => {
+    const { after } = await replay([{ [TARGET]: worker('S') }, {}], false);
+    expect(after).toBe('exited');
+  });
+
+  it('a pid reused by another process is not the target: never signalled', async () => {
+    const { after, signals } = await replay([{ [TARGET]: worker('S') }, { [TARGET]: { start: '7777', threads: [{ state: 'T' }] } }]);
+    expect(after).toBe('exited');
+    expect(signals).toEqual([]);
+  });
+
+  it('a ptrace stop that outlives the offender (another tracer) is not signalled, and reported as stopped', async () => {
+    const { after, signals } = await replay([{ [TARGET]: worker('t') }], false, 20);
+    expect(after).toBe('stopped');
+    expect(signals).toEqual([]);
+  });
+
+  it('a target that stays in T despite SIGCONT is reported as stopped', async () => {
+    const { root } = fakeProc({ [TARGET]: worker('T') });
+    const signals: string[] = [];
+    const after = await resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 1, timeoutMs: 5, sleep: async () => undefined, signal: (_pid, s) => void signals.push(s) });
+    expect(after).toBe('stopped');
+    expect(signals.length).toBeGreaterThan(1);
+  });
+
+  it('a failing SIGCONT is thrown, not swallowed', async () => {
+    expect.assertions(1);
+    const { root } = fakeProc({ [TARGET]: worker('T') });
+    const signal = () => {
+      throw Object.assign(new Error('kill EPERM'), { code: 'EPERM' });
+    };
+    await expect(resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 1, sleep: async () => undefined, signal })).rejects.toThrow('kill EPERM');
+  });
+});
+
+describe('which detections and what the summary says', () => {
+  const detection = (over: Partial<DetectionEvent>): DetectionEvent => ({
+    type: 'detection', detection: 'Runner-Worker-Memory-Read', action: 'killed', hook: 'ptrace', targetCgroupId: 0, targetTgid: TARGET, ptraceRequest: 16,
+    fd: -1, peer: { family: 'inet', address: '', port: 0 } as DetectionEvent['peer'], capEffective: 0n, pidnsLevel: 0, ktimeNs: 0, timeMs: 0, cgroupId: 1, jobCgroupId: 1, pid: OFFENDER, tgid: OFFENDER, ppid: 1, uid: 0, comm: 'gdb',
+    ...over,
+  }) as DetectionEvent;
+
+  it('only a killed ptrace of a protected process', () => {
+    expect(leavesTargetStopped(detection({}))).toBe(true);
+    expect(leavesTargetStopped(detection({ action: 'audited' }))).toBe(false);
+    expect(leavesTargetStopped(detection({ hook: 'process_vm' }))).toBe(false);
+    expect(leavesTargetStopped(detection({ detection: 'Agent-Tamper' }))).toBe(false);
+  });
+
+  it('names the EXITKILL and a resume, and says nothing for a target left running', () => {
+    expect(describeTargetAfterKill('killed-by-exitkill')).toBe('; the protected process was killed by the kernel with its tracer (PTRACE_O_EXITKILL)');
+    expect(describeTargetAfterKill('resumed')).toBe('; it had been stopped by the attach, ringfence resumed it');
+    expect(describeTargetAfterKill('running')).toBe('');
+    expect(describeTargetAfterKill(undefined)).toBe('');
+  });
+});
