@@ -11,6 +11,7 @@ import { inProcessResolve, postgresBenchDb, resolveLoad, sqliteBenchDb, type Res
 import { median } from './stats';
 import { REPO_ROOT } from '../src/util/paths';
 import { drain, flood, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
+import { gateCost } from './failclosed';
 
 
 function machine(): string {
@@ -69,6 +70,37 @@ interface Section {
 }
 
 const SECTIONS: Section[] = [
+  {
+    name: 'failclosed',
+    async run({ quick, log }) {
+      const rounds = quick ? 3 : 9;
+      const count = quick ? 1_000_000 : 5_000_000;
+      log(`fail-closed gate: getppid storm of ${fmt(count)} (${rounds} rounds)…`);
+      const g = await gateCost(count, rounds, log);
+      const row = (name: string, key: keyof typeof g.cpuMs) => `| ${name} | ${fmt(g.cpuMs[key])} ms | ${fmt(g.nsPerSyscall[key], 1)} ns |`;
+      return `## Fail closed: the agent-gone gate on every syscall
+
+The gate (bpf/agent.bpf.c, \`raw_syscalls:sys_enter\`) is what makes a job whose
+ringfence is gone die at its next syscall; it runs on every syscall of the
+machine. Each of ${g.rounds} rounds runs ${fmt(g.count)} getppid(2) calls (no probe
+reports them) four ways, one after the other: nothing loaded; the sensor
+without the gate; the sensor with the gate, not tracking the storm's cgroup
+(what the rest of the machine pays); and tracking it (what a job pays). CPU
+time of the storm, medians over the rounds.
+
+| configuration | CPU per storm | per syscall |
+|---|---|---|
+${row('nothing loaded', 'none')}
+${row('sensor, no gate', 'noGate')}
+${row('sensor with the gate', 'gate')}
+${row('sensor with the gate, storm tracked', 'gateTracked')}
+
+The gate against the same sensor without it: **${fmt(g.gateVsNoGate, 3)}×**; a tracked job's
+syscalls against nothing loaded: ${fmt(g.trackedVsNone, 3)}×. (Any syscall
+tracepoint the sensor enables already puts every task on the kernel's slow
+syscall path; the gate adds one program run that reads one global.)`;
+    },
+  },
   {
     name: 'sensor',
     async run({ quick, log }) {

@@ -127,6 +127,10 @@ SensorHandle::SensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Se
                                              " is not a power-of-two number of pages", err);
   }
 
+  // without the gate only to measure what it costs (bench/failclosed.ts)
+  if (options.Has("syscallGate") && options.Get("syscallGate").IsBoolean() &&
+      !options.Get("syscallGate").As<Napi::Boolean>().Value())
+    bpf_program__set_autoattach(skel_->progs.handle_sys_enter_gate, false);
   err = sensor__load(skel_);
   if (err) {
     Teardown();

@@ -27,6 +27,8 @@ export interface NativeLoadOptions {
    * that the programs outlive this process; removed again by destroy().
    */
   pinDir?: string;
+  /** false: do not attach the agent-gone gate on every syscall. Only to measure what it costs (bench/). */
+  syscallGate?: boolean;
 }
 
 export interface NativeReaderOptions {

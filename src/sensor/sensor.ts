@@ -47,6 +47,8 @@ export interface SensorOptions {
   pinDir?: string;
   /** The agent the probes guard (Agent-Tamper, agent_gone). Default: this process; 0: none. */
   agentPid?: number;
+  /** false leaves the fail-closed gate out: only the benchmark that measures its cost does that. */
+  syscallGate?: boolean;
 }
 
 /** A process's group id (/proc/PID/stat field 5): Node has no getpgid. */
@@ -146,6 +148,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
         agentTgid: agentPid,
         agentPgid: agentPid ? processGroupOf(agentPid) : 0,
         pinDir: options.pinDir,
+        syscallGate: options.syscallGate,
       });
     } catch (error) {
       if (error && typeof error === 'object' && 'log' in error) throw explainLoadError(error as NativeLoadError);
