@@ -36,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("SensorHandle", ringfence::SensorHandle::Define(env));
   exports.Set("clocks", Napi::Function::New(env, Clocks));
   exports.Set("eventLayout", Napi::Function::New(env, ringfence::EventLayoutFromBtf));
+  exports.Set("eventEnums", Napi::Function::New(env, ringfence::EventEnumsFromBtf));
   Napi::Array probes = Napi::Array::New(env, RF_PROBE_COUNT);
   for (uint32_t i = 0; i < RF_PROBE_COUNT; i++) probes.Set(i, kProbeNames[i]);
   exports.Set("probeNames", probes);

@@ -42,4 +42,26 @@ Napi::Value EventLayoutFromBtf(const Napi::CallbackInfo& info) {
   return layout;
 }
 
+Napi::Value EventEnumsFromBtf(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::unique_ptr<sensor, void (*)(sensor*)> skel(sensor__open(), sensor__destroy);
+  if (!skel) throw Napi::Error::New(env, "cannot open the embedded BPF object");
+  const struct btf* btf = bpf_object__btf(skel->obj);
+  if (!btf) throw Napi::Error::New(env, "the embedded BPF object has no BTF");
+
+  Napi::Object enums = Napi::Object::New(env);
+  for (__u32 id = 1; id < btf__type_cnt(btf); id++) {
+    const struct btf_type* type = btf__type_by_id(btf, id);
+    if (!btf_is_enum(type)) continue;
+    const char* name = btf__name_by_offset(btf, type->name_off);
+    if (!name || strncmp(name, "rf_", 3) != 0 || enums.Has(name)) continue;
+    Napi::Object values = Napi::Object::New(env);
+    const struct btf_enum* value = btf_enum(type);
+    for (__u16 i = 0; i < btf_vlen(type); i++, value++)
+      values.Set(btf__name_by_offset(btf, value->name_off), static_cast<double>(value->val));
+    enums.Set(name, values);
+  }
+  return enums;
+}
+
 }  // namespace ringfence

@@ -11,4 +11,8 @@ namespace ringfence {
 // struct whose name starts with "rf_".
 Napi::Value EventLayoutFromBtf(const Napi::CallbackInfo& info);
 
+// { [enum name]: { [ENUMERATOR]: value } } for every enum whose name starts
+// with "rf_" (bpf/lib/maps.bpf.c keeps each in the BTF).
+Napi::Value EventEnumsFromBtf(const Napi::CallbackInfo& info);
+
 }  // namespace ringfence

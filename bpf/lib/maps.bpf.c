@@ -23,3 +23,15 @@ struct rf_detection_event rf_btf_detection_event __attribute__((unused));
 struct rf_job_lockdown rf_btf_job_lockdown __attribute__((unused));
 struct rf_flow_key rf_btf_flow_key __attribute__((unused));
 struct rf_flow_state rf_btf_flow_state __attribute__((unused));
+/* ... and every enum, so that the TypeScript constants are checked against them too. */
+enum rf_event_type rf_btf_event_type __attribute__((unused));
+enum rf_probe rf_btf_probe __attribute__((unused));
+enum rf_fd_kind rf_btf_fd_kind __attribute__((unused));
+enum rf_egress_hook rf_btf_egress_hook __attribute__((unused));
+enum rf_verdict rf_btf_verdict __attribute__((unused));
+enum rf_allow_source rf_btf_allow_source __attribute__((unused));
+enum rf_detection rf_btf_detection __attribute__((unused));
+enum rf_detection_action rf_btf_detection_action __attribute__((unused));
+enum rf_stdio_ipc rf_btf_stdio_ipc __attribute__((unused));
+enum rf_detection_hook rf_btf_detection_hook __attribute__((unused));
+enum rf_agent_gone rf_btf_agent_gone __attribute__((unused));

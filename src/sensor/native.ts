@@ -112,6 +112,8 @@ export interface NativeAddon {
   SensorHandle: new (options?: NativeLoadOptions) => NativeSensorHandle;
   /** Record layouts from the BTF of the embedded BPF object. */
   eventLayout(): Record<string, NativeStructLayout>;
+  /** The enums of bpf/events.h from the same BTF: enum name → enumerator → value. */
+  eventEnums(): Record<string, Record<string, number>>;
   probeNames: string[];
   layoutVersion: number;
   clocks(): { realtimeNs: bigint; boottimeNs: bigint };
