@@ -24,15 +24,17 @@ import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
 import { exitStatusOf, type ExitReason } from './exit-status';
 import { OutputFile } from './output';
 import { resolveCommand } from './command';
-import { detectionEvent, JobEventWriter, networkEvent, processEvent, relayDetectionEvent, type DetectionJobEvent, type DnsJobEvent } from './job-events';
-import { JobSummary } from './summary';
+import { detectionEvent, dnsEvent, jobCompletedEvent, jobStartedEvent, JobEventWriter, networkEvent, processEvent, processRef, relayDetectionEvent, type DetectionJobEvent } from './job-events';
+import { JobSummary, policyDisplay } from './summary';
 
 export interface JobOptions {
   policy: Policy;
   /** Who the job is; every event carries it. */
   identity?: JobIdentity;
-  /** How events name the policy. */
-  policyName: string;
+  /** The policy's name in events, or null in audit mode without a policy (docs/events.md). */
+  policyName: string | null;
+  /** The store's version of it (store policies only). */
+  policyVersion?: number;
   /** Where the events go: a path (opened before anything starts) or an opened output. */
   eventsPath?: string;
   events?: OutputFile;
@@ -107,7 +109,7 @@ export async function runJob(command: string, args: string[], options: JobOption
   const id = JobRegistry.newId('run');
   const policy: Policy = { ...options.policy, allowedEndpoints: [...options.policy.allowedEndpoints, ...(options.serviceEndpoints ?? [])] };
   const matcher = new EgressMatcher(policy);
-  const writer = new JobEventWriter(eventsOut);
+  const writer = new JobEventWriter(eventsOut, { identity: options.identity });
   const summary = new JobSummary();
   const names = new Map<string, string>(); // address → the allowed name it answered
   let processes = 0;
@@ -153,11 +155,17 @@ export async function runJob(command: string, args: string[], options: JobOption
       mode: policy.egressPolicy,
       upstream: options.dnsUpstream ?? systemUpstream(),
       learn: (addresses, ports) => addresses.forEach((address) => egress?.learn(address, ports)),
+      clientPids: () => cgroup.allProcs(),
       record: (query) => {
-        if (query.verdict === 'allowed') for (const answer of query.answers) names.set(answer, query.name);
-        const event: DnsJobEvent = { kind: 'dns', time: now(), job: id, name: query.name, type: query.type, answers: query.answers, verdict: query.verdict, policy: options.policyName, rcode: query.rcode, ttl: query.ttl, error: query.error };
-        summary.addDns(event);
-        writer.write(event);
+        // audited answers name their addresses too (what an allow-list is built from); refused names have none
+        if (query.verdict !== 'blocked') for (const answer of query.answers) names.set(answer, query.name);
+        // written once its asker is known (the answer went out already); after the job's end, neither written nor counted
+        void (query.asker ?? Promise.resolve(undefined)).then((pid) => {
+          if (writer.closed) return;
+          const event = dnsEvent(id, { name: options.policyName, version: options.policyVersion }, query, query.time, pid ? processRef(sensor.tree, pid) : undefined);
+          summary.addDns(event);
+          writer.write(event);
+        });
       },
     });
     const loopback4 = parseIp('127.0.0.1')!.bytes;
@@ -229,7 +237,7 @@ export async function runJob(command: string, args: string[], options: JobOption
             }),
           );
         } else if (event.type === 'egress') {
-          const network = networkEvent(id, options.policyName, sensor.tree, event, names.get(event.address));
+          const network = networkEvent(id, { name: options.policyName, version: options.policyVersion }, sensor.tree, event, names.get(event.address));
           summary.addNetwork(network);
           writer.write(network);
         }
@@ -242,7 +250,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     });
     sensor.start();
     sensor.track(cgroup);
-    writer.write({ kind: 'job', time: now(), job: id, phase: 'started', command: [command, ...args], policy: options.policyName, mode: policy.egressPolicy });
+    writer.write(jobStartedEvent(id, now(), [command, ...args], { name: options.policyName, version: options.policyVersion }, policy.egressPolicy));
 
     // a session of its own: kill(0, …) and the terminal's signals stay inside the job
     const child = cgroup.spawn(command, args, { stdio: options.stdio ?? 'inherit', detached: true });
@@ -282,14 +290,14 @@ export async function runJob(command: string, args: string[], options: JobOption
         ? `interrupted by ${interrupted}`
         : `exited ${exitCode ?? `on ${signal}`}${reason === 'blocked' ? ` (ringfence exits ${status}: ${blockedRequests} request(s) blocked)` : ''}`;
     const provisional = exitStatusOf({ exitCode, signal, blocked: mode === 'block' ? blockedRequests : 0, interrupted, lockedDown, agentFailures });
-    writer.write({ kind: 'job', time: now(), job: id, phase: 'completed', status: { exitCode, signal }, ...(lockedDown ? { killedBy: killedBy.join('; ') } : {}), counts, dropped, exitStatus: provisional.status, reason: provisional.reason, lost: writer.lost });
+    writer.write(jobCompletedEvent(id, now(), { status: { exitCode, signal }, ...(lockedDown ? { killedBy: killedBy.join('; ') } : {}), counts, dropped, exitStatus: provisional.status, reason: provisional.reason, lost: writer.lost }));
     writer.close();
     if (writer.lost) agentFailures.push(`${writer.lost} event(s) not written to ${eventsOut!.label} (${writer.error})`);
     if (summaryOut) {
       summaryOut.write(
         summary.renderMarkdown(`ringfence: ${[command, ...args].join(' ')}`, [
           `job \`${id}\` ${outcome(provisional.status, provisional.reason)}`,
-          `policy \`${options.policyName}\`, egress ${mode}`,
+          `policy \`${policyDisplay({ name: options.policyName, version: options.policyVersion })}\`, egress ${mode}`,
           `${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked`,
           ...(dropped ? [`${dropped} sensor events dropped (ring buffer full)`] : []),
         ]),
@@ -301,7 +309,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     const failures = agentFailures.length ? `; ringfence failed: ${agentFailures.join('; ')}` : '';
     log(
       summary.renderText(
-        `ringfence: job ${id} ${outcome(exitStatus, reason)}; policy ${options.policyName} (${mode}); ${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}${failures}${reason === 'agent-failure' || reason === 'lockdown' ? ` (ringfence exits ${exitStatus}: ${reason})` : ''}`,
+        `ringfence: job ${id} ${outcome(exitStatus, reason)}; policy ${policyDisplay({ name: options.policyName, version: options.policyVersion })} (${mode}); ${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}${failures}${reason === 'agent-failure' || reason === 'lockdown' ? ` (ringfence exits ${exitStatus}: ${reason})` : ''}`,
       ),
     );
     return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined, killedBy, reason, agentFailures };

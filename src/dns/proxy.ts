@@ -16,9 +16,17 @@ import { formatIp, parseIp, type IpAddress } from '../net/address';
 import { canonicalName } from '../policy/endpoint';
 import type { EgressMatcher } from '../policy/matcher';
 import type { EgressMode } from '../policy/policy';
+import { SocketOwners } from './socket-owner';
 
 export interface Upstream {
   host: string;
+  port: number;
+}
+
+/** Where a query came from: the job's socket, as the proxy sees it (its local address and port). */
+export interface DnsClient {
+  transport: 'udp' | 'tcp';
+  address: string;
   port: number;
 }
 
@@ -34,6 +42,15 @@ export interface DnsQueryRecord {
   ttl?: number;
   /** Set when upstream could not be reached or answered garbage. */
   error?: string;
+  /** When the answer was decided. */
+  time: Date;
+  /** The socket that asked (absent for answer() called directly). */
+  client?: DnsClient;
+  /**
+   * With clientPids: the job process that owns that socket, when it can be
+   * told; found while the answer is on its way (never rejects).
+   */
+  asker?: Promise<number | undefined>;
 }
 
 export interface DnsProxyOptions {
@@ -43,6 +60,8 @@ export interface DnsProxyOptions {
   /** Called with an allowed name's addresses and ports before the answer is sent. */
   learn: (addresses: IpAddress[], ports: number[]) => void;
   record: (query: DnsQueryRecord) => void;
+  /** The job's processes: with it, each record says which of them asked (src/dns/socket-owner.ts). */
+  clientPids?: () => number[];
   timeoutMs?: number;
   /** Addresses to listen on; the same port is used for all. */
   listen?: { ip4: string; ip6: string };
@@ -106,10 +125,20 @@ export class DnsProxy {
   private upstreamUdp: dgram.Socket | undefined;
   private readonly pendingUdp = new Map<number, (response: Buffer) => void>();
   private nextUpstreamId = Math.floor(Math.random() * 0x10000);
+  private readonly owners: SocketOwners | undefined;
+  /** Askers of recorded queries still being looked for. */
+  private readonly pendingAskers = new Set<Promise<number | undefined>>();
   private constructor(
     private readonly options: DnsProxyOptions,
     readonly port: number,
-  ) {}
+  ) {
+    this.owners = options.clientPids ? new SocketOwners(options.clientPids) : undefined;
+  }
+
+  /** Resolves once the asker of every query recorded so far is known (or known to be unknown). */
+  async settled(): Promise<void> {
+    while (this.pendingAskers.size > 0) await Promise.all([...this.pendingAskers]);
+  }
 
   /** Listens on UDP and TCP, IPv4 and IPv6 loopback, on one free port. */
   static async start(options: DnsProxyOptions): Promise<DnsProxy> {
@@ -146,7 +175,7 @@ export class DnsProxy {
   }
 
   private onDatagram(socket: dgram.Socket, message: Buffer, from: dgram.RemoteInfo): void {
-    void this.answer(message, 'udp').then(
+    void this.answer(message, 'udp', { transport: 'udp', address: from.address, port: from.port }).then(
       (response) => response && socket.send(response, from.port, from.address),
       () => undefined,
     );
@@ -158,6 +187,7 @@ export class DnsProxy {
     socket.on('error', () => undefined);
     socket.setTimeout(30_000, () => socket.destroy());
     let pending = Buffer.alloc(0);
+    const client: DnsClient = { transport: 'tcp', address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
     socket.on('data', (chunk) => {
       pending = Buffer.concat([pending, chunk]);
       while (pending.length >= 2) {
@@ -165,7 +195,7 @@ export class DnsProxy {
         if (pending.length < 2 + length) break;
         const message = pending.subarray(2, 2 + length);
         pending = pending.subarray(2 + length);
-        void this.answer(message, 'tcp').then((response) => {
+        void this.answer(message, 'tcp', client).then((response) => {
           if (!response || socket.destroyed) return;
           socket.write(tcpFramed(response));
         });
@@ -174,8 +204,10 @@ export class DnsProxy {
   }
 
   /** The response bytes for one query, or undefined to stay silent (garbage). */
-  async answer(message: Buffer, transport: 'udp' | 'tcp'): Promise<Buffer | undefined> {
+  async answer(message: Buffer, transport: 'udp' | 'tcp', client?: DnsClient): Promise<Buffer | undefined> {
     this.stats.queries++;
+    // looked for now, while the asking socket is surely open; the answer does not wait for it
+    const owner = client && this.owners ? this.owners.owner(client) : undefined;
     let query: dnsPacket.Packet;
     try {
       query = dnsPacket.decode(message);
@@ -192,8 +224,13 @@ export class DnsProxy {
     const entries = this.options.matcher.nameEntries(name);
     const allowed = entries.length > 0;
     const verdict = allowed ? 'allowed' : this.options.mode === 'block' ? 'blocked' : 'audited';
-    const record = (rcode: string, answers: string[], error?: string, ttl?: number) =>
-      this.options.record({ name, type: String(question.type), verdict, answers, rcode, transport, error, ttl });
+    const record = (rcode: string, answers: string[], error?: string, ttl?: number) => {
+      if (owner) {
+        this.pendingAskers.add(owner);
+        void owner.then(() => this.pendingAskers.delete(owner));
+      }
+      this.options.record({ name, type: String(question.type), verdict, answers, rcode, transport, error, ttl, time: new Date(), client, asker: owner });
+    };
 
     if (verdict === 'blocked') {
       record('NXDOMAIN', []);
