@@ -1,5 +1,5 @@
 /**
- * Who a job is (DESIGN.md §3 in docs/design.md): org, repository, workflow
+ * Who a job is (docs/design.md, "Jobs"): org, repository, workflow
  * path, job, run, attempt, runner, host, cluster. Every event carries it.
  * Flags win; otherwise the GitHub Actions variables of the environment the
  * job runs in. The identity never decides where the policy comes from.
