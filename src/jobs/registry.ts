@@ -142,18 +142,35 @@ export class JobRegistry {
     return lines;
   }
 
+  /**
+   * Ends one job; never throws (another ringfence may be sweeping the same
+   * job at the same time): what fails is said in the returned line.
+   */
   private async end(id: string, cgroup: Cgroup | undefined, pins: string | undefined): Promise<string> {
-    let killed = 0;
+    const done: string[] = [];
+    const failed: string[] = [];
     if (cgroup && fs.existsSync(cgroup.path)) {
-      killed = cgroup.allProcs().length;
-      await cgroup.destroy();
+      const killed = cgroup.allProcs().length;
+      try {
+        await cgroup.destroy();
+        done.push(`removed its cgroup${killed ? ` and killed its ${killed} process(es)` : ''}`);
+      } catch (error) {
+        if (fs.existsSync(cgroup.path)) failed.push(`removing ${cgroup.path}: ${(error as Error).message}`);
+        else done.push('removed its cgroup');
+      }
     }
     const pinDir = pins ?? path.join(this.paths.pinRoot, id);
-    const unpinned = fs.existsSync(pinDir);
-    // unlinking the pins drops the last reference: the kernel detaches and frees them
-    fs.rmSync(pinDir, { recursive: true, force: true });
-    const what = [cgroup ? `removed its cgroup${killed ? ` and killed its ${killed} process(es)` : ''}` : undefined, unpinned ? 'unpinned its kernel objects' : undefined].filter(Boolean);
-    return `ringfence: ended job ${id} left by a ringfence that is gone: ${what.join(', ') || 'nothing was left'}`;
+    if (fs.existsSync(pinDir)) {
+      try {
+        // unlinking the pins drops the last reference: the kernel detaches and frees them
+        fs.rmSync(pinDir, { recursive: true, force: true });
+        done.push('unpinned its kernel objects');
+      } catch (error) {
+        failed.push(`unpinning ${pinDir}: ${(error as Error).message}`);
+      }
+    }
+    const what = done.join(', ') || 'nothing was left';
+    return `ringfence: ended job ${id} left by a ringfence that is gone: ${what}${failed.length ? `; failed: ${failed.join('; ')}` : ''}`;
   }
 
   /** Cgroups of jobs (jobs/ID) and of older ringfence versions (ringfence/trace-PID). */
