@@ -11,7 +11,9 @@ import { resolveCommand } from '../agent/command';
 import { EXIT } from '../agent/exit-status';
 import { OutputFile } from '../agent/output';
 import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
-import { eventToJson, formatEvent } from '../sensor/format';
+import { jobCompletedEvent, JobEventWriter, jobStartedEvent, sensorJobEvent, type PolicyRef } from '../agent/job-events';
+import { identityFrom } from '../jobs/identity';
+import { formatEvent } from '../sensor/format';
 import { preflight } from '../sensor/kernel';
 import { Sensor } from '../sensor/sensor';
 import { signalNumber } from '../util/signals';
@@ -47,11 +49,15 @@ export async function trace(command: string, args: string[], options: TraceOptio
     interrupted = signal;
     void cgroup.kill().catch(() => undefined);
   };
+  // --json: the job events `run --events` writes (docs/events.md), the sensor's own records included
+  const events = options.json ? new JobEventWriter(out, { identity: traceIdentity(stderr) }) : undefined;
+  const noPolicy: PolicyRef = { name: null };
+  let ended: { exitCode: number | null; signal: string | null } = { exitCode: null, signal: null };
   try {
-    sensor.on('events', (events) => {
-      for (const event of events) {
-        const ancestry = sensor.tree.ancestry(event.tgid);
-        out.write((options.json ? eventToJson(event, ancestry) : formatEvent(event, ancestry)) + '\n');
+    sensor.on('events', (batch) => {
+      for (const event of batch) {
+        if (events) events.write(sensorJobEvent(id, noPolicy, sensor.tree, event));
+        else out.write(formatEvent(event, sensor.tree.ancestry(event.tgid)) + '\n');
       }
     });
     sensor.on('error', (error) => {
@@ -60,6 +66,7 @@ export async function trace(command: string, args: string[], options: TraceOptio
     });
     sensor.start();
     sensor.track(cgroup);
+    events?.write(jobStartedEvent(id, new Date().toISOString(), [command, ...args], noPolicy));
 
     const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true });
     process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
@@ -68,13 +75,17 @@ export async function trace(command: string, args: string[], options: TraceOptio
         stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
         resolve(127);
       });
-      child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? signalNumber(signal) : 0)));
+      child.on('exit', (code, signal) => {
+        ended = { exitCode: code, signal };
+        resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
+      });
     });
 
     // Anything CMD left running in the background ends with it.
     await cgroup.kill();
     await sensor.close();
     const stats = sensor.finalStats!;
+    events?.write(jobCompletedEvent(id, new Date().toISOString(), { status: ended, dropped: stats.dropped, lost: out.lost }));
     const failures: string[] = [];
     if (stats.dropped > 0) failures.push(`${stats.dropped} events were dropped (ring buffer full)`);
     if (out.lost > 0) failures.push(`${out.lost} events could not be written to ${out.label} (${out.firstError})`);
@@ -89,4 +100,11 @@ export async function trace(command: string, args: string[], options: TraceOptio
     out.close();
     registry.unregister(id);
   }
+}
+
+/** Who the traced job is, from the GitHub Actions variables (trace takes no identity flags); a bad one is left out, and said. */
+function traceIdentity(stderr: OutputFile) {
+  const { identity, problems } = identityFrom({}, process.env);
+  for (const p of problems) stderr.write(`ringfence: ${p.flag} '${p.value}' is ${p.problem}: left out of the events\n`);
+  return identity;
 }

@@ -1,4 +1,4 @@
-/** Human and JSON renderings of sensor events (for `ringfence trace`). */
+/** The human rendering of sensor events (`ringfence trace` without --json; --json writes job events, src/agent/job-events.ts). */
 import type { FdInfo, SensorEvent } from './events';
 
 function fd(info: FdInfo): string {
@@ -57,11 +57,4 @@ export function formatEvent(event: SensorEvent, ancestry?: string[]): string {
   }
   const chain = ancestry && ancestry.length > 1 ? `  ← ${ancestry.slice(1).join(' ← ')}` : '';
   return `${time} ${event.type.padEnd(13)} ${who} ${what}${chain}`;
-}
-
-/** JSON with bigints as decimal strings. */
-export function eventToJson(event: SensorEvent, ancestry?: string[]): string {
-  return JSON.stringify({ ...event, time: new Date(event.timeMs).toISOString(), ancestry }, (_key, value) =>
-    typeof value === 'bigint' ? value.toString() : value,
-  );
 }
