@@ -10,11 +10,13 @@ import path from 'node:path';
 import { runJob, type JobResult } from '../../src/agent/job';
 import type { JobEvent } from '../../src/agent/job-events';
 import type { Upstream } from '../../src/dns/proxy';
+import type { JobIdentity } from '../../src/jobs/identity';
 import { parsePolicy } from '../../src/policy/policy';
 
 export interface ScriptJob extends JobResult {
   stdout: string;
   stderr: string;
+  /** The events file, as written (each with the envelope too: Written<JobEvent>). */
   events: JobEvent[];
   summary: string;
 }
@@ -24,6 +26,10 @@ export interface ScriptJobOptions {
   upstream: Upstream;
   /** Nameserver line(s) of the job's resolv.conf. */
   resolvConf: string;
+  identity?: JobIdentity;
+  /** How events name the policy; default: its name, else 'test'. */
+  policyName?: string | null;
+  policyVersion?: number;
 }
 
 export async function runScriptJob(script: string, options: ScriptJobOptions): Promise<ScriptJob> {
@@ -40,7 +46,9 @@ export async function runScriptJob(script: string, options: ScriptJobOptions): P
       ['--mount', '--', '/bin/bash', '-c', `mount --bind ${file('resolv.conf')} /etc/resolv.conf && exec /bin/bash -c "$0"`, script],
       {
         policy,
-        policyName: policy.name ?? 'test',
+        policyName: options.policyName !== undefined ? options.policyName : (policy.name ?? 'test'),
+        policyVersion: options.policyVersion,
+        identity: options.identity,
         eventsPath: file('events.jsonl'),
         dnsUpstream: options.upstream,
         serviceEndpoints: [],
