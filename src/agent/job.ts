@@ -215,20 +215,17 @@ export async function runJob(command: string, args: string[], options: JobOption
           const detection = detectionEvent(id, options.policyName, sensor.tree, event);
           const killed = event.action === 'killed' ? `${detection.detection} by ${detection.process?.exe ?? event.comm} (pid ${event.tgid})` : undefined;
           if (leavesTargetStopped(event)) {
-            // The attach took effect before its tracer died, and the death leaves the target stopped: resume it, then report.
+            // The attach took effect before its tracer died, and the death leaves the target stopped: resume it before
+            // reporting (synchronously: this event may come while the sensor drains at the job's end).
             const target = `${(detection.target as { exe?: string }).exe ?? 'the protected process'} (pid ${event.targetTgid})`;
-            judging.push(
-              resumeAfterPtraceKill(event.tgid, event.targetTgid, event.ptraceRequest === PTRACE_SEIZE)
-                .then((after) => {
-                  detection.targetAfterKill = after;
-                  if (after === 'stopped') agentFailures.push(`${target} is still stopped after its tracer was killed`);
-                })
-                .catch((error) => void agentFailures.push(`resuming ${target} after its tracer was killed: ${(error as Error).message}`))
-                .then(() => report(detection, killed)),
-            );
-          } else {
-            report(detection, killed);
+            try {
+              detection.targetAfterKill = resumeAfterPtraceKill(event.tgid, event.targetTgid, event.ptraceRequest === PTRACE_SEIZE);
+              if (detection.targetAfterKill === 'stopped') agentFailures.push(`${target} is still stopped after its tracer was killed`);
+            } catch (error) {
+              agentFailures.push(`resuming ${target} after its tracer was killed: ${(error as Error).message}`);
+            }
           }
+          report(detection, killed);
         } else if (event.type === 'shell_on_ipc') {
           judging.push(
             judgeShell(event).catch((error) => {

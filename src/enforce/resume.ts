@@ -121,8 +121,8 @@ export interface ResumeOptions {
   proc?: string;
   /** Sends a signal; the default is process.kill, with a process that is already gone ignored. */
   signal?: (pid: number, signal: NodeJS.Signals) => void;
-  /** Waits between looks. */
-  sleep?: (ms: number) => Promise<void>;
+  /** Waits between looks (blocking: see resumeAfterPtraceKill). */
+  sleep?: (ms: number) => void;
   pollMs?: number;
   /** How long, in all, before giving up on the offender dying or the target settling. */
   timeoutMs?: number;
@@ -136,6 +136,11 @@ function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** Sleeps without spinning, blocking the thread. */
+function blockFor(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
 /**
  * After `offender` was killed for ptracing `target`: wait until the offender
  * is dead (its tracees are detached by then), then watch the target until it
@@ -146,11 +151,18 @@ function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
  * SIGSTOP from PTRACE_ATTACH may still be pending when the tracer dies, and
  * PTRACE_O_EXITKILL's SIGKILL is sent during the tracer's exit).
  * `seized`: the request was PTRACE_SEIZE, whose options may include EXITKILL.
+ *
+ * Synchronous, so that it is over before the detection is reported however
+ * late its event comes (the sensor drains its last events at the job's end,
+ * when nothing waits for work they start). It blocks the agent for ~10-20 ms
+ * after a kill (offender dead, two quiet looks), 2 s at worst (a target held
+ * by another tracer); the job is being killed meanwhile (cgroup.kill is written
+ * before this starts).
  */
-export async function resumeAfterPtraceKill(offender: number, target: number, seized: boolean, options: ResumeOptions = {}): Promise<TargetAfterKill> {
+export function resumeAfterPtraceKill(offender: number, target: number, seized: boolean, options: ResumeOptions = {}): TargetAfterKill {
   const proc = options.proc ?? '/proc';
   const signal = options.signal ?? signalIfAlive;
-  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const sleep = options.sleep ?? blockFor;
   const pollMs = options.pollMs ?? 5;
   const maxPolls = Math.max(1, Math.ceil((options.timeoutMs ?? 2000) / pollMs));
   const died: TargetAfterKill = seized ? 'killed-by-exitkill' : 'exited';
@@ -162,7 +174,7 @@ export async function resumeAfterPtraceKill(offender: number, target: number, se
   for (; polls < maxPolls; polls++) {
     const look = lookAt(offender, proc);
     if (isDead(look) || look!.starttime !== offenderStart) break;
-    await sleep(pollMs);
+    sleep(pollMs);
   }
 
   let resumed = false;
@@ -180,7 +192,7 @@ export async function resumeAfterPtraceKill(offender: number, target: number, se
     } else if (++quiet >= 2) {
       return resumed ? 'resumed' : 'running';
     }
-    await sleep(pollMs);
+    sleep(pollMs);
   }
   return last && isStopped(last) ? 'stopped' : resumed ? 'resumed' : 'running';
 }

@@ -56,16 +56,16 @@ function fakeProc(frame: Frame) {
  * Runs resumeAfterPtraceKill over a timeline: frame 0 at the start, the next
  * at each wait (the last one stays). SIGCONT to a target in T shows it running.
  */
-async function replay(frames: Frame[], seized = false, timeoutMs = 200) {
+function replay(frames: Frame[], seized = false, timeoutMs = 200) {
   const { root, show } = fakeProc(frames[0]);
   let current = frames[0];
   let step = 0;
   const signals: [number, string][] = [];
-  const after = await resumeAfterPtraceKill(OFFENDER, TARGET, seized, {
+  const after = resumeAfterPtraceKill(OFFENDER, TARGET, seized, {
     proc: root,
     pollMs: 1,
     timeoutMs,
-    sleep: async () => {
+    sleep: () => {
       if (step === frames.length - 1) return; // the last frame stays, as signals changed it
       current = frames[++step];
       show(current);
@@ -111,8 +111,8 @@ describe('parseStat and parsePending', () => {
 });
 
 describe('resumeAfterPtraceKill', () => {
-  it('PTRACE_ATTACH: waits for the tracer to die, then resumes the target left in T, once', async () => {
-    const { after, signals } = await replay([
+  it('PTRACE_ATTACH: waits for the tracer to die, then resumes the target left in T, once', () => {
+    const { after, signals } = replay([
       { [OFFENDER]: tracer('R'), [TARGET]: worker('t', 'S') },
       { [OFFENDER]: tracer('R'), [TARGET]: worker('t', 'S') },
       { [OFFENDER]: tracer('Z'), [TARGET]: worker('T', 'T') },
@@ -121,8 +121,8 @@ describe('resumeAfterPtraceKill', () => {
     expect(signals).toEqual([[TARGET, 'SIGCONT']]);
   });
 
-  it('never signals while the tracer lives, even when the target shows T', async () => {
-    const { after, signals } = await replay([
+  it('never signals while the tracer lives, even when the target shows T', () => {
+    const { after, signals } = replay([
       { [OFFENDER]: tracer('R'), [TARGET]: worker('T') },
       { [OFFENDER]: tracer('D'), [TARGET]: worker('T') },
       { [OFFENDER]: tracer('D'), [TARGET]: worker('T') },
@@ -132,9 +132,9 @@ describe('resumeAfterPtraceKill', () => {
     expect(signals).toEqual([[TARGET, 'SIGCONT']]);
   });
 
-  it('waits for a SIGSTOP still pending when the tracer died, and resumes the stop it causes', async () => {
+  it('waits for a SIGSTOP still pending when the tracer died, and resumes the stop it causes', () => {
     const pending = { start: '5000', threads: [{ state: 'S', sigPnd: SIGSTOP_PENDING }] };
-    const { after, signals } = await replay([
+    const { after, signals } = replay([
       { [TARGET]: pending },
       { [TARGET]: pending },
       { [TARGET]: pending },
@@ -144,52 +144,63 @@ describe('resumeAfterPtraceKill', () => {
     expect(signals).toEqual([[TARGET, 'SIGCONT']]);
   });
 
-  it('PTRACE_SEIZE: a target that was never stopped is left alone', async () => {
-    const { after, signals } = await replay([{ [OFFENDER]: tracer('Z'), [TARGET]: worker('S', 'S') }], true);
+  it('PTRACE_SEIZE: a target that was never stopped is left alone', () => {
+    const { after, signals } = replay([{ [OFFENDER]: tracer('Z'), [TARGET]: worker('S', 'S') }], true);
     expect(after).toBe('running');
     expect(signals).toEqual([]);
   });
 
-  it('PTRACE_O_EXITKILL: a target with SIGKILL pending is not called running; its death is reported as the EXITKILL', async () => {
+  it('PTRACE_O_EXITKILL: a target with SIGKILL pending is not called running; its death is reported as the EXITKILL', () => {
     const dying = { start: '5000', threads: [{ state: 'S', sigPnd: SIGKILL_PENDING }] };
     const exiting = { start: '5000', threads: [{ state: 'R', flags: 0x400004 }] };
-    const { after, signals } = await replay([{ [TARGET]: dying }, { [TARGET]: dying }, { [TARGET]: dying }, { [TARGET]: exiting }, { [TARGET]: exiting }, { [TARGET]: worker('Z') }], true);
+    const { after, signals } = replay([{ [TARGET]: dying }, { [TARGET]: dying }, { [TARGET]: dying }, { [TARGET]: exiting }, { [TARGET]: exiting }, { [TARGET]: worker('Z') }], true);
     expect(after).toBe('killed-by-exitkill');
     expect(signals).toEqual([]);
   });
 
-  it('a target gone after a PTRACE_ATTACH kill has exited (not an EXITKILL)', async () => {
-    const { after } = await replay([{ [TARGET]: worker('S') }, {}], false);
+  it('a target gone after a PTRACE_ATTACH kill has exited (not an EXITKILL)', () => {
+    const { after } = replay([{ [TARGET]: worker('S') }, {}], false);
     expect(after).toBe('exited');
   });
 
-  it('a pid reused by another process is not the target: never signalled', async () => {
-    const { after, signals } = await replay([{ [TARGET]: worker('S') }, { [TARGET]: { start: '7777', threads: [{ state: 'T' }] } }]);
+  it('a pid reused by another process is not the target: never signalled', () => {
+    const { after, signals } = replay([{ [TARGET]: worker('S') }, { [TARGET]: { start: '7777', threads: [{ state: 'T' }] } }]);
     expect(after).toBe('exited');
     expect(signals).toEqual([]);
   });
 
-  it('a ptrace stop that outlives the offender (another tracer) is not signalled, and reported as stopped', async () => {
-    const { after, signals } = await replay([{ [TARGET]: worker('t') }], false, 20);
+  it('a ptrace stop that outlives the offender (another tracer) is not signalled, and reported as stopped', () => {
+    const { after, signals } = replay([{ [TARGET]: worker('t') }], false, 20);
     expect(after).toBe('stopped');
     expect(signals).toEqual([]);
   });
 
-  it('a target that stays in T despite SIGCONT is reported as stopped', async () => {
+  it('a target that stays in T despite SIGCONT is reported as stopped', () => {
     const { root } = fakeProc({ [TARGET]: worker('T') });
     const signals: string[] = [];
-    const after = await resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 1, timeoutMs: 5, sleep: async () => undefined, signal: (_pid, s) => void signals.push(s) });
+    const after = resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 1, timeoutMs: 5, sleep: () => undefined, signal: (_pid, s) => void signals.push(s) });
     expect(after).toBe('stopped');
     expect(signals.length).toBeGreaterThan(1);
   });
 
-  it('a failing SIGCONT is thrown, not swallowed', async () => {
+  it('waits for real between looks when no sleep is given (it blocks: the report waits for it)', () => {
+    const { root } = fakeProc({ [TARGET]: worker('t') });
+    const started = process.hrtime.bigint();
+    expect(resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 5, timeoutMs: 40, signal: () => undefined })).toBe('stopped');
+    expect(Number(process.hrtime.bigint() - started) / 1e6).toBeGreaterThanOrEqual(40);
+  });
+
+  it('a failing SIGCONT is thrown, not swallowed', () => {
     expect.assertions(1);
     const { root } = fakeProc({ [TARGET]: worker('T') });
     const signal = () => {
       throw Object.assign(new Error('kill EPERM'), { code: 'EPERM' });
     };
-    await expect(resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 1, sleep: async () => undefined, signal })).rejects.toThrow('kill EPERM');
+    try {
+      resumeAfterPtraceKill(OFFENDER, TARGET, false, { proc: root, pollMs: 1, sleep: () => undefined, signal });
+    } catch (error) {
+      expect((error as Error).message).toBe('kill EPERM');
+    }
   });
 });
 
