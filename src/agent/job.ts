@@ -261,6 +261,8 @@ export async function runJob(command: string, args: string[], options: JobOption
 
     // The job is its cgroup: whatever CMD left running ends with it.
     await Promise.all(judging);
+    // DNS events wait for the lookup of who asked (a few ms): none may be left out
+    await proxy.settled();
     await cgroup.kill();
     // repeats the kernel folded into records that never came: counted like the rest
     onEvents(egress.unrecordedRepeats(sensor.clockOffsetMs));

@@ -13,7 +13,9 @@ import YAML from 'yaml';
 
 export interface FetchedPolicy {
   policy?: Policy;
-  name: string;
+  /** The policy's name; null when none is attached (audit mode). */
+  name: string | null;
+  version?: number;
   scope: string;
 }
 
@@ -38,8 +40,8 @@ export async function fetchPolicy(address: string, token: string, job: JobContex
     const result = await client.call<unknown, { policy: Policy__Output | null; scope: string }>('ResolvePolicy', {
       job: { org: job.org, repository: job.repository ?? '', workflow: job.workflow ?? '', job: job.job ?? '', cluster: job.cluster ?? '', namedPolicy: job.namedPolicy ?? '' },
     });
-    if (!result.policy) return { name: 'none (audit)', scope: result.scope };
-    return { policy: policyFromMessage(result.policy), name: `${result.policy.name} v${result.policy.version}`, scope: result.scope };
+    if (!result.policy) return { name: null, scope: result.scope };
+    return { policy: policyFromMessage(result.policy), name: result.policy.name, version: Number(result.policy.version), scope: result.scope };
   } catch (error) {
     const e = error as { code?: number; details?: string; message: string };
     throw new RingfenceError(`cannot fetch the job's policy from ${address}: ${e.details ?? e.message}`, 'RF_STORE');

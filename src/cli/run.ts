@@ -12,6 +12,7 @@ import { parseUpstream, runJob } from '../agent/job';
 import { resolveCommand } from '../agent/command';
 import { OutputFile } from '../agent/output';
 import { fetchPolicy } from '../agent/store-policy';
+import { policyDisplay } from '../agent/summary';
 import { identityFrom, type IdentityFlags, type JobIdentity } from '../jobs/identity';
 import { AUDIT_POLICY, loadPolicyFile, type Policy } from '../policy/policy';
 import { RingfenceError } from '../util/errors';
@@ -69,7 +70,8 @@ export async function run(command: string, args: string[], options: RunOptions, 
   const summary = options.summary !== undefined ? OutputFile.open(options.summary, '--summary') : undefined;
 
   let policy: Policy = AUDIT_POLICY;
-  let policyName = 'none (audit)';
+  let policyName: string | null = null;
+  let policyVersion: number | undefined;
   const server = env.RINGFENCE_SERVER;
   if (options.policy !== undefined) {
     policy = loadPolicyFile(options.policy);
@@ -86,10 +88,11 @@ export async function run(command: string, args: string[], options: RunOptions, 
     });
     if (fetched.policy) policy = fetched.policy;
     policyName = fetched.name;
-    process.stderr.write(`ringfence: policy ${fetched.name} from the policy store (${fetched.scope} scope)\n`);
+    policyVersion = fetched.version;
+    process.stderr.write(`ringfence: policy ${policyDisplay({ name: fetched.name, version: fetched.version })} from the policy store (${fetched.scope} scope)\n`);
   } else {
     process.stderr.write('ringfence: audit mode (no --policy, and RINGFENCE_SERVER is not set): everything is recorded, nothing is refused\n');
   }
-  const result = await runJob(command, args, { policy, policyName, identity, events, summary, dnsUpstream, serviceEndpoints });
+  const result = await runJob(command, args, { policy, policyName, policyVersion, identity, events, summary, dnsUpstream, serviceEndpoints });
   return result.exitStatus;
 }
