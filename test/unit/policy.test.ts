@@ -1,8 +1,12 @@
 /** Policy files and endpoint grammar (DESIGN.md §4, docs/policy.md). */
-import { describe, expect, it } from 'vitest';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { EndpointError, parseEndpoint } from '../../src/policy/endpoint';
 import { EgressMatcher } from '../../src/policy/matcher';
-import { parsePolicy, PolicyError } from '../../src/policy/policy';
+import { loadPolicyFile, parsePolicy, parsePolicyWithNotes, PolicyError, readPolicyFile } from '../../src/policy/policy';
+import { RingfenceError } from '../../src/util/errors';
 
 function problemsOf(text: string): string[] {
   try {
@@ -67,8 +71,92 @@ lockdown-mode:
 
   it('refuses unknown keys, bad modes and broken YAML', () => {
     expect(problemsOf('egress-policy: deny\n')).toEqual(["p.yml:1: egress-policy must be 'audit' or 'block', not 'deny'"]);
-    expect(problemsOf('egress-policy: block\nallowed-endpoint: x.com\n')).toEqual(["p.yml:2: unknown key 'allowed-endpoint' (known: name, egress-policy, allowed-endpoints, lockdown-mode)"]);
+    const known = 'known: name, egress-policy, allowed-endpoints, lockdown-mode, disable-telemetry, disable-file-monitoring, disable-sudo, disable-sudo-and-containers';
+    expect(problemsOf('egress-policy: block\nallowed-endpoint: x.com\n')).toEqual([`p.yml:2: unknown key 'allowed-endpoint' (did you mean 'allowed-endpoints'? ${known})`]);
+    expect(problemsOf('egress-policy: block\ncolour: red\n')).toEqual([`p.yml:2: unknown key 'colour' (${known})`]);
     expect(problemsOf('egress-policy: [block\n')[0]).toMatch(/^p\.yml:\d+: YAML: /);
+  });
+
+  it('refuses a misspelt lockdown key with its line instead of leaving lockdown off', () => {
+    expect(problemsOf('egress-policy: block\nlockdown-mode: {enable: true}\n')).toEqual(["p.yml:2: unknown key 'lockdown-mode.enable' (did you mean 'enabled'? known: enabled, detections)"]);
+    expect(problemsOf('egress-policy: block\nlockdown-mode:\n  enabled: true\n  detection: [Reverse-Shell]\n')).toEqual([
+      "p.yml:4: unknown key 'lockdown-mode.detection' (did you mean 'detections'? known: enabled, detections)",
+    ]);
+  });
+
+  it('says an empty document is empty, not that it is no mapping', () => {
+    expect(problemsOf('# nothing here yet\n')).toEqual(['p.yml:1: the policy is empty: it needs at least egress-policy (docs/policy.md)']);
+  });
+});
+
+describe('Harden-Runner inputs', () => {
+  it('accepts disable-telemetry and disable-file-monitoring with a note each, and prints nothing itself', () => {
+    const stderr = vi.spyOn(process.stderr, 'write');
+    const { policy, notes } = parsePolicyWithNotes('egress-policy: block\ndisable-telemetry: true\ndisable-file-monitoring: "false"\n', 'p.yml');
+    expect(stderr).not.toHaveBeenCalled();
+    stderr.mockRestore();
+    expect(policy).toEqual({ egressPolicy: 'block', allowedEndpoints: [], lockdown: { enabled: false, detections: [] } });
+    expect(notes).toEqual([
+      'p.yml:2: disable-telemetry is accepted for Harden-Runner compatibility: ringfence sends no telemetry: events go only to the outputs the job names (--events, --summary) or to the policy store you run',
+      'p.yml:3: disable-file-monitoring is accepted for Harden-Runner compatibility: ringfence does not monitor file writes, so there is nothing to disable; lockdown-mode detections are what it watches',
+    ]);
+    expect(parsePolicyWithNotes('egress-policy: audit\n').notes).toEqual([]);
+  });
+
+  it.each(['disable-sudo', 'disable-sudo-and-containers'])('refuses %s: true (not enforced yet), accepts false', (key) => {
+    expect(problemsOf(`egress-policy: block\n${key}: true\n`)).toEqual([
+      `p.yml:2: ${key}: true is not enforced by ringfence yet; the job would keep sudo, so the policy is refused (remove it or set it to false)`,
+    ]);
+    expect(problemsOf(`egress-policy: block\n${key}: 'true'\n`)).toHaveLength(1);
+    expect(parsePolicyWithNotes(`egress-policy: block\n${key}: false\n`)).toEqual({ policy: { egressPolicy: 'block', allowedEndpoints: [], lockdown: { enabled: false, detections: [] } }, notes: [] });
+    expect(problemsOf(`${key}: maybe\n`)).toEqual([`p.yml:1: ${key} must be true or false`]);
+  });
+});
+
+describe('policy files', () => {
+  const dir = () => fs.mkdtempSync(path.join(os.tmpdir(), 'rf-policy-file-'));
+  const failure = (file: string, label?: string): string => {
+    try {
+      readPolicyFile(file, label);
+    } catch (error) {
+      expect(error).toBeInstanceOf(RingfenceError);
+      expect((error as RingfenceError).code).toBe('RF_USAGE');
+      return (error as Error).message;
+    }
+    throw new Error(`expected ${file} to be refused`);
+  };
+
+  afterEach(() => vi.restoreAllMocks());
+
+  it('names a missing, empty, binary, directory or unreadable file with its own line', () => {
+    const d = dir();
+    const write = (name: string, content: string | Buffer) => (fs.writeFileSync(path.join(d, name), content), path.join(d, name));
+    expect(failure(path.join(d, 'missing.yml'), '--policy')).toBe(`--policy ${d}/missing.yml: no such file`);
+    expect(failure(path.join(write('plain', 'x'), 'p.yml'))).toBe(`policy file ${d}/plain/p.yml: no such file (a part of its path is not a directory)`);
+    expect(failure(write('empty.yml', ''), '-f')).toBe(`-f ${d}/empty.yml: is empty`);
+    expect(failure(write('blank.yml', '\n  \n'))).toBe(`policy file ${d}/blank.yml: is empty (white space only)`);
+    expect(failure(write('bin.yml', Buffer.from([0x7f, 0x45, 0x4c, 0x46, 0x02, 0x00, 0x01])))).toBe(`policy file ${d}/bin.yml: is binary, not a text file (a NUL byte at offset 5)`);
+    expect(failure(write('latin1.yml', Buffer.from('egress-policy: block # caf\xe9\n', 'latin1')))).toBe(`policy file ${d}/latin1.yml: is binary, not a text file (not UTF-8)`);
+    expect(failure(d)).toBe(`policy file ${d}: is a directory, not a file`);
+  });
+
+  it('names a file it may not read (root reads everything, so the errno is simulated)', () => {
+    const denied = Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+    vi.spyOn(fs, 'readFileSync').mockImplementation(() => {
+      throw denied;
+    });
+    expect(failure('/etc/ringfence/p.yml', '--policy')).toBe('--policy /etc/ringfence/p.yml: cannot read it (permission denied)');
+  });
+
+  it('reads a good file, and a bad one is a PolicyError naming the file and line', () => {
+    const d = dir();
+    const file = path.join(d, 'p.yml');
+    fs.writeFileSync(file, 'egress-policy: block\ndisable-telemetry: true\n');
+    expect(readPolicyFile(file)).toMatchObject({ policy: { egressPolicy: 'block' }, notes: [expect.stringMatching(new RegExp(`^${file}:2: disable-telemetry is accepted`))] });
+    expect(loadPolicyFile(file).egressPolicy).toBe('block');
+    fs.writeFileSync(file, 'egress-policy: deny\n');
+    expect(() => loadPolicyFile(file)).toThrow(PolicyError);
+    expect(() => loadPolicyFile(file)).toThrow(`${file}:1: egress-policy must be 'audit' or 'block', not 'deny'`);
   });
 });
 
