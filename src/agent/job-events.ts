@@ -1,5 +1,5 @@
 /**
- * The job events of DESIGN.md §5 (docs/events.md): what `ringfence run
+ * The job events of docs/design.md §5 (docs/events.md): what `ringfence run
  * --events FILE` and `ringfence trace --json` write, one JSON object per
  * line, and what users, tests and tools read. One module builds them for
  * both writers; JobEventWriter adds the envelope every event shares (the
