@@ -5,11 +5,10 @@
  */
 import type { Policy__Output } from '../proto/ringfence/policy/v1/Policy';
 import { parsePolicy, type Policy } from '../policy/policy';
-import { StoreClient } from '../store/client';
+import { StoreClient, unreachableError, unreachableReason } from '../store/client';
 import type { JobContext } from '../store/model';
 import { RingfenceError } from '../util/errors';
 import YAML from 'yaml';
-
 
 export interface FetchedPolicy {
   policy?: Policy;
@@ -44,6 +43,8 @@ export async function fetchPolicy(address: string, token: string, job: JobContex
     return { policy: policyFromMessage(result.policy), name: result.policy.name, version: Number(result.policy.version), scope: result.scope };
   } catch (error) {
     const e = error as { code?: number; details?: string; message: string };
+    const unreachable = unreachableReason(e);
+    if (unreachable) throw unreachableError(address, unreachable);
     throw new RingfenceError(`cannot fetch the job's policy from ${address}: ${e.details ?? e.message}`, 'RF_STORE');
   } finally {
     client.close();

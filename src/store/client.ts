@@ -1,6 +1,7 @@
 /** A typed client of the policy store, with the caller's token and a deadline on every call. */
 import * as grpc from '@grpc/grpc-js';
 import type { PolicyStoreClient } from '../proto/ringfence/policy/v1/PolicyStore';
+import { RingfenceError } from '../util/errors';
 import { loadPolicyStoreProto } from './proto';
 
 export const DEFAULT_DEADLINE_MS = 10_000;
@@ -34,4 +35,28 @@ export class StoreClient {
   close(): void {
     (this.raw as unknown as grpc.Client).close();
   }
+}
+
+/**
+ * A failed call in a user's words. Not reaching the store is said as
+ * "cannot reach the policy store at ADDR (RINGFENCE_SERVER): REASON", with
+ * grpc-js's wording cut down to its cause; the server's own errors keep
+ * their status name and message.
+ */
+export function unreachableReason(error: { code?: number; details?: string; message?: string }): string | undefined {
+  const details = String(error.details ?? error.message ?? '');
+  if (error.code === grpc.status.DEADLINE_EXCEEDED) {
+    const after = /^Deadline exceeded after ([\d.]+s)/.exec(details)?.[1];
+    return `no answer within ${after ?? 'the deadline'}`;
+  }
+  if (error.code !== grpc.status.UNAVAILABLE) return undefined;
+  const cause = /Last error: (?:Error: )?(.*?)(?:\. Resolution note:.*)?$/s.exec(details)?.[1]?.trim();
+  if (cause) return cause;
+  const name = /^Name resolution failed for target (?:dns:)?(.*)$/s.exec(details)?.[1];
+  if (name !== undefined) return `cannot resolve ${name}`;
+  return details || 'unavailable';
+}
+
+export function unreachableError(address: string, reason: string): RingfenceError {
+  return new RingfenceError(`cannot reach the policy store at ${address} (RINGFENCE_SERVER): ${reason}`, 'RF_UNAVAILABLE');
 }

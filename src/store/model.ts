@@ -175,6 +175,19 @@ export function chooseAttachment(
 /** What changed between two versions of a policy, one line per change. */
 export function describeChanges(before: PolicyContent | undefined, after: PolicyContent): string[] {
   if (!before) return ['created'];
+  const changes = listChanges(before, after);
+  return changes.length ? changes : ['no change'];
+}
+
+/**
+ * The same policy, as far as enforcement goes: an update that changes none
+ * of it makes no new version (endpoints are a set: their order decides nothing).
+ */
+export function sameContent(before: PolicyContent, after: PolicyContent): boolean {
+  return listChanges(before, after).length === 0;
+}
+
+function listChanges(before: PolicyContent, after: PolicyContent): string[] {
   const changes: string[] = [];
   if (before.egressPolicy !== after.egressPolicy) changes.push(`egress-policy ${before.egressPolicy} → ${after.egressPolicy}`);
   const old = new Set(before.allowedEndpoints);
@@ -182,8 +195,47 @@ export function describeChanges(before: PolicyContent | undefined, after: Policy
   for (const e of after.allowedEndpoints) if (!old.has(e)) changes.push(`+ ${e}`);
   for (const e of before.allowedEndpoints) if (!now.has(e)) changes.push(`- ${e}`);
   if (before.lockdown.enabled !== after.lockdown.enabled) changes.push(`lockdown ${before.lockdown.enabled ? 'enabled' : 'disabled'} → ${after.lockdown.enabled ? 'enabled' : 'disabled'}`);
-  const oldDetections = before.lockdown.detections.join(', ');
-  const newDetections = after.lockdown.detections.join(', ');
-  if (oldDetections !== newDetections) changes.push(`detections [${oldDetections}] → [${newDetections}]`);
-  return changes.length ? changes : ['no change'];
+  const oldDetections = [...before.lockdown.detections].sort().join(', ');
+  const newDetections = [...after.lockdown.detections].sort().join(', ');
+  if (oldDetections !== newDetections) changes.push(`detections [${before.lockdown.detections.join(', ')}] → [${after.lockdown.detections.join(', ')}]`);
+  return changes;
+}
+
+/** A scope as the docs and the CLI name it: `organization`, `repository web`, `workflow web:PATH`, `cluster C`. */
+export function describeScope(scope: Scope): string {
+  switch (scope.kind) {
+    case 'workflow':
+      return `workflow ${scope.repository}:${scope.workflow}`;
+    case 'repository':
+      return `repository ${scope.repository}`;
+    case 'cluster':
+      return `cluster ${scope.cluster}`;
+    default:
+      return 'organization';
+  }
+}
+
+/**
+ * Deleting an attached policy changes what jobs get: refused unless forced,
+ * naming each scope and whose jobs change.
+ */
+export function attachedPolicyError(name: string, attachments: Attachment[]): StoreError {
+  return new StoreError(
+    'FAILED_PRECONDITION',
+    `policy ${name} is attached to ${attachments.map((a) => describeScope(a.scope)).join(', ')}: deleting it changes the policy of those jobs; detach it first, or delete with force (--force)`,
+    attachments.map((a) => `${describeScope(a.scope)}: ${jobsOf(a.scope)} would get the next attachment that covers them, or none (audit mode)`),
+  );
+}
+
+function jobsOf(scope: Scope): string {
+  switch (scope.kind) {
+    case 'workflow':
+      return `jobs of workflow ${scope.workflow} in ${scope.repository}`;
+    case 'repository':
+      return `jobs of repository ${scope.repository} without a workflow attachment`;
+    case 'cluster':
+      return `jobs on cluster ${scope.cluster} without a workflow, repository or organization attachment`;
+    default:
+      return 'jobs of the organization without a workflow or repository attachment';
+  }
 }

@@ -6,12 +6,18 @@
 import { Pool, type PoolClient } from 'pg';
 import { StoreError } from './errors';
 import { conflictError, pendingMigrations } from './migrations';
-import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
-import { now, type PolicyRepository, type TokenRecord } from './repository';
+import { attachedPolicyError, describeChanges, sameContent, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
+import { now, type PolicyRepository, type PolicyUpdate, type TokenRecord } from './repository';
 import { ATTACHMENTS_FOR_JOB_SQL, attachmentFromRow, checkExpectedVersion, contentColumns, policyFromRow, scopeColumns, tokenFromRow, versionFromRow } from './rows';
 
 /** Serialization failures and deadlocks are retried; everything else is final. */
 const RETRYABLE = new Set(['40001', '40P01']);
+
+/** The order listAttachments gives (kind, repository, workflow, cluster), for rows RETURNING gave in any order. */
+function sortAttachments(attachments: Attachment[]): Attachment[] {
+  const key = (a: Attachment) => [a.scope.kind, a.scope.repository ?? '', a.scope.workflow ?? '', a.scope.cluster ?? ''].join('\0');
+  return [...attachments].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
 
 export class PostgresRepository implements PolicyRepository {
   private readonly pool: Pool;
@@ -86,12 +92,13 @@ export class PostgresRepository implements PolicyRepository {
     });
   }
 
-  async updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<StoredPolicy> {
-    return this.transaction(async (client) => {
+  async updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<PolicyUpdate> {
+    return this.transaction(async (client): Promise<PolicyUpdate> => {
       const { rows } = await client.query('SELECT * FROM policies WHERE org = $1 AND name = $2 FOR UPDATE', [org, name]);
       if (rows.length === 0) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
       const before = policyFromRow(rows[0]);
       checkExpectedVersion(name, before.version, expectedVersion);
+      if (sameContent(before, content)) return { policy: before, changed: false };
       const policy: StoredPolicy = { org, name, ...content, version: before.version + 1, updatedBy: author, updatedAt: now() };
       await client.query(
         `UPDATE policies SET version = $1, egress_policy = $2, allowed_endpoints = $3, lockdown_enabled = $4, lockdown_detections = $5, updated_by = $6, updated_at = $7
@@ -99,7 +106,7 @@ export class PostgresRepository implements PolicyRepository {
         [policy.version, ...contentColumns(content), author, policy.updatedAt, org, name],
       );
       await this.recordVersion(client, policy, describeChanges(before, content));
-      return policy;
+      return { policy, changed: true };
     });
   }
 
@@ -113,14 +120,16 @@ export class PostgresRepository implements PolicyRepository {
     return rows.map(policyFromRow);
   }
 
-  async deletePolicy(org: string, name: string): Promise<{ detached: number }> {
+  async deletePolicy(org: string, name: string, force: boolean): Promise<{ detached: Attachment[] }> {
     return this.transaction(async (client) => {
       const found = await client.query('SELECT 1 FROM policies WHERE org = $1 AND name = $2 FOR UPDATE', [org, name]);
       if (found.rowCount === 0) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
-      const detached = (await client.query('DELETE FROM attachments WHERE org = $1 AND policy = $2', [org, name])).rowCount ?? 0;
+      // a concurrent attach waits on the row lock (its foreign key check) and fails once this commits
+      const detached = (await client.query('DELETE FROM attachments WHERE org = $1 AND policy = $2 RETURNING *', [org, name])).rows.map(attachmentFromRow);
+      if (detached.length && !force) throw attachedPolicyError(name, sortAttachments(detached));
       await client.query('DELETE FROM policy_versions WHERE org = $1 AND name = $2', [org, name]);
       await client.query('DELETE FROM policies WHERE org = $1 AND name = $2', [org, name]);
-      return { detached };
+      return { detached: sortAttachments(detached) };
     });
   }
 
@@ -158,8 +167,11 @@ export class PostgresRepository implements PolicyRepository {
     return rows.map(attachmentFromRow);
   }
 
-  async listAttachments(org: string): Promise<Attachment[]> {
-    const { rows } = await this.pool.query('SELECT * FROM attachments WHERE org = $1 ORDER BY kind, repository, workflow, cluster', [org]);
+  async listAttachments(org: string, policy?: string): Promise<Attachment[]> {
+    const { rows } =
+      policy === undefined
+        ? await this.pool.query('SELECT * FROM attachments WHERE org = $1 ORDER BY kind, repository, workflow, cluster', [org])
+        : await this.pool.query('SELECT * FROM attachments WHERE org = $1 AND policy = $2 ORDER BY kind, repository, workflow, cluster', [org, policy]);
     return rows.map(attachmentFromRow);
   }
 

@@ -7,6 +7,12 @@ import type { Attachment, PolicyContent, PolicyVersion, Scope, StoredPolicy } fr
 
 export type TokenRole = 'admin' | 'agent';
 
+export interface PolicyUpdate {
+  policy: StoredPolicy;
+  /** False when the content was the stored one: no new version. */
+  changed: boolean;
+}
+
 export interface TokenRecord {
   id: string;
   org: string;
@@ -28,22 +34,28 @@ export interface PolicyRepository {
   /** ALREADY_EXISTS when the org has a policy of that name. */
   createPolicy(org: string, name: string, content: PolicyContent, author: string): Promise<StoredPolicy>;
   /**
-   * A new version. NOT_FOUND when missing; FAILED_PRECONDITION when
-   * expectedVersion is given and is not the stored one. Concurrent updates
-   * are serialized: each becomes a version, none is lost.
+   * A new version, unless the content is the stored one (sameContent): then
+   * the stored policy, unchanged, and no version. NOT_FOUND when missing;
+   * FAILED_PRECONDITION when expectedVersion is given and is not the stored
+   * one. Concurrent updates are serialized: each becomes a version, none is lost.
    */
-  updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<StoredPolicy>;
+  updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<PolicyUpdate>;
   getPolicy(org: string, name: string): Promise<StoredPolicy | undefined>;
   listPolicies(org: string): Promise<StoredPolicy[]>;
-  /** Deletes the policy, its history and its attachments; NOT_FOUND when missing. */
-  deletePolicy(org: string, name: string): Promise<{ detached: number }>;
+  /**
+   * Deletes the policy and its history; NOT_FOUND when missing. An attached
+   * policy is FAILED_PRECONDITION (attachedPolicyError) unless force, which
+   * deletes its attachments too and returns them.
+   */
+  deletePolicy(org: string, name: string, force: boolean): Promise<{ detached: Attachment[] }>;
   history(org: string, name: string): Promise<PolicyVersion[]>;
 
   /** ALREADY_EXISTS when the scope already has a policy attached. */
   attach(org: string, policy: string, scope: Scope, author: string): Promise<Attachment>;
   /** NOT_FOUND when that policy is not attached there. */
   detach(org: string, policy: string, scope: Scope): Promise<void>;
-  listAttachments(org: string): Promise<Attachment[]>;
+  /** The org's attachments, or those of one policy. */
+  listAttachments(org: string, policy?: string): Promise<Attachment[]>;
   /** The attachments that could cover a job (its workflow, repository, cluster, and the org). */
   attachmentsFor(org: string, repository: string | undefined, workflow: string | undefined, cluster: string | undefined): Promise<Attachment[]>;
 

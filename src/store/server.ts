@@ -102,21 +102,27 @@ export function createPolicyStoreServer(options: ServerOptions): GrpcServer {
 
   unary('CreatePolicy', async (caller, req) => policyMessage(await service.create(caller, req.policyYaml, req.name || undefined)));
   // expected_version 0 is proto3's "not set"
-  unary('UpdatePolicy', async (caller, req) => policyMessage(await service.update(caller, req.policyYaml, req.name || undefined, req.expectedVersion === '0' ? undefined : Number(req.expectedVersion))));
+  unary('UpdatePolicy', async (caller, req) => {
+    const { policy, changed } = await service.update(caller, req.policyYaml, req.name || undefined, req.expectedVersion === '0' ? undefined : Number(req.expectedVersion));
+    return { policy: policyMessage(policy), changed };
+  });
   unary('GetPolicy', async (caller, req) => policyMessage(await service.get(caller, req.name)));
   unary('ListPolicies', async (caller) => ({ policies: (await service.list(caller)).map(policyMessage) }));
-  unary('DeletePolicy', async (caller, req) => service.remove(caller, req.name));
+  unary('DeletePolicy', async (caller, req) => {
+    const { detached } = await service.remove(caller, req.name, req.force);
+    return { detached: detached.length, attachments: detached.map(attachmentMessage) };
+  });
   unary('PolicyHistory', async (caller, req) => ({
     versions: (await service.history(caller, req.name)).map((v) => ({ version: String(v.version), author: v.author, createdAt: v.createdAt, changes: v.changes, policy: policyMessage(v.policy) })),
   }));
   unary('Attach', async (caller, req) => attachmentMessage(await service.attach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined)));
   unary('Detach', async (caller, req) => ({ scope: scopeMessage(await service.detach(caller, req.policy, scopeFromMessage(req.scope), req.org || undefined)) }));
-  unary('ListAttachments', async (caller) => ({ attachments: (await service.attachments(caller)).map(attachmentMessage) }));
+  unary('ListAttachments', async (caller, req) => ({ attachments: (await service.attachments(caller, req.policy || undefined)).map(attachmentMessage) }));
   unary('ResolvePolicy', async (caller, req) => {
     const job = req.job;
-    if (!job?.org) throw new StoreError('INVALID_ARGUMENT', 'a job context with at least its organization is required');
+    if (!job) throw new StoreError('INVALID_ARGUMENT', 'a job context is required');
     const resolution = await service.resolve(caller, {
-      org: job.org,
+      org: job.org || undefined,
       repository: job.repository || undefined,
       workflow: job.workflow || undefined,
       job: job.job || undefined,

@@ -8,7 +8,7 @@ import { parseEndpoint, parseEndpointList } from '../policy/endpoint';
 import { parsePolicy, PolicyError } from '../policy/policy';
 import { StoreError } from './errors';
 import { chooseAttachment, checkName, normalizeJob, normalizeScope, orgName, repositoryName, type Attachment, type JobContext, type PolicyContent, type PolicyVersion, type Resolution, type Scope, type StoredPolicy } from './model';
-import type { PolicyRepository, TokenRole } from './repository';
+import type { PolicyRepository, PolicyUpdate, TokenRole } from './repository';
 
 /** Who is calling, from their credentials. */
 export interface Caller {
@@ -108,8 +108,8 @@ export class PolicyService {
     return this.repository.createPolicy(caller.org, storedName(name, parsed.name), parsed.content, caller.subject);
   }
 
-  /** expectedVersion: apply only on top of that version (FAILED_PRECONDITION otherwise). */
-  async update(caller: Caller, yaml: string, name?: string, expectedVersion?: number): Promise<StoredPolicy> {
+  /** expectedVersion: apply only on top of that version (FAILED_PRECONDITION otherwise). The same content makes no version. */
+  async update(caller: Caller, yaml: string, name?: string, expectedVersion?: number): Promise<PolicyUpdate> {
     requireAdmin(caller);
     if (expectedVersion !== undefined && !(Number.isSafeInteger(expectedVersion) && expectedVersion >= 1)) {
       throw new StoreError('INVALID_ARGUMENT', `expected version must be a version number (1 or more), not ${expectedVersion}`);
@@ -130,9 +130,10 @@ export class PolicyService {
     return this.repository.listPolicies(caller.org);
   }
 
-  async remove(caller: Caller, name: string): Promise<{ detached: number }> {
+  /** An attached policy only with force: deleting it changes what those jobs get. */
+  async remove(caller: Caller, name: string, force = false): Promise<{ detached: Attachment[] }> {
     requireAdmin(caller);
-    return this.repository.deletePolicy(caller.org, checkName('policy name', name));
+    return this.repository.deletePolicy(caller.org, checkName('policy name', name), force);
   }
 
   async history(caller: Caller, name: string): Promise<PolicyVersion[]> {
@@ -156,9 +157,13 @@ export class PolicyService {
     return stored;
   }
 
-  async attachments(caller: Caller): Promise<Attachment[]> {
+  /** The org's attachments, or one policy's (NOT_FOUND when there is no such policy: an empty list would say "not attached"). */
+  async attachments(caller: Caller, policy?: string): Promise<Attachment[]> {
     requireAdmin(caller);
-    return this.repository.listAttachments(caller.org);
+    if (policy === undefined) return this.repository.listAttachments(caller.org);
+    const name = checkName('policy name', policy);
+    if (!(await this.repository.getPolicy(caller.org, name))) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${caller.org}`);
+    return this.repository.listAttachments(caller.org, name);
   }
 
   /**
@@ -166,7 +171,9 @@ export class PolicyService {
    * (only with the job's own OIDC identity) > workflow > repository >
    * organization > cluster.
    */
-  async resolve(caller: Caller, asked: JobContext): Promise<Resolution> {
+  async resolve(caller: Caller, request: Omit<JobContext, 'org'> & { org?: string }): Promise<Resolution> {
+    // no organization: the credentials' own, as attach takes it (`policy resolve --cluster C`)
+    const asked: JobContext = { ...request, org: request.org || caller.org };
     const job = normalizeJob(caller.role === 'job' ? ownJob(caller, asked) : asked);
     if (job.org !== caller.org) throw new StoreError('PERMISSION_DENIED', `credentials of ${caller.org} cannot resolve policies of ${asked.org}`);
     if (job.namedPolicy) {
@@ -218,7 +225,7 @@ export class PolicyService {
     }
     if (dryRun || added.length === 0) return { added, unchanged, policy };
     const content: PolicyContent = { egressPolicy: policy.egressPolicy, allowedEndpoints: [...policy.allowedEndpoints, ...added], lockdown: policy.lockdown };
-    const updated = await this.repository.updatePolicy(caller.org, name, content, caller.subject, policy.version);
+    const { policy: updated } = await this.repository.updatePolicy(caller.org, name, content, caller.subject, policy.version);
     return { added, unchanged, policy: updated };
   }
 

@@ -7,8 +7,8 @@ import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import { StoreError } from './errors';
-import { describeChanges, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
-import { now, type PolicyRepository, type TokenRecord } from './repository';
+import { attachedPolicyError, describeChanges, sameContent, type Attachment, type PolicyContent, type PolicyVersion, type Scope, type StoredPolicy } from './model';
+import { now, type PolicyRepository, type PolicyUpdate, type TokenRecord } from './repository';
 import {
   ATTACHMENTS_FOR_JOB_SQL,
   attachmentFromRow,
@@ -28,6 +28,59 @@ import {
 const ATTACHMENTS_FOR_JOB = positionalParameters(ATTACHMENTS_FOR_JOB_SQL);
 import { conflictError, pendingMigrations } from './migrations';
 
+/**
+ * The database holds token hashes and every policy: a new file is 0600 and a
+ * directory ringfence makes is 0700 (SQLite gives -wal and -shm the file's
+ * mode). A directory that is not there is an error, not a new empty store
+ * somewhere unexpected: a typo in --db would otherwise serve no policies.
+ * Only the default path's directory (/var/lib/ringfence) is made, as a
+ * package would make it.
+ */
+export function prepareDatabaseFile(file: string, createDirectory: boolean): void {
+  const directory = path.dirname(path.resolve(file));
+  let stat: fs.Stats | undefined;
+  try {
+    stat = fs.statSync(directory);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOTDIR') throw new StoreSetupError(`${nearestFile(directory)} is not a directory`);
+    if (code !== 'ENOENT') throw new StoreSetupError(`cannot use directory ${directory} (${code})`);
+  }
+  if (stat && !stat.isDirectory()) throw new StoreSetupError(`${directory} is not a directory`);
+  if (!stat) {
+    if (!createDirectory) throw new StoreSetupError(`directory ${directory} does not exist: create it (mode 0700) or give another sqlite:PATH`);
+    fs.mkdirSync(directory, { recursive: true, mode: 0o700 });
+    fs.chmodSync(directory, 0o700);
+  }
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_RDWR, 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      if (fs.statSync(file).isDirectory()) throw new StoreSetupError(`${file} is a directory, not a database file`);
+      return; // an existing database keeps the mode its owner gave it
+    }
+    throw error;
+  }
+  try {
+    fs.fchmodSync(fd, 0o600); // exactly 0600, whatever the umask
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** The part of a path that exists (for ENOTDIR: the file that stands where a directory should be). */
+function nearestFile(directory: string): string {
+  let at = directory;
+  while (!fs.existsSync(at) && path.dirname(at) !== at) at = path.dirname(at);
+  return at;
+}
+
+/** A database path that cannot be used, said in a line; open.ts adds which --db it was. */
+export class StoreSetupError extends Error {
+  override name = 'StoreSetupError';
+}
+
 export class SqliteRepository implements PolicyRepository {
   private readonly db: Database.Database;
   private readonly statements = new Map<string, Database.Statement>();
@@ -42,8 +95,9 @@ export class SqliteRepository implements PolicyRepository {
     return statement;
   }
 
-  constructor(file: string) {
-    if (file !== ':memory:') fs.mkdirSync(path.dirname(file), { recursive: true });
+  /** createDirectory: make the file's directory (0700) if missing; only for the default path, see prepareDatabaseFile. */
+  constructor(file: string, options: { createDirectory?: boolean } = {}) {
+    if (file !== ':memory:') prepareDatabaseFile(file, options.createDirectory ?? false);
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('busy_timeout = 5000');
@@ -92,17 +146,18 @@ export class SqliteRepository implements PolicyRepository {
     }).immediate();
   }
 
-  async updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<StoredPolicy> {
-    return this.db.transaction(() => {
+  async updatePolicy(org: string, name: string, content: PolicyContent, author: string, expectedVersion?: number): Promise<PolicyUpdate> {
+    return this.db.transaction((): PolicyUpdate => {
       const row = this.row(org, name);
       if (!row) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
       const before = policyFromRow(row);
       checkExpectedVersion(name, before.version, expectedVersion);
+      if (sameContent(before, content)) return { policy: before, changed: false };
       const policy: StoredPolicy = { org, name, ...content, version: before.version + 1, updatedBy: author, updatedAt: now() };
       this.sql('UPDATE policies SET version = ?, egress_policy = ?, allowed_endpoints = ?, lockdown_enabled = ?, lockdown_detections = ?, updated_by = ?, updated_at = ? WHERE org = ? AND name = ? AND version = ?')
         .run(policy.version, ...contentColumns(content), author, policy.updatedAt, org, name, before.version);
       this.recordVersion(policy, describeChanges(before, content));
-      return policy;
+      return { policy, changed: true };
     }).immediate();
   }
 
@@ -115,10 +170,12 @@ export class SqliteRepository implements PolicyRepository {
     return (this.sql('SELECT * FROM policies WHERE org = ? ORDER BY name').all(org) as PolicyRow[]).map(policyFromRow);
   }
 
-  async deletePolicy(org: string, name: string): Promise<{ detached: number }> {
+  async deletePolicy(org: string, name: string, force: boolean): Promise<{ detached: Attachment[] }> {
     return this.db.transaction(() => {
       if (!this.row(org, name)) throw new StoreError('NOT_FOUND', `policy ${name} does not exist in ${org}`);
-      const detached = this.sql('DELETE FROM attachments WHERE org = ? AND policy = ?').run(org, name).changes;
+      const detached = this.attachmentsOf(org, name);
+      if (detached.length && !force) throw attachedPolicyError(name, detached);
+      this.sql('DELETE FROM attachments WHERE org = ? AND policy = ?').run(org, name);
       this.sql('DELETE FROM policy_versions WHERE org = ? AND name = ?').run(org, name);
       this.sql('DELETE FROM policies WHERE org = ? AND name = ?').run(org, name);
       return { detached };
@@ -156,8 +213,13 @@ export class SqliteRepository implements PolicyRepository {
     return (this.sql(ATTACHMENTS_FOR_JOB.text).all(ATTACHMENTS_FOR_JOB.order.map((n) => values[n - 1])) as AttachmentRow[]).map(attachmentFromRow);
   }
 
-  async listAttachments(org: string): Promise<Attachment[]> {
+  async listAttachments(org: string, policy?: string): Promise<Attachment[]> {
+    if (policy !== undefined) return this.attachmentsOf(org, policy);
     return (this.sql('SELECT * FROM attachments WHERE org = ? ORDER BY kind, repository, workflow, cluster').all(org) as AttachmentRow[]).map(attachmentFromRow);
+  }
+
+  private attachmentsOf(org: string, policy: string): Attachment[] {
+    return (this.sql('SELECT * FROM attachments WHERE org = ? AND policy = ? ORDER BY kind, repository, workflow, cluster').all(org, policy) as AttachmentRow[]).map(attachmentFromRow);
   }
 
   async createToken(record: TokenRecord, hash: string): Promise<void> {

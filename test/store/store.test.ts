@@ -11,7 +11,8 @@ import type { PolicyRepository } from '../../src/store/repository';
 import { createPolicyStoreServer } from '../../src/store/server';
 import type { GrpcServer } from '../../src/rpc/grpc-server';
 import { createToken, listTokens, revokeToken } from '../../src/store/tokens';
-import { OidcVerifier } from '../../src/store/oidc';
+import net from 'node:net';
+import { OidcVerifier, UNVERIFIABLE } from '../../src/store/oidc';
 import { BACKENDS } from './backends';
 import { startTestIssuer, type TestIssuer } from './oidc-issuer';
 
@@ -74,8 +75,8 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(created).toMatchObject({ name: 'build', version: '1', allowedEndpoints: ['registry.npmjs.org:443', 'github.com'] });
     expect(await code(acme('CreatePolicy', { policyYaml: BUILD }))).toBe('ALREADY_EXISTS');
 
-    const updated = await acme<{ version: string }>('UpdatePolicy', { policyYaml: BUILD.replace('github.com', 'api.github.com').replace('block', 'audit') });
-    expect(updated.version).toBe('2');
+    const updated = await acme<{ policy: { version: string }; changed: boolean }>('UpdatePolicy', { policyYaml: BUILD.replace('github.com', 'api.github.com').replace('block', 'audit') });
+    expect([updated.policy.version, updated.changed]).toEqual(['2', true]);
     const { versions } = await acme<{ versions: { version: string; changes: string[]; author: string }[] }>('PolicyHistory', { name: 'build' });
     expect(versions.map((v) => v.version)).toEqual(['1', '2']);
     expect(versions[1].changes).toEqual(['egress-policy block → audit', '+ api.github.com', '- github.com']);
@@ -86,7 +87,7 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(await code(acme('UpdatePolicy', { policyYaml: BUILD, expectedVersion: '1' }))).toBe('FAILED_PRECONDITION');
 
     await acme('CreatePolicy', { policyYaml: 'egress-policy: audit\n', name: 'scratch' });
-    expect(await acme<{ detached: number }>('DeletePolicy', { name: 'scratch' })).toEqual({ detached: 0 });
+    expect(await acme<{ detached: number }>('DeletePolicy', { name: 'scratch' })).toEqual({ detached: 0, attachments: [] });
     expect(await code(acme('GetPolicy', { name: 'scratch' }))).toBe('NOT_FOUND');
   });
 
@@ -197,7 +198,8 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     const { token, record } = await createToken(repository, 'Acme', 'agent', 'to be revoked');
     expect(record.org).toBe('acme');
     const listed = await listTokens(repository, 'ACME');
-    expect(listed.map((t) => t.description)).toEqual(['test admin', 'runner pool', 'to be revoked']);
+    // sorted: the first two are made in the same millisecond, and then ordered by their random ids
+    expect(listed.map((t) => t.description).sort()).toEqual(['runner pool', 'test admin', 'to be revoked']);
     expect(JSON.stringify(listed)).not.toContain(token.slice(4));
     expect((await listTokens(repository)).map((t) => t.org).sort()).toEqual(['acme', 'acme', 'acme', 'globex']);
     await revokeToken(repository, record.id);
@@ -223,9 +225,35 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     // GitHub spells the owner as it is registered; the store's names are case-insensitive
     const upper = await issuer.sign({ ...claims, repository_owner: 'ACME', repository: 'ACME/Api' });
     expect(await as(upper)<{ policy: { name: string } }>('ResolvePolicy', named)).toMatchObject({ policy: { name: 'named-step' } });
+    // a token of another issuer is refused on its claims; the message names the server's own issuer only
+    const evil = (await as(await issuer.sign(claims, { issuer: 'https://evil.example' }))('ResolvePolicy', named).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+    expect(evil.details).toBe(`id-token refused: its issuer is not the one this server trusts (${issuer.issuer})`);
     // a job token reads nothing else
     expect(await code(as(good)('ListPolicies', {}))).toBe('PERMISSION_DENIED');
     expect(await code(as(good)('GetPolicy', { name: 'named-step' }))).toBe('PERMISSION_DENIED');
+  });
+
+  it('tells a job whose token cannot be verified (issuer unreachable) a fixed line, and logs the cause', async () => {
+    const log: string[] = [];
+    // the JWKS at a loopback port nothing listens on
+    const dead = await new Promise<number>((resolve) => {
+      const probe = net.createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as net.AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const jobIdentity = new OidcVerifier({ issuer: issuer.issuer, audience: 'ringfence', jwksUrl: `http://127.0.0.1:${dead}/jwks`, log: (line) => log.push(line) });
+    const broken = createPolicyStoreServer({ repository, jobIdentity, log: (line) => log.push(line) });
+    const port = await broken.listen('127.0.0.1:0');
+    const client = new StoreClient({ address: `127.0.0.1:${port}`, token: await issuer.sign({ repository_owner: 'acme', repository: 'acme/api' }), deadlineMs: 5000 });
+    try {
+      const error = (await client.call('ResolvePolicy', { job: { org: 'acme', namedPolicy: 'build' } }).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+      expect([grpc.status[error.code], error.details]).toEqual(['UNAUTHENTICATED', UNVERIFIABLE]);
+      expect(log.filter((line) => line.startsWith('policy store: an id-token could not be verified: '))).toHaveLength(1);
+    } finally {
+      client.close();
+      await broken.shutdown();
+    }
   });
 
   it("a job's id-token fetches only the named policy, and speaks only for its own repository and workflow", async () => {
@@ -280,5 +308,70 @@ describe.each(BACKENDS)('policy store on $name', (backend) => {
     expect(policy.version).toBe('13');
     const { versions } = await acme<{ versions: unknown[] }>('PolicyHistory', { name: 'raced' });
     expect(versions.length).toBe(13);
+  });
+
+  it('makes no version for an update that changes nothing, and says so', async () => {
+    const acme = as('acme');
+    const FILE = 'name: same\negress-policy: block\nallowed-endpoints: a.example.com b.example.com\nlockdown-mode:\n  enabled: true\n  detections: [Reverse-Shell, Privileged-Container]\n';
+    await acme('CreatePolicy', { policyYaml: FILE });
+    const stored = await acme<{ version: string; updatedAt: string }>('GetPolicy', { name: 'same' });
+    type Update = { policy: { version: string; updatedAt: string }; changed: boolean };
+    // the same file; the same endpoints and detections in another order, a duplicate, a comment
+    for (const yaml of [FILE, 'name: same\negress-policy: block\nallowed-endpoints: b.example.com a.example.com a.example.com # again\nlockdown-mode: {enabled: true, detections: [Privileged-Container, Reverse-Shell]}\n']) {
+      const update = await acme<Update>('UpdatePolicy', { policyYaml: yaml });
+      expect([update.changed, update.policy.version, update.policy.updatedAt]).toEqual([false, '1', stored.updatedAt]);
+    }
+    // still checked against the expected version: a stale reader learns it is stale
+    const changed = await acme<Update>('UpdatePolicy', { policyYaml: FILE.replace('block', 'audit'), expectedVersion: '1' });
+    expect([changed.changed, changed.policy.version]).toEqual([true, '2']);
+    expect(await code(acme('UpdatePolicy', { policyYaml: FILE.replace('block', 'audit'), expectedVersion: '1' }))).toBe('FAILED_PRECONDITION');
+    const { versions } = await acme<{ versions: { version: string }[] }>('PolicyHistory', { name: 'same' });
+    expect(versions.map((v) => v.version)).toEqual(['1', '2']);
+  });
+
+  it('deletes an attached policy only with force, naming the scopes it changes; lists attachments of one policy or all', async () => {
+    const acme = as('acme');
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: block\n', name: 'doomed' });
+    await acme('CreatePolicy', { policyYaml: 'egress-policy: block\n', name: 'bystander' });
+    await acme('Attach', { policy: 'doomed', scope: scope('repository', { repository: 'doomed-repo' }) });
+    await acme('Attach', { policy: 'doomed', scope: scope('cluster', { cluster: 'doomed-cluster' }) });
+    await acme('Attach', { policy: 'bystander', scope: scope('repository', { repository: 'bystander-repo' }) });
+    type Listed = { attachments: { policy: string; scope: { kind: string; repository: string; cluster: string } }[] };
+    const ofDoomed = await acme<Listed>('ListAttachments', { policy: 'doomed' });
+    expect(ofDoomed.attachments.map((a) => [a.policy, a.scope.kind, a.scope.repository || a.scope.cluster])).toEqual([
+      ['doomed', 'SCOPE_KIND_CLUSTER', 'doomed-cluster'],
+      ['doomed', 'SCOPE_KIND_REPOSITORY', 'doomed-repo'],
+    ]);
+    const all = await acme<Listed>('ListAttachments', {});
+    expect(all.attachments.filter((a) => ['doomed', 'bystander'].includes(a.policy)).map((a) => a.policy).sort()).toEqual(['bystander', 'doomed', 'doomed']);
+    expect(await code(acme('ListAttachments', { policy: 'no-such-policy' }))).toBe('NOT_FOUND');
+
+    const refused = (await acme('DeletePolicy', { name: 'doomed' }).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError;
+    expect(refused.code).toBe(grpc.status.FAILED_PRECONDITION);
+    expect(refused.details).toBe(
+      'policy doomed is attached to cluster doomed-cluster, repository doomed-repo: deleting it changes the policy of those jobs; detach it first, or delete with force (--force):\n' +
+        'cluster doomed-cluster: jobs on cluster doomed-cluster without a workflow, repository or organization attachment would get the next attachment that covers them, or none (audit mode)\n' +
+        'repository doomed-repo: jobs of repository doomed-repo without a workflow attachment would get the next attachment that covers them, or none (audit mode)',
+    );
+    // nothing was changed
+    expect((await acme<{ version: string }>('GetPolicy', { name: 'doomed' })).version).toBe('1');
+    expect((await acme<Listed>('ListAttachments', { policy: 'doomed' })).attachments).toHaveLength(2);
+
+    const forced = await acme<{ detached: number; attachments: { scope: { kind: string } }[] }>('DeletePolicy', { name: 'doomed', force: true });
+    expect([forced.detached, forced.attachments.map((a) => a.scope.kind)]).toEqual([2, ['SCOPE_KIND_CLUSTER', 'SCOPE_KIND_REPOSITORY']]);
+    expect(await code(acme('GetPolicy', { name: 'doomed' }))).toBe('NOT_FOUND');
+    expect((await acme<Listed>('ListAttachments', { policy: 'bystander' })).attachments).toHaveLength(1);
+  });
+
+  it("resolves in the credentials' organization when the job context names none", async () => {
+    // globex: no organization-wide attachment there (acme has one from the precedence test)
+    const globex = as('globex');
+    await globex('CreatePolicy', { policyYaml: 'egress-policy: block\n', name: 'cluster-only' });
+    await globex('Attach', { policy: 'cluster-only', scope: scope('cluster', { cluster: 'no-org-cluster' }) });
+    type Resolved = { policy: { name: string; org: string } | null; scope: string };
+    expect(await globex<Resolved>('ResolvePolicy', { job: { cluster: 'no-org-cluster' } })).toMatchObject({ policy: { name: 'cluster-only', org: 'globex' }, scope: 'cluster' });
+    // acme's credentials resolve in acme: its own organization attachment, never globex's cluster one
+    expect(await as('acme')<Resolved>('ResolvePolicy', { job: { cluster: 'no-org-cluster' } })).toMatchObject({ policy: { name: 'org-wide', org: 'acme' }, scope: 'organization' });
+    expect(await code(globex('ResolvePolicy', {}))).toBe('INVALID_ARGUMENT');
   });
 });
