@@ -1,7 +1,9 @@
 /** The policy store's pure rules: scopes, precedence, change descriptions. */
 import { describe, expect, it } from 'vitest';
 import { StoreError } from '../../src/store/errors';
-import { chooseAttachment, describeChanges, normalizeScope, repositoryName, type Attachment, type Scope } from '../../src/store/model';
+import * as grpc from '@grpc/grpc-js';
+import { unreachableReason } from '../../src/store/client';
+import { attachedPolicyError, chooseAttachment, describeChanges, describeScope, normalizeScope, repositoryName, sameContent, type Attachment, type Scope } from '../../src/store/model';
 import { parseEndpointFile } from '../../src/store/service';
 
 const at = (policy: string, scope: Scope, org = 'acme'): Attachment => ({ org, policy, scope, createdBy: 't', createdAt: '' });
@@ -56,6 +58,41 @@ describe('describeChanges', () => {
     expect(describeChanges(undefined, after)).toEqual(['created']);
     expect(describeChanges(before, after)).toEqual(['egress-policy audit → block', '+ c.com', '- a.com', 'lockdown disabled → enabled', 'detections [] → [Reverse-Shell]']);
     expect(describeChanges(after, after)).toEqual(['no change']);
+  });
+
+  it('takes endpoints and detections as sets: another order is the same policy, no new version', () => {
+    const content = { egressPolicy: 'block' as const, allowedEndpoints: ['a.com', 'b.com'], lockdown: { enabled: true, detections: ['Reverse-Shell', 'Privileged-Container'] } };
+    expect(sameContent(content, { ...content, allowedEndpoints: ['b.com', 'a.com'], lockdown: { enabled: true, detections: ['Privileged-Container', 'Reverse-Shell'] } })).toBe(true);
+    expect(sameContent(content, { ...content, allowedEndpoints: ['a.com'] })).toBe(false);
+    expect(sameContent(content, { ...content, egressPolicy: 'audit' })).toBe(false);
+    expect(sameContent(content, { ...content, lockdown: { enabled: false, detections: content.lockdown.detections } })).toBe(false);
+    expect(sameContent(content, { ...content, lockdown: { enabled: true, detections: ['Reverse-Shell'] } })).toBe(false);
+  });
+});
+
+describe('deleting an attached policy', () => {
+  it('is refused naming each scope and whose jobs it would change', () => {
+    const error = attachedPolicyError('p', [at('p', { kind: 'organization' }), at('p', { kind: 'workflow', repository: 'web', workflow: '.github/workflows/ci.yml' })]);
+    expect([error.code, error.message]).toEqual([
+      'FAILED_PRECONDITION',
+      'policy p is attached to organization, workflow web:.github/workflows/ci.yml: deleting it changes the policy of those jobs; detach it first, or delete with force (--force)',
+    ]);
+    expect(error.details).toEqual([
+      'organization: jobs of the organization without a workflow or repository attachment would get the next attachment that covers them, or none (audit mode)',
+      'workflow web:.github/workflows/ci.yml: jobs of workflow .github/workflows/ci.yml in web would get the next attachment that covers them, or none (audit mode)',
+    ]);
+    expect(describeScope({ kind: 'cluster', cluster: 'arm' })).toBe('cluster arm');
+    expect(describeScope({ kind: 'repository', repository: 'web' })).toBe('repository web');
+  });
+});
+
+describe('unreachable store', () => {
+  it("cuts grpc-js's wording down to the cause, and leaves the server's own errors alone", () => {
+    expect(unreachableReason({ code: grpc.status.UNAVAILABLE, details: 'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:1. Resolution note: ' })).toBe('connect ECONNREFUSED 127.0.0.1:1');
+    expect(unreachableReason({ code: grpc.status.UNAVAILABLE, details: 'Name resolution failed for target dns:store.invalid:7070' })).toBe('cannot resolve store.invalid:7070');
+    expect(unreachableReason({ code: grpc.status.DEADLINE_EXCEEDED, details: 'Deadline exceeded after 10.002s,time to current attempt start: 0.001s,Waiting for LB pick' })).toBe('no answer within 10.002s');
+    expect(unreachableReason({ code: grpc.status.NOT_FOUND, details: 'policy x does not exist in acme' })).toBeUndefined();
+    expect(unreachableReason({ code: grpc.status.PERMISSION_DENIED, details: 'no' })).toBeUndefined();
   });
 });
 
