@@ -18,7 +18,7 @@ export interface FetchedPolicy {
   scope: string;
 }
 
-/** A stored policy as the policy file it came from (DESIGN.md §4). */
+/** A stored policy as the policy file it came from (docs/policy.md). */
 export function policyYaml(message: Policy__Output): string {
   return YAML.stringify({
     name: message.name,

@@ -1,5 +1,5 @@
 /**
- * The policy file (DESIGN.md §4): the same shape as a Harden-Runner step's
+ * The policy file (docs/policy.md, docs/design.md §4): the same shape as a Harden-Runner step's
  * `with:` block, so existing policies import as they are.
  *
  *   name: npm-build                # optional for `ringfence run`

@@ -1,6 +1,6 @@
 /**
  * The policy store's model: policies of an organization, where they are
- * attached, and which one a job gets (DESIGN.md §4, §6).
+ * attached, and which one a job gets (docs/policy-store.md, docs/design.md §4, §6).
  */
 import { StoreError } from './errors';
 
