@@ -8,17 +8,17 @@
  *    SIGKILL before the syscall runs, so the job makes no further progress
  *    unwatched. While the agent is fine this costs one load of a global per
  *    syscall: the job lookup happens only after something went wrong.
- *  - Signals sent by a job process to the agent (its pid, a thread, its
- *    process group, or everyone with -1) are Agent-Tamper: the sender dies,
- *    the agent counts as gone. Signal 0 (a liveness probe) is not a signal.
- *
- * Callers in a child pid namespace are not judged: the pids they name are
- * their namespace's, in which the agent does not exist.
+ *  - Every signal the kernel generates for the agent while a job process is
+ *    running (signal:signal_generate) is Agent-Tamper: the job process dies,
+ *    the agent counts as gone. Judged where signals are made rather than at
+ *    each syscall that can make one, so that no path is missed: kill, tgkill,
+ *    tkill, rt_sig*queueinfo, pidfd_send_signal (its process-group flag
+ *    too), kill(-1) and kill(-pgid), F_SETOWN/SIGIO from a pipe write, 32-bit
+ *    syscalls, io_uring. SIGCHLD is the one exception: the kernel sends it to
+ *    the agent from the job's first process as it exits. Signal 0 makes no
+ *    signal, and a signal the kernel refuses to send (EPERM) is not made.
  */
 #include "lib/agent.h"
-
-#define RF_PROC_SUPER_MAGIC 0x9fa0
-#define RF_PID_FS_MAGIC 0x50494446 /* "PIDF": pidfs, Linux 6.9+ */
 
 SEC("raw_tp/sys_enter")
 int BPF_PROG(handle_sys_enter_gate, struct pt_regs *regs, long id)
@@ -35,110 +35,21 @@ int BPF_PROG(handle_sys_enter_gate, struct pt_regs *regs, long id)
 	return 0;
 }
 
-/* The caller's process group id (initial pid namespace). */
-static __always_inline __u32 rf_current_pgid(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+#define RF_SIGCHLD 17
 
-	return BPF_CORE_READ(task, signal, pids[PIDTYPE_PGID], numbers[0].nr);
-}
-
-/* kill(2) semantics: whether `pid` reaches the agent. */
-static __always_inline bool rf_kill_reaches_agent(__s32 pid)
+SEC("raw_tp/signal_generate")
+int BPF_PROG(handle_signal_generate, int sig, struct kernel_siginfo *info, struct task_struct *task, int group, int result)
 {
-	if (pid > 0)
-		return rf_is_agent(pid);
-	if (pid == -1)
-		return true; /* every process the caller may signal */
-	if (pid == 0)
-		return cfg_agent_pgid && rf_current_pgid() == cfg_agent_pgid;
-	return cfg_agent_pgid && (__u32)(-pid) == cfg_agent_pgid;
-}
-
-/* A signal `sig` from the current task that reaches the agent when `reaches`. */
-static __always_inline int rf_judge_signal(bool reaches, __s64 sig)
-{
-	struct rf_counter *cnt = rf_counter_of(RF_PROBE_AGENT);
+	struct rf_counter *cnt;
 	__u64 job;
 
-	rf_count(cnt, hits);
-	if (sig == 0 || !reaches)
+	if (!cfg_agent_tgid || sig == RF_SIGCHLD || BPF_CORE_READ(task, tgid) != cfg_agent_tgid)
 		return 0;
 	job = rf_current_job();
-	if (!job || rf_current_pidns_level() != 0)
+	if (!job)
 		return 0;
+	cnt = rf_counter_of(RF_PROBE_AGENT);
+	rf_count(cnt, hits);
 	rf_agent_tampered(job, RF_DHOOK_SIGNAL, sig);
 	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_kill")
-int handle_sys_enter_kill(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_judge_signal(rf_kill_reaches_agent((__s32)ctx->args[0]), (__s64)ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_tgkill")
-int handle_sys_enter_tgkill(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_judge_signal(rf_is_agent((__u32)ctx->args[0]) || rf_is_agent((__u32)ctx->args[1]), (__s64)ctx->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_tkill")
-int handle_sys_enter_tkill(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_judge_signal(rf_is_agent((__u32)ctx->args[0]), (__s64)ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_rt_sigqueueinfo")
-int handle_sys_enter_rt_sigqueueinfo(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_judge_signal(rf_kill_reaches_agent((__s32)ctx->args[0]), (__s64)ctx->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_rt_tgsigqueueinfo")
-int handle_sys_enter_rt_tgsigqueueinfo(struct trace_event_raw_sys_enter *ctx)
-{
-	return rf_judge_signal(rf_is_agent((__u32)ctx->args[0]) || rf_is_agent((__u32)ctx->args[1]), (__s64)ctx->args[2]);
-}
-
-/*
- * The process a pidfd names: on pidfs (6.9+) its inode's private data is
- * the struct pid, on older kernels the anon file's own private data; a
- * /proc/PID directory's proc inode holds the pid.
- */
-static __always_inline __u32 rf_pidfd_target(int fd)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct file *file = rf_task_file(task, fd);
-	struct inode *inode;
-	struct pid *pid;
-	unsigned long magic;
-
-	if (!file)
-		return 0;
-	inode = BPF_CORE_READ(file, f_inode);
-	magic = BPF_CORE_READ(inode, i_sb, s_magic);
-	if (magic == RF_PROC_SUPER_MAGIC) {
-		struct proc_inode *pi = (void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode);
-
-		pid = BPF_CORE_READ(pi, pid);
-	} else if (magic == RF_PID_FS_MAGIC) {
-		pid = BPF_CORE_READ(inode, i_private);
-	} else {
-		pid = BPF_CORE_READ(file, private_data);
-	}
-	return BPF_CORE_READ(pid, numbers[0].nr);
-}
-
-SEC("tracepoint/syscalls/sys_enter_pidfd_send_signal")
-int handle_sys_enter_pidfd_send_signal(struct trace_event_raw_sys_enter *ctx)
-{
-	struct rf_counter *cnt = rf_counter_of(RF_PROBE_AGENT);
-
-	/* only look at the file of callers in a job: it costs a few reads */
-	if (!rf_current_job()) {
-		rf_count(cnt, hits);
-		return 0;
-	}
-	return rf_judge_signal(rf_is_agent(rf_pidfd_target((int)ctx->args[0])), (__s64)ctx->args[1]);
 }

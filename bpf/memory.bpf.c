@@ -42,6 +42,11 @@ static __always_inline void rf_judge_memory_access(__u64 job, __u32 target, __u8
 
 	if (!rf_is_protected(target) || target == bpf_get_current_pid_tgid() >> 32)
 		return;
+	if (rf_is_agent(target)) {
+		/* the agent's memory is the agent: reading or writing it is tampering, whatever lockdown says */
+		rf_agent_tampered(job, hook, request);
+		return;
+	}
 	rf_detected(job, &d);
 }
 

@@ -115,7 +115,6 @@ SensorHandle::SensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Se
         options.Get("memOpenAddr").As<Napi::BigInt>().Uint64Value(&lossless);
   }
   skel_->rodata->cfg_agent_tgid = OptionalUint(options, "agentTgid", 0);
-  skel_->rodata->cfg_agent_pgid = OptionalUint(options, "agentPgid", 0);
   if (options.Has("pinDir") && options.Get("pinDir").IsString())
     pin_dir_ = options.Get("pinDir").As<Napi::String>().Utf8Value();
   uint32_t ring_bytes = OptionalUint(options, "ringBufferBytes", kDefaultRingBytes);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR Apache-2.0) */
 /*
- * The agent's own safety: recognising the agent (its process, its threads,
- * its process group), answering a job process that signals, stops or traces
+ * The agent's own safety: recognising the agent (its process and its
+ * threads), answering a job process that signals, stops or traces
  * it (Agent-Tamper), and noting that it is gone.
  *
  * A tracepoint cannot refuse the signal it sees: the agent still gets it.
@@ -40,16 +40,16 @@ static __always_inline void rf_agent_tampered(__u64 job, __u8 hook, __s64 detail
 		.ptrace_request = detail_value,
 	};
 
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	__u8 one = 1;
+
 	rf_mark_agent_gone(RF_AGENT_TAMPERED);
+	if (bpf_map_lookup_elem(&tamperers, &tgid)) {
+		bpf_send_signal(RF_SIGKILL);
+		return;
+	}
+	bpf_map_update_elem(&tamperers, &tgid, &one, BPF_ANY);
 	rf_answer(job, &d, true);
-}
-
-/* The caller's pid-namespace depth: pids it names are the initial namespace's only at 0. */
-static __always_inline __u32 rf_current_pidns_level(void)
-{
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-
-	return BPF_CORE_READ(task, thread_pid, level);
 }
 
 /* The agent's thread bookkeeping at fork: a new thread of the agent is the agent too. */

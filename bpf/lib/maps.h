@@ -121,6 +121,18 @@ RF_SHARED struct {
 	__type(value, __u8);
 } agent_threads SEC(".maps");
 
+/*
+ * Job processes already answered for Agent-Tamper (tgid -> 1): one act can
+ * make several signals (a ptrace attach and its SIGSTOP, SIGIO at a write
+ * and again at close); the process is killed at each, recorded once.
+ */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} tamperers SEC(".maps");
+
 /* Written by user space through the skeleton's mmap of .bss. */
 RF_SHARED volatile __u64 tracked_generation;
 /* enum rf_agent_gone bits; set by the probes, read by user space (and by the next agent). */
@@ -131,6 +143,5 @@ RF_SHARED const volatile __u32 cfg_init_mntns_inum;  /* mount ns of PID 1 */
 RF_SHARED const volatile __u64 cfg_mem_open_addr;    /* kallsyms mem_open, 0 = unknown */
 RF_SHARED const volatile __u64 cfg_wakeup_bytes;     /* wake the reader past this backlog */
 RF_SHARED const volatile __u32 cfg_agent_tgid;       /* the agent that owns these programs */
-RF_SHARED const volatile __u32 cfg_agent_pgid;       /* its process group (kill(-pgid, …)) */
 
 #endif

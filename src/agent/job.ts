@@ -147,7 +147,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     interrupted = signal;
     void cgroup.kill().catch(() => undefined);
   };
-  process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
 
   try {
     proxy = await DnsProxy.start({
@@ -314,7 +314,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined, killedBy, reason, agentFailures };
   } finally {
     // Every step runs even if an earlier one failed: nothing of the job may stay.
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('SIGHUP', onSignal);
     const attempt = async (what: string, step: () => unknown) => {
       try {
         await step();

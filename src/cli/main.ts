@@ -120,6 +120,9 @@ export function buildProgram(): Command {
 export async function main(argv: string[]): Promise<void> {
   // a reader that goes away (`| head`) costs output, never the job's enforcement
   guardStandardStreams();
+  // SIGUSR1 would open Node's inspector on 127.0.0.1:9229, which a job may
+  // reach (loopback is allowed): with a listener of our own it never opens
+  process.on('SIGUSR1', () => process.stderr.write('ringfence: SIGUSR1 ignored\n'));
   try {
     await buildProgram().parseAsync(argv);
   } catch (error) {

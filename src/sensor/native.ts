@@ -20,8 +20,6 @@ export interface NativeLoadOptions {
   memOpenAddr?: bigint;
   /** The agent these programs serve: signals to it from a job are Agent-Tamper, its exit ends the jobs. 0: none. */
   agentTgid?: number;
-  /** The agent's process group, for kill(-pgid, …). */
-  agentPgid?: number;
   /**
    * A bpffs directory to pin every map and link under (created 0700), so
    * that the programs outlive this process; removed again by destroy().

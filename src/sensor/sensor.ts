@@ -51,12 +51,6 @@ export interface SensorOptions {
   syscallGate?: boolean;
 }
 
-/** A process's group id (/proc/PID/stat field 5): Node has no getpgid. */
-export function processGroupOf(pid: number | 'self'): number {
-  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-}
-
 /** The thread ids of a process other than its main thread. */
 function otherThreadsOf(pid: number): number[] {
   return fs
@@ -146,7 +140,6 @@ export class Sensor extends EventEmitter<SensorEventMap> {
         initMntnsInum: initMountNamespaceInode(),
         memOpenAddr: memOpenAddress(),
         agentTgid: agentPid,
-        agentPgid: agentPid ? processGroupOf(agentPid) : 0,
         pinDir: options.pinDir,
         syscallGate: options.syscallGate,
       });
