@@ -191,7 +191,9 @@ void SensorHandle::UnpinAll() {
   SkeletonLinks all = LinksOf(skel_);
   for (size_t i = 0; i < all.count; i++)
     if (all.begin[i]) bpf_link__unpin(all.begin[i]);
-  bpf_object__unpin_maps(skel_->obj, (pin_dir_ + "/maps").c_str());
+  // map by map: bpf_object__unpin_maps stops at the first pin that is already gone
+  struct bpf_map* map;
+  bpf_object__for_each_map(map, skel_->obj) if (bpf_map__pin_path(map)) bpf_map__unpin(map, nullptr);
   rmdir((pin_dir_ + "/links").c_str());
   rmdir((pin_dir_ + "/maps").c_str());
   rmdir(pin_dir_.c_str());

@@ -22,7 +22,7 @@ import { Sensor } from '../sensor/sensor';
 import type { JobIdentity } from '../jobs/identity';
 import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
 import { exitStatusOf, type ExitReason } from './exit-status';
-import { OutputFile } from './output';
+import { OutputFile, standardStreamFailures } from './output';
 import { resolveCommand } from './command';
 import { detectionEvent, dnsEvent, jobCompletedEvent, jobStartedEvent, JobEventWriter, networkEvent, processEvent, processRef, relayDetectionEvent, type DetectionJobEvent } from './job-events';
 import { JobSummary, policyDisplay } from './summary';
@@ -130,7 +130,14 @@ export async function runJob(command: string, args: string[], options: JobOption
     registry.unregister(id);
     throw error;
   }
-  const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
+  let cgroup: Cgroup;
+  try {
+    cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
+  } catch (error) {
+    sensor.destroy(); // unpins: nothing of the job exists yet
+    registry.unregister(id);
+    throw error;
+  }
   let proxy: DnsProxy | undefined;
   let egress: JobEgress | undefined;
   let lockdown: JobLockdown | undefined;
@@ -304,13 +311,20 @@ export async function runJob(command: string, args: string[], options: JobOption
       summaryOut.close();
       if (summaryOut.lost) agentFailures.push(`the summary was not written to ${summaryOut.label} (${summaryOut.firstError})`);
     }
-    const { status: exitStatus, reason } = exitStatusOf({ exitCode, signal, blocked: mode === 'block' ? blockedRequests : 0, interrupted, lockedDown, agentFailures });
+    const decided = exitStatusOf({ exitCode, signal, blocked: mode === 'block' ? blockedRequests : 0, interrupted, lockedDown, agentFailures });
+    let { status: exitStatus, reason } = decided;
     const failures = agentFailures.length ? `; ringfence failed: ${agentFailures.join('; ')}` : '';
     log(
       summary.renderText(
         `ringfence: job ${id} ${outcome(exitStatus, reason)}; policy ${policyDisplay({ name: options.policyName, version: options.policyVersion })} (${mode}); ${processes} processes, ${counts.network} connections, ${counts.dns} DNS queries, ${counts.blocked} blocked${dropped ? `, ${dropped} events dropped` : ''}${failures}${reason === 'agent-failure' || reason === 'lockdown' ? ` (ringfence exits ${exitStatus}: ${reason})` : ''}`,
       ),
     );
+    // stderr is an output too: a summary nobody could read is a lost report (`run … 2>&1 | head`)
+    const stderrLost = stderr.lost + standardStreamFailures();
+    if (stderrLost > 0 && reason !== 'lockdown') {
+      agentFailures.push(`${stderrLost} write(s) to stderr failed (${stderr.firstError ?? 'EPIPE'})`);
+      ({ status: exitStatus, reason } = exitStatusOf({ exitCode, signal, blocked: 0, interrupted, lockedDown, agentFailures }));
+    }
     return { id, exitStatus, exitCode, signal, blocked: blockedRequests, interrupted: interrupted !== undefined, killedBy, reason, agentFailures };
   } finally {
     // Every step runs even if an earlier one failed: nothing of the job may stay.
@@ -330,6 +344,7 @@ export async function runJob(command: string, args: string[], options: JobOption
     await attempt(`removing ${cgroup.path}`, () => cgroup.destroy());
     await attempt('writing the events', () => writer.close());
     await attempt('closing the summary', () => summaryOut?.close());
-    await attempt('forgetting the job', () => registry.unregister(id));
+    // a record whose pins could not all be removed stays, for the next sweep
+    await attempt('forgetting the job', () => (fs.existsSync(pins) ? log(`ringfence: ${pins} is left for the next ringfence to remove`) : registry.unregister(id)));
   }
 }

@@ -53,6 +53,25 @@ export class OutputFile {
     }
   }
 
+  /**
+   * Checks, without changing anything, that `file` could be opened for
+   * writing: an existing file is opened without truncating it, a new one
+   * needs an existing, writable directory. Throws the usage error open() would.
+   */
+  static check(file: string, option: string): void {
+    try {
+      if (fs.existsSync(file)) {
+        fs.closeSync(fs.openSync(file, fs.constants.O_WRONLY));
+        return;
+      }
+      const dir = path.dirname(path.resolve(file));
+      if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+      fs.accessSync(dir, fs.constants.W_OK);
+    } catch (error) {
+      throw new RingfenceError(`cannot write ${option} ${file}: ${explainOpenError(error as NodeJS.ErrnoException, file)}`, 'RF_USAGE');
+    }
+  }
+
   /** An inherited descriptor (1, 2): written, never closed. */
   static fd(fd: number, label: string): OutputFile {
     return new OutputFile(fd, label, false);
@@ -123,18 +142,22 @@ export class OutputFile {
   }
 }
 
+let standardFailures = 0;
+const onStandardError = () => {
+  standardFailures++;
+};
+
 /**
  * Makes EPIPE (and any other write error) on process.stdout/stderr a counted
  * loss instead of an uncaught 'error' that would end ringfence mid-job.
- * Returns how many writes failed so far.
  */
-export function guardStandardStreams(): () => number {
-  let failed = 0;
-  const onError = () => {
-    failed++;
-  };
+export function guardStandardStreams(): void {
   for (const stream of [process.stdout, process.stderr]) {
-    if (!stream.listeners('error').includes(onError)) stream.on('error', onError);
+    if (!stream.listeners('error').includes(onStandardError)) stream.on('error', onStandardError);
   }
-  return () => failed;
+}
+
+/** Writes to process.stdout/stderr that failed since guardStandardStreams(). */
+export function standardStreamFailures(): number {
+  return standardFailures;
 }

@@ -14,7 +14,7 @@ import { OutputFile } from '../agent/output';
 import { fetchPolicy } from '../agent/store-policy';
 import { policyDisplay } from '../agent/summary';
 import { identityFrom, type IdentityFlags, type JobIdentity } from '../jobs/identity';
-import { AUDIT_POLICY, loadPolicyFile, type Policy } from '../policy/policy';
+import { AUDIT_POLICY, readPolicyFile, type Policy } from '../policy/policy';
 import { RingfenceError } from '../util/errors';
 
 export interface RunOptions extends IdentityFlags {
@@ -65,16 +65,19 @@ export async function run(command: string, args: string[], options: RunOptions, 
   }
   if (usage.length) throw new RingfenceError(usage.length === 1 ? usage[0] : `${usage.length} problems, nothing was started`, 'RF_USAGE', usage.length === 1 ? undefined : usage.join('\n'));
 
-  // Outputs are opened before the policy is fetched and the job starts: a bad path starts nothing.
-  const events = options.events !== undefined ? OutputFile.open(options.events, '--events') : undefined;
-  const summary = options.summary !== undefined ? OutputFile.open(options.summary, '--summary') : undefined;
+  // Outputs are checked before the policy is read and the job starts (a bad path starts nothing),
+  // and opened, truncating, only once nothing else can stop the job.
+  if (options.events !== undefined) OutputFile.check(options.events, '--events');
+  if (options.summary !== undefined) OutputFile.check(options.summary, '--summary');
 
   let policy: Policy = AUDIT_POLICY;
   let policyName: string | null = null;
   let policyVersion: number | undefined;
   const server = env.RINGFENCE_SERVER;
   if (options.policy !== undefined) {
-    policy = loadPolicyFile(options.policy);
+    const loaded = readPolicyFile(options.policy, '--policy');
+    policy = loaded.policy;
+    for (const note of loaded.notes) process.stderr.write(`ringfence: note: ${note}\n`);
     policyName = policy.name ?? path.basename(options.policy).replace(/\.ya?ml$/, '');
     process.stderr.write(`ringfence: policy ${policyName} from ${options.policy}${server ? ' (--policy wins over RINGFENCE_SERVER)' : ''}\n`);
   } else if (server) {
@@ -93,6 +96,8 @@ export async function run(command: string, args: string[], options: RunOptions, 
   } else {
     process.stderr.write('ringfence: audit mode (no --policy, and RINGFENCE_SERVER is not set): everything is recorded, nothing is refused\n');
   }
+  const events = options.events !== undefined ? OutputFile.open(options.events, '--events') : undefined;
+  const summary = options.summary !== undefined ? OutputFile.open(options.summary, '--summary') : undefined;
   const result = await runJob(command, args, { policy, policyName, policyVersion, identity, events, summary, dnsUpstream, serviceEndpoints });
   return result.exitStatus;
 }

@@ -42,7 +42,14 @@ export async function trace(command: string, args: string[], options: TraceOptio
     registry.unregister(id);
     throw error;
   }
-  const cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
+  let cgroup: Cgroup;
+  try {
+    cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
+  } catch (error) {
+    sensor.destroy(); // unpins: nothing of the job exists yet
+    registry.unregister(id);
+    throw error;
+  }
   let interrupted: NodeJS.Signals | undefined;
   let sensorErrors = 0;
   const onSignal = (signal: NodeJS.Signals) => {
@@ -68,8 +75,8 @@ export async function trace(command: string, args: string[], options: TraceOptio
     sensor.track(cgroup);
     events?.write(jobStartedEvent(id, new Date().toISOString(), [command, ...args], noPolicy));
 
+    process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
     const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true });
-    process.on('SIGINT', onSignal).on('SIGTERM', onSignal);
     const status = await new Promise<number>((resolve) => {
       child.on('error', (error) => {
         stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
@@ -83,6 +90,7 @@ export async function trace(command: string, args: string[], options: TraceOptio
 
     // Anything CMD left running in the background ends with it.
     await cgroup.kill();
+    const tampered = sensor.agentGone().includes('tampered');
     await sensor.close();
     const stats = sensor.finalStats!;
     events?.write(jobCompletedEvent(id, new Date().toISOString(), { status: ended, dropped: stats.dropped, lost: out.lost }));
@@ -91,10 +99,15 @@ export async function trace(command: string, args: string[], options: TraceOptio
     if (out.lost > 0) failures.push(`${out.lost} events could not be written to ${out.label} (${out.firstError})`);
     if (sensorErrors > 0) failures.push(`${sensorErrors} sensor error(s)`);
     for (const failure of failures) stderr.write(`ringfence: ${failure}\n`);
+    if (tampered) {
+      // as in run: the kernel ended CMD because a process of it signalled, stopped or traced ringfence
+      stderr.write(`ringfence: CMD was killed in the kernel: a process of it tampered with ringfence (Agent-Tamper, exit ${EXIT.LOCKDOWN})\n`);
+      return EXIT.LOCKDOWN;
+    }
     if (interrupted) return 128 + signalNumber(interrupted);
     return failures.length ? EXIT.AGENT_FAILURE : status;
   } finally {
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal);
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('SIGHUP', onSignal);
     sensor.destroy();
     await cgroup.destroy().catch((error: Error) => stderr.write(`ringfence: removing ${cgroup.path}: ${error.message}\n`));
     out.close();

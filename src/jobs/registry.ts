@@ -102,8 +102,9 @@ export class JobRegistry {
       try {
         records.push(JSON.parse(fs.readFileSync(path.join(this.paths.stateDir, name), 'utf8')) as JobRecord);
       } catch {
-        // half-written by an owner that died while writing: its id is in the name
-        records.push({ id: name.replace(/\.json$/, ''), ownerPid: 0, ownerStart: 0, cgroup: '' });
+        // Unreadable (damaged, or from an older ringfence): left out, so that the job is
+        // judged like one without a record, by the pid its id ends in and its usual paths.
+        continue;
       }
     }
     return records;
@@ -120,9 +121,11 @@ export class JobRegistry {
     const lines: string[] = [];
     const live = new Set<string>();
     const seen = new Set<string>();
-    for (const record of this.records()) {
+    const records = this.records();
+    const readable = new Set(records.map((r) => r.id));
+    for (const record of records) {
       seen.add(record.id);
-      if (record.ownerPid === process.pid || (record.ownerPid && ownerAlive(record))) {
+      if (record.ownerPid === process.pid || ownerAlive(record)) {
         live.add(record.id);
         continue;
       }
@@ -138,6 +141,12 @@ export class JobRegistry {
     for (const id of this.pinDirs()) {
       if (live.has(id) || seen.has(id) || pidOfId(id) === process.pid || ownerOfIdAlive(id)) continue;
       lines.push(await this.end(id, undefined, path.join(this.paths.pinRoot, id)));
+      seen.add(id);
+    }
+    // records that could not be read go once their job is ended
+    for (const name of this.recordNames()) {
+      const id = name.replace(/\.json$/, '');
+      if (!readable.has(id) && seen.has(id)) this.unregister(id);
     }
     return lines;
   }
@@ -160,7 +169,10 @@ export class JobRegistry {
       }
     }
     const pinDir = pins ?? path.join(this.paths.pinRoot, id);
-    if (fs.existsSync(pinDir)) {
+    if (cgroup && fs.existsSync(cgroup.path)) {
+      // its processes may still be there: the pins are what keeps them enforced and unable to run on
+      failed.push(`kept ${pinDir} while the cgroup remains`);
+    } else if (fs.existsSync(pinDir)) {
       try {
         // unlinking the pins drops the last reference: the kernel detaches and frees them
         fs.rmSync(pinDir, { recursive: true, force: true });
@@ -178,6 +190,14 @@ export class JobRegistry {
     const root = this.paths.cgroupRoot;
     const jobs = root.children().find((c) => path.basename(c.path) === 'jobs');
     return [...(jobs?.children() ?? []), ...root.children().filter((c) => path.basename(c.path) !== 'jobs')];
+  }
+
+  private recordNames(): string[] {
+    try {
+      return fs.readdirSync(this.paths.stateDir).filter((n) => n.endsWith('.json'));
+    } catch {
+      return [];
+    }
   }
 
   private pinDirs(): string[] {

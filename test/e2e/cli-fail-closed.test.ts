@@ -70,6 +70,19 @@ describe('outputs are checked before the job starts', () => {
     expect(fs.existsSync(m)).toBe(false);
   });
 
+  it('an existing output is left as it was when the job cannot start (bad policy, store unreachable)', async () => {
+    const previous = path.join(work, `previous-${++n}.jsonl`);
+    fs.writeFileSync(previous, 'previous run\n');
+    const bad = path.join(work, 'bad-policy.yml');
+    fs.writeFileSync(bad, 'egress-policy: sometimes\n');
+    const badPolicy = await ringfence(['run', '--policy', bad, '--events', previous, '--summary', previous, '--', '/bin/true']);
+    expect(badPolicy.code).toBe(EXIT.USAGE);
+    const unreachable = await ringfence(['run', '--org', 'acme', '--events', previous, '--', '/bin/true'], { RINGFENCE_SERVER: '127.0.0.1:1', RINGFENCE_TOKEN: 'x' });
+    expect(unreachable.code).toBe(EXIT.AGENT_FAILURE);
+    expect(unreachable.stderr).toMatch(/^ringfence: cannot reach the policy store at 127\.0\.0\.1:1/);
+    expect(fs.readFileSync(previous, 'utf8')).toBe('previous run\n');
+  });
+
   it('a command that does not exist is named, exit 127, nothing started', async () => {
     const run = await ringfence(['run', '--', '/no/such/cmd']);
     expect(run.code).toBe(127);
@@ -100,6 +113,13 @@ describe('outputs that fail during the job', () => {
     expect(statuses).toEqual([EXIT.AGENT_FAILURE, 0]);
     expect(fs.existsSync(m)).toBe(true);
     expect(leftovers().filter((id) => id.startsWith('trace-'))).toEqual([]);
+  });
+
+  it('run with its stderr gone (2>&1 | true): the job runs to its end, and the lost summary makes it 171', () => {
+    const m = marker();
+    const { statuses } = pipeline(`${RINGFENCE} run -- /bin/bash -c 'sleep 0.3; touch ${m}' 2>&1 | true`);
+    expect(statuses).toEqual([EXIT.AGENT_FAILURE, 0]);
+    expect(fs.existsSync(m)).toBe(true);
   });
 
   it('trace -o /dev/stdout | head -1: the same', () => {

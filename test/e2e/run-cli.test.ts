@@ -116,6 +116,16 @@ describe('orphaned jobs', () => {
     // recorded by pid 1 but with another start time: a recycled pid, not the owner
     fs.writeFileSync(path.join(stateDir, 'run-recorded-77.json'), JSON.stringify({ id: 'run-recorded-77', ownerPid: 1, ownerStart: -1, cgroup: recorded.path }));
     fs.mkdirSync(path.join(pinRoot, 'run-recorded-77'));
+    // damaged records: judged by the pid their id ends in, like jobs without one
+    const damagedDead = Cgroup.create('jobs/run-damaged-4194307', root.path);
+    fs.writeFileSync(path.join(stateDir, 'run-damaged-4194307.json'), '{"id": "');
+    fs.mkdirSync(path.join(pinRoot, 'run-damaged-4194307'));
+    const damagedLive = Cgroup.create('jobs/run-damaged-1', root.path);
+    fs.writeFileSync(path.join(stateDir, 'run-damaged-1.json'), '{"id": "');
+    fs.mkdirSync(path.join(pinRoot, 'run-damaged-1'));
+    const parked = damagedDead.spawn('/bin/sleep', ['60'], { stdio: 'ignore' });
+    const parkedEnded = new Promise<NodeJS.Signals | null>((resolve) => parked.on('exit', (_code, signal) => resolve(signal)));
+    while (damagedDead.procs().length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     const live = Cgroup.create(`jobs/run-live-${process.pid}`, root.path);
     registry.register(`run-live-${process.pid}`, live.path);
     const sleeper = unrecorded.spawn('/bin/sleep', ['60'], { stdio: 'ignore' });
@@ -124,15 +134,21 @@ describe('orphaned jobs', () => {
 
     const lines = await registry.sweep();
     expect(lines.sort()).toEqual([
+      'ringfence: ended job run-damaged-4194307 left by a ringfence that is gone: removed its cgroup and killed its 1 process(es), unpinned its kernel objects',
       'ringfence: ended job run-orphan-4194305 left by a ringfence that is gone: removed its cgroup and killed its 1 process(es)',
       'ringfence: ended job run-recorded-77 left by a ringfence that is gone: removed its cgroup, unpinned its kernel objects',
       'ringfence: ended job trace-4194306 left by a ringfence that is gone: removed its cgroup',
     ]);
     expect(await ended).toBe('SIGKILL');
+    expect(await parkedEnded).toBe('SIGKILL');
+    expect([damagedDead.exists(), fs.existsSync(path.join(pinRoot, 'run-damaged-4194307')), fs.existsSync(path.join(stateDir, 'run-damaged-4194307.json'))]).toEqual([false, false, false]);
+    // a damaged record of a live owner changes nothing
+    expect([damagedLive.exists(), fs.existsSync(path.join(pinRoot, 'run-damaged-1')), fs.existsSync(path.join(stateDir, 'run-damaged-1.json'))]).toEqual([true, true, true]);
     expect([unrecorded.exists(), legacyTrace.exists(), recorded.exists(), fs.existsSync(path.join(pinRoot, 'run-recorded-77'))]).toEqual([false, false, false, false]);
     expect(fs.existsSync(path.join(stateDir, 'run-recorded-77.json'))).toBe(false);
     expect(live.exists()).toBe(true);
     expect(registry.records().map((r) => r.id)).toEqual([`run-live-${process.pid}`]);
+    fs.rmSync(path.join(stateDir, 'run-damaged-1.json'));
     expect(await registry.sweep()).toEqual([]);
     await root.destroy();
   });
