@@ -224,7 +224,7 @@ describe('ringfence policy and token files, flags and outputs', () => {
       expect([update.code, update.stderr]).toEqual([2, `ringfence: -f ${file}: ${what}\n`]);
       // no RINGFENCE_SERVER: the file is the only source, and it is refused before anything starts
       const run = await ringfence(['run', '--policy', file, '--', '/bin/true'], { RINGFENCE_SERVER: '' });
-      expect([run.code, run.stderr]).toEqual([EXIT.USAGE, `ringfence: policy file ${file}: ${what}\n`]);
+      expect([run.code, run.stderr]).toEqual([EXIT.USAGE, `ringfence: --policy ${file}: ${what}\n`]);
     }
     const endpoints = await ringfence(['policy', 'import-endpoints', 'npm', '--from', `file:${path.join(d, 'empty.yml')}`]);
     expect(endpoints.stderr).toBe(`ringfence: --from ${path.join(d, 'empty.yml')}: is empty\n`);
