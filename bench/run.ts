@@ -98,7 +98,9 @@ ${row('sensor with the gate, storm tracked', 'gateTracked')}
 The gate against the same sensor without it: **${fmt(g.gateVsNoGate, 3)}×**; a tracked job's
 syscalls against nothing loaded: ${fmt(g.trackedVsNone, 3)}×. (Any syscall
 tracepoint the sensor enables already puts every task on the kernel's slow
-syscall path; the gate adds one program run that reads one global.)`;
+syscall path; the gate adds one more raw-tracepoint program run per syscall,
+which reads one global. On a syscall as cheap as getppid that run is most
+of what the gate costs; a syscall that does work pays the same absolute amount.)`;
     },
   },
   {
