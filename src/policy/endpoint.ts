@@ -1,5 +1,5 @@
 /**
- * One allowed endpoint of a policy (DESIGN.md §4, docs/policy.md):
+ * One allowed endpoint of a policy (docs/design.md §4, docs/policy.md):
  *   name[:port]      registry.npmjs.org, *.githubusercontent.com:443, cdn.*.example.net
  *   ipv4[:port]      140.82.112.3, 140.82.112.0/20:22
  *   [ipv6][:port]    [2606:50c0::1]:443, [2606:50c0::/32]   (bare IPv6 without a port too)

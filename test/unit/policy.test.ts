@@ -1,4 +1,4 @@
-/** Policy files and endpoint grammar (DESIGN.md §4, docs/policy.md). */
+/** Policy files and endpoint grammar (docs/design.md §4, docs/policy.md). */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
