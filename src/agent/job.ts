@@ -5,8 +5,7 @@
  */
 import type { StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
+import { Cgroup } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
@@ -20,7 +19,7 @@ import type { Policy } from '../policy/policy';
 import { preflight } from '../sensor/kernel';
 import { Sensor } from '../sensor/sensor';
 import type { JobIdentity } from '../jobs/identity';
-import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
+import { JobRegistry } from '../jobs/registry';
 import { exitStatusOf, type ExitReason } from './exit-status';
 import { OutputFile, standardStreamFailures } from './output';
 import { resolveCommand } from './command';
@@ -122,7 +121,7 @@ export async function runJob(command: string, args: string[], options: JobOption
   // Recorded before it exists: a ringfence killed from here on leaves a job the next one can find.
   // Pinned: if this process dies, the job stays enforced and dies at its next syscall (bpf/agent.bpf.c).
   const pins = registry.pinDirOf(id);
-  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id), pins);
+  registry.register(id, registry.cgroupPathOf(id), pins);
   let sensor: Sensor;
   try {
     sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
@@ -132,7 +131,7 @@ export async function runJob(command: string, args: string[], options: JobOption
   }
   let cgroup: Cgroup;
   try {
-    cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
+    cgroup = Cgroup.create(`${registry.jobsCgroup}/${id}`);
   } catch (error) {
     sensor.destroy(); // unpins: nothing of the job exists yet
     registry.unregister(id);

@@ -5,12 +5,11 @@
  * registered, swept when its ringfence is gone, its output opened before CMD
  * starts and never fatal to write.
  */
-import path from 'node:path';
-import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
+import { Cgroup } from '../cgroup/cgroup2';
 import { resolveCommand } from '../agent/command';
 import { EXIT } from '../agent/exit-status';
 import { OutputFile } from '../agent/output';
-import { JOBS_CGROUP, JobRegistry } from '../jobs/registry';
+import { JobRegistry } from '../jobs/registry';
 import { jobCompletedEvent, JobEventWriter, jobStartedEvent, sensorJobEvent, type PolicyRef } from '../agent/job-events';
 import { identityFrom } from '../jobs/identity';
 import { formatEvent } from '../sensor/format';
@@ -33,7 +32,7 @@ export async function trace(command: string, args: string[], options: TraceOptio
   for (const line of await registry.sweep()) stderr.write(line + '\n');
   const id = JobRegistry.newId('trace');
   const pins = registry.pinDirOf(id);
-  registry.register(id, path.join(cgroup2Root(), JOBS_CGROUP, id), pins);
+  registry.register(id, registry.cgroupPathOf(id), pins);
   let sensor: Sensor;
   try {
     // pinned like a run: a killed trace leaves nothing of CMD running on
@@ -44,7 +43,7 @@ export async function trace(command: string, args: string[], options: TraceOptio
   }
   let cgroup: Cgroup;
   try {
-    cgroup = Cgroup.create(`${JOBS_CGROUP}/${id}`);
+    cgroup = Cgroup.create(`${registry.jobsCgroup}/${id}`);
   } catch (error) {
     sensor.destroy(); // unpins: nothing of the job exists yet
     registry.unregister(id);

@@ -6,18 +6,26 @@
  * cannot run on); the next ringfence finds such a job here and ends it:
  * kills what is left in its cgroup, unpins its programs, removes it.
  *
- * Layout: /run/ringfence/jobs/ID.json, cgroups under CGROUP2/ringfence/,
- * pins under /sys/fs/bpf/ringfence/ID/.
+ * Layout: /run/ringfence/jobs/ID.json, cgroups under CGROUP2/ringfence/jobs/,
+ * pins under /sys/fs/bpf/ringfence/ID/. RINGFENCE_INSTANCE=NAME puts all three
+ * under `ringfence-NAME` instead: installations (and test runs) that must not
+ * sweep each other's jobs.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
+import { RingfenceError } from '../util/errors';
 
-export const STATE_DIR = '/run/ringfence/jobs';
-export const PIN_ROOT = '/sys/fs/bpf/ringfence';
-/** Every cgroup ringfence makes is below this one (`jobs/` for run and trace alike). */
-export const CGROUP_ROOT = 'ringfence';
-export const JOBS_CGROUP = `${CGROUP_ROOT}/jobs`;
+/** `ringfence`, or `ringfence-NAME` with RINGFENCE_INSTANCE=NAME. Throws a usage error for a bad NAME. */
+export function instanceName(env: NodeJS.ProcessEnv = process.env): string {
+  const name = env.RINGFENCE_INSTANCE;
+  if (name === undefined || name === '') return 'ringfence';
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) {
+    throw new RingfenceError(`RINGFENCE_INSTANCE '${name}': expected lower-case letters, digits and '-' (at most 63)`, 'RF_USAGE');
+  }
+  return `ringfence-${name}`;
+}
+
 
 export interface JobRecord {
   id: string;
@@ -57,12 +65,21 @@ export function ownerAlive(record: Pick<JobRecord, 'ownerPid' | 'ownerStart'>, p
 export class JobRegistry {
   readonly paths: RegistryPaths;
 
-  constructor(paths: Partial<RegistryPaths> = {}) {
+  /** Where job cgroups go, relative to the cgroup2 mount (every cgroup ringfence makes is below its root). */
+  readonly jobsCgroup: string;
+
+  constructor(paths: Partial<RegistryPaths> = {}, instance = instanceName()) {
     this.paths = {
-      stateDir: paths.stateDir ?? STATE_DIR,
-      pinRoot: paths.pinRoot ?? PIN_ROOT,
-      cgroupRoot: paths.cgroupRoot ?? new Cgroup(path.join(cgroup2Root(), CGROUP_ROOT)),
+      stateDir: paths.stateDir ?? `/run/${instance}/jobs`,
+      pinRoot: paths.pinRoot ?? `/sys/fs/bpf/${instance}`,
+      cgroupRoot: paths.cgroupRoot ?? new Cgroup(path.join(cgroup2Root(), instance)),
     };
+    this.jobsCgroup = `${path.relative(cgroup2Root(), this.paths.cgroupRoot.path)}/jobs`;
+  }
+
+  /** The cgroup directory of job `id`. */
+  cgroupPathOf(id: string): string {
+    return path.join(this.paths.cgroupRoot.path, 'jobs', id);
   }
 
   /** A new job id, unique on this machine: time, then the owner's pid. */

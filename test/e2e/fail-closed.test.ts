@@ -36,7 +36,7 @@ function startRingfence(args: string[]): Started {
   const link = path.join(work, name);
   fs.symlinkSync(RINGFENCE, link);
   // RF_NAME reaches the job through the environment ringfence passes on
-  const child = spawn(process.execPath, [link, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, RF_NAME: name } });
+  const child = spawn(process.execPath, [link, ...args], { stdio: ['ignore', 'ignore', 'pipe'], detached: true, env: { ...process.env, RF_NAME: name, RINGFENCE_INSTANCE: INSTANCE } });
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
   // 'exit', not 'close': job processes parked in a syscall still hold the stderr pipe
@@ -47,8 +47,22 @@ function startRingfence(args: string[]): Started {
   return { name, pid: child.pid!, done };
 }
 
-const jobCgroup = (id: string) => path.join(findCgroup2Mount()!, 'ringfence/jobs', id);
-const jobIdOf = (pid: number) => fs.readdirSync(path.join(findCgroup2Mount()!, 'ringfence/jobs')).find((id) => id.endsWith(`-${pid}`));
+/**
+ * An instance of its own (RINGFENCE_INSTANCE): the jobs these tests leave
+ * behind on purpose are swept by the test's own next ringfence, not by one
+ * that another test file happens to start meanwhile.
+ */
+const INSTANCE = `failclosed-${process.pid}`;
+const ROOT = `ringfence-${INSTANCE}`;
+const jobCgroup = (id: string) => path.join(findCgroup2Mount()!, ROOT, 'jobs', id);
+const pinsOf = (id: string) => `/sys/fs/bpf/${ROOT}/${id}`;
+const jobIdOf = (pid: number) => {
+  try {
+    return fs.readdirSync(path.join(findCgroup2Mount()!, ROOT, 'jobs')).find((id) => id.endsWith(`-${pid}`));
+  } catch {
+    return undefined;
+  }
+};
 const stateOf = (pid: number) => /^State:\s+(\S)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
 /** Running or parked; a zombie waits only for its reaper. */
 const alive = (pid: number) => {
@@ -105,8 +119,15 @@ afterEach(() => {
   }
 });
 
-afterAll(() => {
+afterAll(async () => {
   host.destroy();
+  // the instance's roots go with the tests (a last sweep ends anything a failed case left)
+  const { JobRegistry } = await import('../../src/jobs/registry');
+  const registry = new JobRegistry({}, ROOT);
+  await registry.sweep();
+  await registry.paths.cgroupRoot.destroy();
+  fs.rmSync(registry.paths.pinRoot, { recursive: true, force: true });
+  fs.rmSync(path.dirname(registry.paths.stateDir), { recursive: true, force: true });
   fs.rmSync(work, { recursive: true, force: true });
 });
 
@@ -157,7 +178,7 @@ describe('a job that kills its ringfence', () => {
     // egress stays enforced: the hooks are still attached to the job's cgroup
     const hooks = execFileSync('bpftool', ['cgroup', 'show', jobCgroup(id)], { encoding: 'utf8' });
     expect(hooks).toMatch(/connect4/);
-    expect(fs.existsSync(`/sys/fs/bpf/ringfence/${id}`)).toBe(true);
+    expect(fs.existsSync(pinsOf(id))).toBe(true);
 
     // the next ringfence ends it: processes killed, cgroup and pins removed
     const next = startRingfence(['run', '--', '/bin/true']);
@@ -165,7 +186,7 @@ describe('a job that kills its ringfence', () => {
     expect(after.code, after.stderr).toBe(0);
     expect(after.stderr).toContain(`ringfence: ended job ${id} left by a ringfence that is gone`);
     expect(fs.existsSync(jobCgroup(id))).toBe(false);
-    expect(fs.existsSync(`/sys/fs/bpf/ringfence/${id}`)).toBe(false);
+    expect(fs.existsSync(pinsOf(id))).toBe(false);
     for (const pid of left) expect(alive(pid), `job process ${pid} survived the sweep`).toBe(false);
   });
 });
@@ -226,7 +247,7 @@ describe('a job that stops, signals or traces its ringfence', () => {
     expect(detections).toHaveLength(1);
     expect(detections[0]).toMatchObject({ detection: 'Agent-Tamper', action: 'killed', via, target: { pid: started.pid, ...target } });
     expect(fs.existsSync(jobCgroup(id))).toBe(false);
-    expect(fs.existsSync(`/sys/fs/bpf/ringfence/${id}`)).toBe(false);
+    expect(fs.existsSync(pinsOf(id))).toBe(false);
   });
 
   it('a job that leaves ringfence alone is untouched: signal 0, and signals to its own processes and process group', async () => {

@@ -27,3 +27,13 @@ describe('exit status of ringfence run', () => {
     expect(own).not.toContain(137);
   });
 });
+
+describe('RINGFENCE_INSTANCE', () => {
+  it('names the roots of records, cgroups and pins; a bad name is a usage error', async () => {
+    const { instanceName } = await import('../../src/jobs/registry');
+    expect(instanceName({})).toBe('ringfence');
+    expect(instanceName({ RINGFENCE_INSTANCE: '' })).toBe('ringfence');
+    expect(instanceName({ RINGFENCE_INSTANCE: 'ci-2' })).toBe('ringfence-ci-2');
+    for (const bad of ['../x', 'A', '-x', 'a/b', 'x'.repeat(64)]) expect(() => instanceName({ RINGFENCE_INSTANCE: bad }), bad).toThrow(/^RINGFENCE_INSTANCE '.*': expected lower-case letters/);
+  });
+});
