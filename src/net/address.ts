@@ -37,8 +37,10 @@ export function parseIPv6(text: string): Uint8Array | undefined {
   const parse = (half: string) => (half === '' ? [] : half.split(':'));
   const head = parse(halves[0]);
   const rest = halves.length === 2 ? parse(halves[1]) : [];
+  // '::' stands for at least one group: more than 7 around it is no address (and no negative Array length)
+  if (halves.length === 2 && head.length + rest.length > 7) return undefined;
   const groups = halves.length === 2 ? [...head, ...Array(8 - head.length - rest.length).fill('0'), ...rest] : head;
-  if (groups.length !== 8 || (halves.length === 2 && head.length + rest.length > 7)) return undefined;
+  if (groups.length !== 8) return undefined;
   const bytes = new Uint8Array(16);
   for (let i = 0; i < 8; i++) {
     if (!/^[0-9a-fA-F]{1,4}$/.test(groups[i])) return undefined;

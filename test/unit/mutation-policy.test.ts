@@ -268,21 +268,19 @@ describe('name entries', () => {
   });
 });
 
-// Known bug (src/net/address.ts parseIPv6): more than 8 groups around a '::'
-// make Array() a negative length, so a policy entry such as
-// 1:2::3:4:5:6:7:8:9 crashes the parser with a RangeError instead of being
-// one problem line. `it.fails` keeps the suite green until the fix; then
-// these start failing: drop `.fails`.
+// Once a crash (src/net/address.ts parseIPv6): more than 8 groups around a
+// '::' made Array() a negative length, so a policy entry such as
+// 1:2::3:4:5:6:7:8:9 crashed the parser instead of being one problem line.
 describe('IPv6 with too many groups around ::', () => {
-  it.fails('is a bad bare IPv6 entry, not a crash', () => {
+  it('is a bad bare IPv6 entry, not a crash', () => {
     expect(() => parseEndpoint('1:2::3:4:5:6:7:8:9')).toThrow(new EndpointError("bad IPv6 address '1:2::3:4:5:6:7:8:9' (write [address]:port for a port)"));
   });
 
-  it.fails('is a bad [IPv6] entry, not a crash', () => {
+  it('is a bad [IPv6] entry, not a crash', () => {
     expect(() => parseEndpoint('[1:2::3:4:5:6:7:8:9]:443')).toThrow(new EndpointError("bad IPv6 address '1:2::3:4:5:6:7:8:9' in '[1:2::3:4:5:6:7:8:9]:443'"));
   });
 
-  it.fails('is one problem line of the policy', () => {
+  it('is one problem line of the policy', () => {
     expect(parsed('egress-policy: block\nallowed-endpoints: >\n  1:2::3:4:5:6:7:8:9\n')).toEqual(["p.yml:3: endpoint '1:2::3:4:5:6:7:8:9': bad IPv6 address '1:2::3:4:5:6:7:8:9' (write [address]:port for a port)"]);
   });
 });
