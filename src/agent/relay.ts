@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { formatIp, isLoopback, type IpAddress } from '../net/address';
+import { formatIp, isLoopback, parseProcNetAddress as parseNetTableAddress } from '../net/address';
 import type { ShellOnIpcEvent } from '../sensor/events';
 
 export interface Relay {
@@ -50,21 +50,9 @@ function reads(pid: number, fd: string, proc: string): boolean {
   }
 }
 
-/** "0100007F:1F90" (IPv4) or 32 hex digits (IPv6), as /proc/net/tcp writes them. */
-function procNetAddress(text: string): { address: IpAddress; port: number } {
-  const [hex, portHex] = text.split(':');
-  const bytes: number[] = [];
-  // each 32-bit word is in host (little-endian) order
-  for (let word = 0; word < hex.length / 8; word++) {
-    const w = hex.slice(word * 8, word * 8 + 8);
-    for (let b = 3; b >= 0; b--) bytes.push(parseInt(w.slice(b * 2, b * 2 + 2), 16));
-  }
-  return { address: { family: bytes.length === 4 ? 4 : 6, bytes: Uint8Array.from(bytes) }, port: parseInt(portHex, 16) };
-}
-
-/** procNetAddress with the address as text, the same text as every other event's (RFC 5952 for IPv6). */
+/** A /proc/net address column with the address as text, the same text as every other event's (RFC 5952 for IPv6). */
 export function parseProcNetAddress(text: string): { ip: string; port: number } {
-  const { address, port } = procNetAddress(text);
+  const { address, port } = parseNetTableAddress(text);
   return { ip: formatIp(address), port };
 }
 
@@ -85,7 +73,7 @@ function remotePeers(pid: number, inodes: Set<number>, proc: string, loopbackIsR
       if (fields.length < 10 || !ESTABLISHED_OR_CONNECTING.has(fields[3])) continue;
       const inode = Number(fields[9]);
       if (!inodes.has(inode)) continue;
-      const { address, port } = procNetAddress(fields[2]);
+      const { address, port } = parseNetTableAddress(fields[2]);
       if (!loopbackIsRemote && isLoopback(address)) continue;
       found.set(inode, { ip: formatIp(address), port });
     }

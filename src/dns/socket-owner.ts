@@ -12,39 +12,24 @@
  * found; then the DNS event has no process.
  */
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
+import { parseIp, parseProcNetAddress as parseNetTableAddress } from '../net/address';
 import type { DnsClient } from './proxy';
 
 /** How long a lookup is reused for queries from the same socket (A and AAAA come together). */
 const REUSE_MS = 2_000;
 const MAX_REMEMBERED = 1_024;
 
-/** "0100007F:1F90" (IPv4) or 32 hex digits:port (IPv6), as /proc/net/* write them: 32-bit words in host order. */
+/** A /proc/net address column, its address as plain bytes. */
 export function parseProcNetAddress(text: string): { address: number[]; port: number } {
-  const [hex, portHex] = text.split(':');
-  const bytes: number[] = [];
-  const little = os.endianness() === 'LE';
-  for (let word = 0; word < hex.length / 8; word++) {
-    const w = hex.slice(word * 8, word * 8 + 8);
-    const wordBytes = [0, 1, 2, 3].map((b) => parseInt(w.slice(b * 2, b * 2 + 2), 16));
-    bytes.push(...(little ? wordBytes.reverse() : wordBytes));
-  }
-  return { address: bytes, port: parseInt(portHex, 16) };
+  const { address, port } = parseNetTableAddress(text);
+  return { address: Array.from(address.bytes), port };
 }
 
 /** The address's bytes, IPv4 as 4, IPv6 as 16; an IPv4-mapped IPv6 address as its IPv4 bytes. */
 function addressBytes(address: string): number[] | undefined {
-  if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) return address.split('.').map(Number);
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped) return addressBytes(mapped[1]);
-  if (!address.includes(':')) return undefined;
-  const [head, tail] = address.split('::');
-  const groups = (part: string | undefined) => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
-  const left = groups(head);
-  const right = groups(tail);
-  const all = tail === undefined ? left : [...left, ...Array(8 - left.length - right.length).fill(0), ...right];
-  return all.flatMap((g) => [g >> 8, g & 0xff]);
+  const parsed = parseIp(address);
+  return parsed ? unmapped(Array.from(parsed.bytes)) : undefined;
 }
 
 /** An IPv4-mapped IPv6 table entry (a dual-stack socket) as its IPv4 bytes. */

@@ -1,4 +1,5 @@
 /** IPv4/IPv6 text ⇄ bytes, and prefix matching, for policy entries and kernel maps. */
+import os from 'node:os';
 
 export type IpFamily = 4 | 6;
 
@@ -109,4 +110,21 @@ export function formatIp(address: IpAddress): string {
   }
   if (best < 0) return groups.join(':');
   return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLength).join(':')}`;
+}
+
+/**
+ * A local or remote address column of /proc/net/{tcp,udp}{,6}: "0100007F:1F90"
+ * (IPv4) or 32 hex digits (IPv6), then the port; each 32-bit word of the
+ * address is in the machine's byte order.
+ */
+export function parseProcNetAddress(text: string): { address: IpAddress; port: number } {
+  const [hex, portHex] = text.split(':');
+  const bytes: number[] = [];
+  const littleEndian = os.endianness() === 'LE';
+  for (let word = 0; word < hex.length / 8; word++) {
+    const w = hex.slice(word * 8, word * 8 + 8);
+    const wordBytes = [0, 1, 2, 3].map((b) => parseInt(w.slice(b * 2, b * 2 + 2), 16));
+    bytes.push(...(littleEndian ? wordBytes.reverse() : wordBytes));
+  }
+  return { address: { family: bytes.length === 4 ? 4 : 6, bytes: Uint8Array.from(bytes) }, port: parseInt(portHex, 16) };
 }
