@@ -5,7 +5,6 @@
  */
 import type { StdioOptions } from 'node:child_process';
 import fs from 'node:fs';
-import { Cgroup } from '../cgroup/cgroup2';
 import { DnsProxy, type Upstream } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, killedDetections, protectRunnerProcesses } from '../enforce/lockdown';
@@ -16,10 +15,8 @@ import { parseIp } from '../net/address';
 import type { Endpoint } from '../policy/endpoint';
 import { EgressMatcher } from '../policy/matcher';
 import type { Policy } from '../policy/policy';
-import { preflight } from '../sensor/kernel';
-import { Sensor } from '../sensor/sensor';
 import type { JobIdentity } from '../jobs/identity';
-import { JobRegistry } from '../jobs/registry';
+import { JobRegistry, startJob } from '../jobs/registry';
 import { exitStatusOf, type ExitReason } from './exit-status';
 import { OutputFile, standardStreamFailures } from './output';
 import { resolveCommand } from './command';
@@ -115,28 +112,7 @@ export async function runJob(command: string, args: string[], options: JobOption
   const now = () => new Date().toISOString();
   const agentFailures: string[] = [];
 
-  preflight();
-  const registry = new JobRegistry();
-  for (const line of await registry.sweep()) log(line);
-  // Recorded before it exists: a ringfence killed from here on leaves a job the next one can find.
-  // Pinned: if this process dies, the job stays enforced and dies at its next syscall (bpf/agent.bpf.c).
-  const pins = registry.pinDirOf(id);
-  registry.register(id, registry.cgroupPathOf(id), pins);
-  let sensor: Sensor;
-  try {
-    sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
-  } catch (error) {
-    registry.unregister(id);
-    throw error;
-  }
-  let cgroup: Cgroup;
-  try {
-    cgroup = Cgroup.create(`${registry.jobsCgroup}/${id}`);
-  } catch (error) {
-    sensor.destroy(); // unpins: nothing of the job exists yet
-    registry.unregister(id);
-    throw error;
-  }
+  const { registry, pins, sensor, cgroup } = await startJob('run', log, id);
   let proxy: DnsProxy | undefined;
   let egress: JobEgress | undefined;
   let lockdown: JobLockdown | undefined;

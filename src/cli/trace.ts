@@ -5,16 +5,13 @@
  * registered, swept when its ringfence is gone, its output opened before CMD
  * starts and never fatal to write.
  */
-import { Cgroup } from '../cgroup/cgroup2';
 import { resolveCommand } from '../agent/command';
 import { EXIT } from '../agent/exit-status';
 import { OutputFile } from '../agent/output';
-import { JobRegistry } from '../jobs/registry';
+import { startJob } from '../jobs/registry';
 import { jobCompletedEvent, JobEventWriter, jobStartedEvent, sensorJobEvent, type PolicyRef } from '../agent/job-events';
 import { identityFrom } from '../jobs/identity';
 import { formatEvent } from '../sensor/format';
-import { preflight } from '../sensor/kernel';
-import { Sensor } from '../sensor/sensor';
 import { signalNumber } from '../util/signals';
 
 export interface TraceOptions {
@@ -27,28 +24,8 @@ export async function trace(command: string, args: string[], options: TraceOptio
   resolveCommand(command);
   const out = options.output !== undefined ? OutputFile.open(options.output, '--output') : OutputFile.fd(2, 'stderr');
   const stderr = OutputFile.fd(2, 'stderr');
-  preflight();
-  const registry = new JobRegistry();
-  for (const line of await registry.sweep()) stderr.write(line + '\n');
-  const id = JobRegistry.newId('trace');
-  const pins = registry.pinDirOf(id);
-  registry.register(id, registry.cgroupPathOf(id), pins);
-  let sensor: Sensor;
-  try {
-    // pinned like a run: a killed trace leaves nothing of CMD running on
-    sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
-  } catch (error) {
-    registry.unregister(id);
-    throw error;
-  }
-  let cgroup: Cgroup;
-  try {
-    cgroup = Cgroup.create(`${registry.jobsCgroup}/${id}`);
-  } catch (error) {
-    sensor.destroy(); // unpins: nothing of the job exists yet
-    registry.unregister(id);
-    throw error;
-  }
+  // pinned like a run: a killed trace leaves nothing of CMD running on
+  const { id, registry, sensor, cgroup } = await startJob('trace', (line) => stderr.write(line + '\n'));
   let interrupted: NodeJS.Signals | undefined;
   let sensorErrors = 0;
   const onSignal = (signal: NodeJS.Signals) => {

@@ -14,6 +14,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
+import { preflight } from '../sensor/kernel';
+import { Sensor } from '../sensor/sensor';
 import { RingfenceError } from '../util/errors';
 
 /** `ringfence`, or `ringfence-NAME` with RINGFENCE_INSTANCE=NAME. Throws a usage error for a bad NAME. */
@@ -245,5 +247,45 @@ function ownerOfIdAlive(id: string): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** What a job command has once its job exists: recorded, its sensor loaded and pinned, its cgroup made. */
+export interface StartedJob {
+  id: string;
+  registry: JobRegistry;
+  /** The bpffs directory the sensor is pinned under. */
+  pins: string;
+  sensor: Sensor;
+  cgroup: Cgroup;
+}
+
+/**
+ * The start every job command shares (run, trace): check the machine, end
+ * jobs whose ringfence is gone (one line each to `log`), record the new job
+ * before anything of it exists (a ringfence killed from here on leaves a job
+ * the next one can find), load the sensor pinned (if this process dies, the
+ * job stays enforced and dies at its next syscall: bpf/agent.bpf.c), make
+ * its cgroup. What fails half-way is undone.
+ */
+export async function startJob(prefix: 'run' | 'trace', log: (line: string) => void, id = JobRegistry.newId(prefix)): Promise<StartedJob> {
+  preflight();
+  const registry = new JobRegistry();
+  for (const line of await registry.sweep()) log(line);
+  const pins = registry.pinDirOf(id);
+  registry.register(id, registry.cgroupPathOf(id), pins);
+  let sensor: Sensor;
+  try {
+    sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
+  } catch (error) {
+    registry.unregister(id);
+    throw error;
+  }
+  try {
+    return { id, registry, pins, sensor, cgroup: Cgroup.create(`${registry.jobsCgroup}/${id}`) };
+  } catch (error) {
+    sensor.destroy(); // unpins: nothing of the job exists yet
+    registry.unregister(id);
+    throw error;
   }
 }
