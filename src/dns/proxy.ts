@@ -16,19 +16,14 @@ import { formatIp, parseIp, type IpAddress } from '../net/address';
 import { canonicalName } from '../policy/endpoint';
 import type { EgressMatcher } from '../policy/matcher';
 import type { EgressMode } from '../policy/policy';
-import { SocketOwners } from './socket-owner';
+import { SocketOwners, type DnsClient } from './socket-owner';
 
 export interface Upstream {
   host: string;
   port: number;
 }
 
-/** Where a query came from: the job's socket, as the proxy sees it (its local address and port). */
-export interface DnsClient {
-  transport: 'udp' | 'tcp';
-  address: string;
-  port: number;
-}
+export type { DnsClient } from './socket-owner';
 
 export interface DnsQueryRecord {
   name: string;

@@ -14,7 +14,13 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { parseIp, parseProcNetAddress as parseNetTableAddress } from '../net/address';
-import type { DnsClient } from './proxy';
+
+/** Where a query came from: the job's socket, as the proxy sees it (its local address and port). */
+export interface DnsClient {
+  transport: 'udp' | 'tcp';
+  address: string;
+  port: number;
+}
 
 /** How long a lookup is reused for queries from the same socket (A and AAAA come together). */
 const REUSE_MS = 2_000;
