@@ -11,13 +11,26 @@
 
 namespace ringfence {
 
+namespace {
+
+using OpenedSkeleton = std::unique_ptr<sensor, void (*)(sensor*)>;
+
+// Opening (not loading) the embedded object parses its BTF; no privileges.
+// The BTF lives as long as the returned skeleton.
+OpenedSkeleton OpenForBtf(Napi::Env env, const struct btf** btf) {
+  OpenedSkeleton skel(sensor__open(), sensor__destroy);
+  if (!skel) throw Napi::Error::New(env, "cannot open the embedded BPF object");
+  *btf = bpf_object__btf(skel->obj);
+  if (!*btf) throw Napi::Error::New(env, "the embedded BPF object has no BTF");
+  return skel;
+}
+
+}  // namespace
+
 Napi::Value EventLayoutFromBtf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  // Opening (not loading) the embedded object parses its BTF; no privileges.
-  std::unique_ptr<sensor, void (*)(sensor*)> skel(sensor__open(), sensor__destroy);
-  if (!skel) throw Napi::Error::New(env, "cannot open the embedded BPF object");
-  const struct btf* btf = bpf_object__btf(skel->obj);
-  if (!btf) throw Napi::Error::New(env, "the embedded BPF object has no BTF");
+  const struct btf* btf = nullptr;
+  OpenedSkeleton skel = OpenForBtf(env, &btf);
 
   Napi::Object layout = Napi::Object::New(env);
   for (__u32 id = 1; id < btf__type_cnt(btf); id++) {
@@ -44,10 +57,8 @@ Napi::Value EventLayoutFromBtf(const Napi::CallbackInfo& info) {
 
 Napi::Value EventEnumsFromBtf(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::unique_ptr<sensor, void (*)(sensor*)> skel(sensor__open(), sensor__destroy);
-  if (!skel) throw Napi::Error::New(env, "cannot open the embedded BPF object");
-  const struct btf* btf = bpf_object__btf(skel->obj);
-  if (!btf) throw Napi::Error::New(env, "the embedded BPF object has no BTF");
+  const struct btf* btf = nullptr;
+  OpenedSkeleton skel = OpenForBtf(env, &btf);
 
   Napi::Object enums = Napi::Object::New(env);
   for (__u32 id = 1; id < btf__type_cnt(btf); id++) {
