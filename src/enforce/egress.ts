@@ -65,6 +65,8 @@ export class JobEgress {
   }
 
   private allow(entry: AllowEntry, source: number): void {
+    // after remove() nothing would delete it: an answer that comes as the job ends allows nothing
+    if (this.removed) return;
     const key = encodeAllowKey(this.policyId, entry);
     const id = key.toString('hex');
     if (this.keys.has(id)) return;
@@ -77,10 +79,11 @@ export class JobEgress {
    * Datagram and packet attempts the kernel folded into a flow's next record
    * that never came (the job ended within the flow's second), as egress
    * events, once: their flows are forgotten. Call after the job's processes
-   * are gone, so that nothing is folded after the last look.
+   * are gone, so that nothing is folded after the last look. `bootTimeNs`
+   * reads CLOCK_BOOTTIME, the kernel's clock for the flows' times.
    */
-  unrecordedRepeats(clockOffsetMs: number): EgressEvent[] {
-    const nowBootNs = Number(loadNative().clocks().boottimeNs);
+  unrecordedRepeats(clockOffsetMs: number, bootTimeNs: () => bigint = () => loadNative().clocks().boottimeNs): EgressEvent[] {
+    const nowBootNs = Number(bootTimeNs());
     const repeats: EgressEvent[] = [];
     for (const [key, value] of this.kernel.mapEntries(EGRESS_FLOWS_MAP)) {
       if (flowPolicyId(key) !== this.policyId) continue;

@@ -79,10 +79,14 @@ export function protectProcess(kernel: NativeSensorHandle, tgid: number): void {
   kernel.mapUpdate('protected_tgids', tgidKey(tgid), Buffer.from([1]));
 }
 
-/** comm as the kernel keeps it: the first 15 bytes of the program's name. */
+/**
+ * comm as the kernel keeps it: the first 15 bytes of the program's name, NUL
+ * padded. Bytes, not characters, and cut where the kernel cuts, even inside a
+ * multi-byte character.
+ */
 export function commKey(program: string): Buffer {
   const key = Buffer.alloc(COMM_LEN);
-  key.write(program.slice(0, COMM_LEN - 1), 'utf8');
+  Buffer.from(program, 'utf8').copy(key, 0, 0, COMM_LEN - 1);
   return key;
 }
 

@@ -116,6 +116,48 @@ export function leavesTargetStopped(event: DetectionEvent): boolean {
   return event.detection === 'Runner-Worker-Memory-Read' && event.hook === 'ptrace' && event.action === 'killed' && event.targetTgid > 0;
 }
 
+/** The offender can no longer stop the target: it is dead, or its pid now names another process. */
+export function offenderGone(look: ProcessLook | undefined, offenderStart: string | undefined): boolean {
+  return isDead(look) || look!.starttime !== offenderStart;
+}
+
+/** What the watch of the target has seen so far. */
+export interface TargetWatch {
+  /** SIGCONT was sent at least once. */
+  resumed: boolean;
+  /** Settled looks in a row. */
+  quiet: number;
+}
+
+export const NEW_WATCH: TargetWatch = { resumed: false, quiet: 0 };
+
+/** What to do after one look at the target: report how it ended, or send SIGCONT and look again, or just look again. */
+export type TargetStep = { report: TargetAfterKill } | { sigcont: boolean; watch: TargetWatch };
+
+/**
+ * One look at the target, judged. Group stop (T) gets SIGCONT; a ptrace stop
+ * (t) or anything else unsettled waits; two settled looks in a row end the
+ * watch. A target that died, or whose pid names another process now, is
+ * reported as dead (by EXITKILL when the request was PTRACE_SEIZE).
+ */
+export function judgeTargetLook(look: ProcessLook | undefined, targetStart: string, seized: boolean, watch: TargetWatch): TargetStep {
+  if (isDead(look) || look!.starttime !== targetStart) return { report: seized ? 'killed-by-exitkill' : 'exited' };
+  if (look!.threads.some((t) => t.state === 'T')) return { sigcont: true, watch: { resumed: true, quiet: 0 } };
+  if (isUnsettled(look!)) return { sigcont: false, watch: { ...watch, quiet: 0 } };
+  if (watch.quiet + 1 >= 2) return { report: watch.resumed ? 'resumed' : 'running' };
+  return { sigcont: false, watch: { ...watch, quiet: watch.quiet + 1 } };
+}
+
+/** How the target ended when time ran out before it settled: `last` is the last look, of a live target. */
+export function afterTimeout(last: ProcessLook, watch: TargetWatch): TargetAfterKill {
+  return isStopped(last) ? 'stopped' : watch.resumed ? 'resumed' : 'running';
+}
+
+/** Looks that fit in the time allowed: enough to cover it, and at least one. */
+export function lookBudget(timeoutMs: number, pollMs: number): number {
+  return Math.max(1, Math.ceil(timeoutMs / pollMs));
+}
+
 export interface ResumeOptions {
   /** Where /proc is; a test's own tree in unit tests. */
   proc?: string;
@@ -128,7 +170,8 @@ export interface ResumeOptions {
   timeoutMs?: number;
 }
 
-function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
+/** process.kill, with a process that is already gone (ESRCH) ignored; any other failure is thrown. */
+export function signalIfAlive(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
   } catch (error) {
@@ -144,12 +187,12 @@ function blockFor(ms: number): void {
 /**
  * After `offender` was killed for ptracing `target`: wait until the offender
  * is dead (its tracees are detached by then), then watch the target until it
- * has settled, sending SIGCONT whenever it is in group stop (T). A ptrace
- * stop (t) is left alone: after the detach it becomes T or runs on; one that
- * stays belongs to another tracer. Settled means two looks in a row with
- * no thread stopped, exiting, or with a stop signal or SIGKILL pending (a
- * SIGSTOP from PTRACE_ATTACH may still be pending when the tracer dies, and
- * PTRACE_O_EXITKILL's SIGKILL is sent during the tracer's exit).
+ * has settled (judgeTargetLook), sending SIGCONT whenever it is in group stop
+ * (T). A ptrace stop (t) is left alone: after the detach it becomes T or runs
+ * on; one that stays belongs to another tracer. Settled means two looks in a
+ * row with no thread stopped, exiting, or with a stop signal or SIGKILL
+ * pending (a SIGSTOP from PTRACE_ATTACH may still be pending when the tracer
+ * dies, and PTRACE_O_EXITKILL's SIGKILL is sent during the tracer's exit).
  * `seized`: the request was PTRACE_SEIZE, whose options may include EXITKILL.
  *
  * Synchronous, so that it is over before the detection is reported however
@@ -164,37 +207,27 @@ export function resumeAfterPtraceKill(offender: number, target: number, seized: 
   const signal = options.signal ?? signalIfAlive;
   const sleep = options.sleep ?? blockFor;
   const pollMs = options.pollMs ?? 5;
-  const maxPolls = Math.max(1, Math.ceil((options.timeoutMs ?? 2000) / pollMs));
-  const died: TargetAfterKill = seized ? 'killed-by-exitkill' : 'exited';
+  const maxPolls = lookBudget(options.timeoutMs ?? 2000, pollMs);
 
-  const targetStart = lookAt(target, proc)?.starttime;
-  if (targetStart === undefined) return died;
+  const first = lookAt(target, proc);
+  if (first === undefined) return seized ? 'killed-by-exitkill' : 'exited';
   const offenderStart = lookAt(offender, proc)?.starttime;
   let polls = 0;
-  for (; polls < maxPolls; polls++) {
-    const look = lookAt(offender, proc);
-    if (isDead(look) || look!.starttime !== offenderStart) break;
-    sleep(pollMs);
-  }
+  for (; polls < maxPolls && !offenderGone(lookAt(offender, proc), offenderStart); polls++) sleep(pollMs);
 
-  let resumed = false;
-  let quiet = 0;
-  let last: ProcessLook | undefined;
+  // the offender's wait and the target's watch share the budget; the target gets at least one look
+  let watch = NEW_WATCH;
+  let last = first;
   for (; polls <= maxPolls; polls++) {
-    last = lookAt(target, proc);
-    if (isDead(last) || last!.starttime !== targetStart) return died;
-    if (last!.threads.some((t) => t.state === 'T')) {
-      signal(target, 'SIGCONT');
-      resumed = true;
-      quiet = 0;
-    } else if (isUnsettled(last!)) {
-      quiet = 0;
-    } else if (++quiet >= 2) {
-      return resumed ? 'resumed' : 'running';
-    }
+    const look = lookAt(target, proc);
+    const step = judgeTargetLook(look, first.starttime, seized, watch);
+    if ('report' in step) return step.report;
+    last = look!;
+    if (step.sigcont) signal(target, 'SIGCONT');
+    watch = step.watch;
     sleep(pollMs);
   }
-  return last && isStopped(last) ? 'stopped' : resumed ? 'resumed' : 'running';
+  return afterTimeout(last, watch);
 }
 
 /** The summary's words for it, after the detection line. */

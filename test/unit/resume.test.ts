@@ -1,17 +1,27 @@
 /** Resuming a protected process after a ptrace kill, on a /proc the test lays out and moves on itself. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import {
+  afterTimeout,
   describeTargetAfterKill,
   isDead,
+  isStopped,
   isUnsettled,
+  judgeTargetLook,
   leavesTargetStopped,
   lookAt,
+  lookBudget,
+  NEW_WATCH,
+  offenderGone,
   parsePending,
   parseStat,
   resumeAfterPtraceKill,
+  signalIfAlive,
+  type ProcessLook,
+  type ThreadState,
 } from '../../src/enforce/resume';
 import type { DetectionEvent } from '../../src/sensor/events';
 
@@ -223,5 +233,162 @@ describe('which detections and what the summary says', () => {
     expect(describeTargetAfterKill('resumed')).toBe('; it had been stopped by the attach, ringfence resumed it');
     expect(describeTargetAfterKill('running')).toBe('');
     expect(describeTargetAfterKill(undefined)).toBe('');
+  });
+});
+
+/** The pending mask with signal `n` set (bit n-1, as /proc shows it). */
+const pendingOf = (...signals: number[]) => signals.reduce((mask, n) => mask | (1n << BigInt(n - 1)), 0n);
+const thread = (state: string, over: Partial<ThreadState> = {}): ThreadState => ({ state, flags: 0x400000, pending: 0n, ...over });
+const look = (...threads: ThreadState[]): ProcessLook => ({ starttime: '5000', threads });
+const SIGKILL = 9;
+const SIGTERM = 15;
+const SIGCONT = 18;
+const SIGSTOP = 19;
+const SIGTSTP = 20;
+const SIGTTIN = 21;
+const SIGTTOU = 22;
+const PF_EXITING = 0x4;
+
+describe('what a look at a process means', () => {
+  it('dead: gone, or nothing but zombies and dead threads; one live thread keeps it alive', () => {
+    expect(isDead(undefined)).toBe(true);
+    expect(isDead(look(thread('Z'), thread('X')))).toBe(true);
+    expect(isDead(look(thread('Z'), thread('R')))).toBe(false);
+    expect(isDead(look(thread('S')))).toBe(false);
+  });
+
+  it('stopped: any thread in group stop (T) or a ptrace stop (t)', () => {
+    expect(isStopped(look(thread('S'), thread('T')))).toBe(true);
+    expect(isStopped(look(thread('t')))).toBe(true);
+    expect(isStopped(look(thread('S'), thread('R'), thread('D')))).toBe(false);
+  });
+
+  it.each([
+    ['SIGKILL', SIGKILL],
+    ['SIGSTOP', SIGSTOP],
+    ['SIGTSTP', SIGTSTP],
+    ['SIGTTIN', SIGTTIN],
+    ['SIGTTOU', SIGTTOU],
+  ])('unsettled while %s is pending on any thread', (_name, signal) => {
+    expect(isUnsettled(look(thread('S'), thread('S', { pending: pendingOf(signal) })))).toBe(true);
+  });
+
+  it('settled with other signals pending (SIGTERM, SIGCONT): they neither stop nor end it at once', () => {
+    expect(isUnsettled(look(thread('S', { pending: pendingOf(SIGTERM, SIGCONT) })))).toBe(false);
+  });
+
+  it('unsettled while a thread is exiting (PF_EXITING), settled with other flags', () => {
+    expect(isUnsettled(look(thread('R', { flags: 0x400000 | PF_EXITING })))).toBe(true);
+    expect(isUnsettled(look(thread('R', { flags: 0x404040 })))).toBe(false);
+  });
+
+  it('unsettled while stopped', () => {
+    expect(isUnsettled(look(thread('t')))).toBe(true);
+  });
+});
+
+describe('offenderGone', () => {
+  it('gone when its pid shows nothing, only zombies, or another process', () => {
+    expect(offenderGone(undefined, '9000')).toBe(true);
+    expect(offenderGone({ starttime: '9000', threads: [thread('Z')] }, '9000')).toBe(true);
+    expect(offenderGone({ starttime: '9100', threads: [thread('R')] }, '9000')).toBe(true);
+    expect(offenderGone({ starttime: '9100', threads: [thread('R')] }, undefined)).toBe(true);
+  });
+
+  it('not gone while it lives, whatever its state', () => {
+    expect(offenderGone({ starttime: '9000', threads: [thread('D')] }, '9000')).toBe(false);
+    expect(offenderGone({ starttime: '9000', threads: [thread('Z'), thread('R')] }, '9000')).toBe(false);
+  });
+});
+
+describe('judgeTargetLook: what to do after one look at the target', () => {
+  it('a dead target is reported: exited after PTRACE_ATTACH, killed by EXITKILL after PTRACE_SEIZE', () => {
+    expect(judgeTargetLook(undefined, '5000', false, NEW_WATCH)).toEqual({ report: 'exited' });
+    expect(judgeTargetLook(undefined, '5000', true, NEW_WATCH)).toEqual({ report: 'killed-by-exitkill' });
+    expect(judgeTargetLook(look(thread('Z')), '5000', true, { resumed: true, quiet: 1 })).toEqual({ report: 'killed-by-exitkill' });
+  });
+
+  it('a pid that names another process now is the target gone, even in T: never signalled', () => {
+    expect(judgeTargetLook({ starttime: '7777', threads: [thread('T')] }, '5000', false, NEW_WATCH)).toEqual({ report: 'exited' });
+  });
+
+  it('group stop on any thread: SIGCONT, and the quiet looks start again', () => {
+    expect(judgeTargetLook(look(thread('S'), thread('T')), '5000', false, { resumed: false, quiet: 1 })).toEqual({ sigcont: true, watch: { resumed: true, quiet: 0 } });
+  });
+
+  it('a ptrace stop is waited on, not signalled', () => {
+    expect(judgeTargetLook(look(thread('t')), '5000', false, { resumed: true, quiet: 1 })).toEqual({ sigcont: false, watch: { resumed: true, quiet: 0 } });
+  });
+
+  it('a pending SIGSTOP is waited on: the stop it brings is still to come', () => {
+    expect(judgeTargetLook(look(thread('S', { pending: pendingOf(SIGSTOP) })), '5000', false, { resumed: false, quiet: 1 })).toEqual({ sigcont: false, watch: { resumed: false, quiet: 0 } });
+  });
+
+  it('one settled look is not enough; the second in a row reports it, running or resumed', () => {
+    expect(judgeTargetLook(look(thread('S')), '5000', false, NEW_WATCH)).toEqual({ sigcont: false, watch: { resumed: false, quiet: 1 } });
+    expect(judgeTargetLook(look(thread('S')), '5000', false, { resumed: false, quiet: 1 })).toEqual({ report: 'running' });
+    expect(judgeTargetLook(look(thread('R')), '5000', true, { resumed: true, quiet: 1 })).toEqual({ report: 'resumed' });
+  });
+
+  it('a first settled look after a SIGCONT keeps the resume in mind', () => {
+    expect(judgeTargetLook(look(thread('S')), '5000', false, { resumed: true, quiet: 0 })).toEqual({ sigcont: false, watch: { resumed: true, quiet: 1 } });
+  });
+});
+
+describe('afterTimeout and lookBudget', () => {
+  it('out of time: stopped if any thread still is, else whether it was resumed', () => {
+    expect(afterTimeout(look(thread('t')), { resumed: true, quiet: 0 })).toBe('stopped');
+    expect(afterTimeout(look(thread('S'), thread('T')), NEW_WATCH)).toBe('stopped');
+    expect(afterTimeout(look(thread('S', { pending: pendingOf(SIGKILL) })), { resumed: true, quiet: 0 })).toBe('resumed');
+    expect(afterTimeout(look(thread('R', { flags: PF_EXITING })), NEW_WATCH)).toBe('running');
+  });
+
+  it('enough looks to cover the time allowed, and at least one', () => {
+    expect(lookBudget(2000, 5)).toBe(400);
+    expect(lookBudget(5, 2)).toBe(3);
+    expect(lookBudget(0, 5)).toBe(1);
+    expect(lookBudget(1, 5)).toBe(1);
+  });
+});
+
+describe('signalIfAlive', () => {
+  it('a process that is gone (ESRCH) is no error', () => {
+    expect(() => signalIfAlive(5000001, 'SIGCONT')).not.toThrow(); // past pid_max: never a process
+  });
+
+  it('any other failure is thrown', () => {
+    expect(() => signalIfAlive(5000001, 'SIGNOPE' as NodeJS.Signals)).toThrow(expect.objectContaining({ code: 'ERR_UNKNOWN_SIGNAL' }));
+  });
+});
+
+describe('resumeAfterPtraceKill on real processes, with its defaults (/proc, process.kill, a real wait)', () => {
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+  });
+
+  const GONE = 5000001; // the offender: past pid_max, never a process
+
+  /** A child that sleeps; when `stopped`, it is in group stop (T) before this returns. */
+  async function sleeper(stopped: boolean): Promise<number> {
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    children.push(child);
+    await new Promise((resolve) => child.once('spawn', resolve));
+    const pid = child.pid!;
+    if (stopped) process.kill(pid, 'SIGSTOP');
+    for (let i = 0; i < 200 && !(lookAt(pid) && isStopped(lookAt(pid)!) === stopped); i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(isStopped(lookAt(pid)!)).toBe(stopped);
+    return pid;
+  }
+
+  it('a target left in group stop is resumed, and runs again', async () => {
+    const pid = await sleeper(true);
+    expect(resumeAfterPtraceKill(GONE, pid, false)).toBe('resumed');
+    expect(isStopped(lookAt(pid)!)).toBe(false);
+  });
+
+  it('a running target is left running', async () => {
+    const pid = await sleeper(false);
+    expect(resumeAfterPtraceKill(GONE, pid, true)).toBe('running');
   });
 });
