@@ -4,9 +4,12 @@
  *
  * Processes that existed before tracking began (the job's first process, or
  * anything the agent started to track late) are filled in from /proc on first
- * reference.
+ * reference. /proc names a process's cgroup but not which tracked job that is
+ * in, so such a process's job is not known (0) until an event of its own names
+ * it: every record with a pid comes from a task in a tracked job, and says which.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { SensorEvent } from './events';
 
 export interface ProcessInfo {
@@ -15,6 +18,7 @@ export interface ProcessInfo {
   exe: string;
   argv: string[];
   uid: number;
+  /** The tracked cgroup the process is in or below; 0: not known yet (filled from /proc). */
   jobCgroupId: number;
   exited: boolean;
 }
@@ -36,7 +40,7 @@ export class ProcessTree {
   observe(event: SensorEvent): void {
     switch (event.type) {
       case 'fork': {
-        const parent = this.get(event.tgid);
+        const parent = this.subject(event);
         this.unknown.delete(event.childTgid);
         this.processes.set(event.childTgid, {
           pid: event.childTgid,
@@ -66,7 +70,7 @@ export class ProcessTree {
         break;
       }
       case 'exit': {
-        const info = this.get(event.tgid);
+        const info = this.subject(event);
         if (info && !info.exited) {
           info.exited = true;
           this.exitedOrder.push(event.tgid);
@@ -78,8 +82,19 @@ export class ProcessTree {
         break;
       }
       default:
-        if (!this.processes.has(event.tgid)) this.get(event.tgid);
+        this.subject(event);
     }
+  }
+
+  /**
+   * The process an event comes from, its job taken from the event: that is
+   * how a process filled from /proc learns its job (a job root that predates
+   * tracking, at its first fork). Packet records without a task have pid 0.
+   */
+  private subject(event: SensorEvent): ProcessInfo | undefined {
+    const info = this.get(event.tgid);
+    if (info) info.jobCgroupId = event.jobCgroupId;
+    return info;
   }
 
   get(pid: number): ProcessInfo | undefined {
@@ -97,7 +112,9 @@ export class ProcessTree {
 
   /**
    * Exe of pid, its parent, grandparent… while they belong to the same job
-   * (the job root is the last entry). Unknown processes end the chain.
+   * (the job root is the last entry). Unknown processes end the chain (ppid 0
+   * is never known), and so does a process whose job is not known yet: its
+   * parents may be another job's, or the runner's.
    */
   ancestry(pid: number): string[] {
     const chain: string[] = [];
@@ -105,9 +122,9 @@ export class ProcessTree {
     const job = info?.jobCgroupId;
     while (info && chain.length < MAX_ANCESTRY) {
       chain.push(info.exe);
-      if (info.ppid === 0 || info.ppid === info.pid) break;
+      if (info.ppid === info.pid) break;
       const parent = this.processes.get(info.ppid);
-      if (!parent || (job !== undefined && parent.jobCgroupId !== job)) break;
+      if (!parent || !job || parent.jobCgroupId !== job) break;
       info = parent;
     }
     return chain;
@@ -118,23 +135,30 @@ export class ProcessTree {
   }
 }
 
-/** Fills in a process from /proc (for processes that predate tracking). */
-export function readProcFs(pid: number): ProcessInfo | undefined {
+/**
+ * Fills in a process from /proc (for processes that predate tracking); `proc`
+ * is where procfs is mounted. Its job is not known here (0).
+ */
+export function readProcFs(pid: number, proc = '/proc'): ProcessInfo | undefined {
+  const dir = path.join(proc, String(pid));
   try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = fs.readFileSync(path.join(dir, 'stat'), 'utf8');
     // comm may hold spaces and parentheses: fields resume after the last ')'.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ppid = Number(fields[1]);
-    let exe = '';
+    let exe: string;
     try {
-      exe = fs.readlinkSync(`/proc/${pid}/exe`);
+      exe = fs.readlinkSync(path.join(dir, 'exe'));
     } catch {
+      // a kernel thread, or another user's process: its comm
       exe = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     }
-    const cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-    const argv = cmdline.split('\0');
+    const argv = fs.readFileSync(path.join(dir, 'cmdline'), 'utf8').split('\0');
+    // each argument ends in a NUL; a process that rewrote its title may not
     if (argv[argv.length - 1] === '') argv.pop();
-    const uid = Number(/^Uid:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? -1);
+    // the kernel writes "Uid:\t<real>\t<effective>…" at a line start; the comm
+    // (Name:, an earlier line) may hold "Uid:" too. No Uid line: -1, never root.
+    const uid = Number(/^Uid:\t(\d+)/m.exec(fs.readFileSync(path.join(dir, 'status'), 'utf8'))?.[1] ?? -1);
     return { pid, ppid, exe, argv, uid, jobCgroupId: 0, exited: false };
   } catch {
     return undefined;

@@ -54,18 +54,42 @@ describe('ProcessTree.observe → ancestry', () => {
     expect(treeOf(events()).ancestry(pid)).toEqual(chain);
   });
 
-  // Known gap (reported on issue 14): the header of process-tree.ts says the job's
-  // first process, when it predates tracking, is filled in from /proc, and
-  // ancestry() says the job root is the last entry. But readProcFs sets
-  // jobCgroupId 0, so the /proc-filled root counts as another job and is cut
-  // from its children's ancestry. Fails today; should pass once readProcFs
-  // reads the job's cgroup id (or the tree is told which pids are the job's).
-  it.fails('a job root filled from /proc (predates tracking) is the last entry of its children’s ancestry', () => {
+  // A job root that predates tracking is filled from /proc, which cannot tell
+  // its job (0): its own events name it (issue 14: it was cut as another job's).
+  it('a job root filled from /proc (predates tracking) is the last entry of its children’s ancestry', () => {
     const root: ProcessInfo = { pid: 10, ppid: 1, exe: '/bin/bash', argv: ['bash'], uid: 1001, jobCgroupId: 0, exited: false };
     const tree = new ProcessTree((pid) => (pid === 10 ? { ...root } : undefined));
     tree.observe(fork(10, 11));
     tree.observe(exec(11, 10, '/usr/bin/curl'));
     expect(tree.ancestry(11)).toEqual(['/usr/bin/curl', '/bin/bash']);
+  });
+
+  it('a process filled from /proc takes its job from its own first event, whatever the event', () => {
+    const fromProc = (pid: number): ProcessInfo => ({ pid, ppid: pid - 1, exe: `/bin/p${pid}`, argv: [], uid: 1001, jobCgroupId: 0, exited: false });
+    const tree = new ProcessTree((pid) => (pid === 10 || pid === 11 ? fromProc(pid) : undefined));
+    tree.observe(connect(10));
+    tree.observe(exit(11, OTHER_JOB));
+    expect(tree.get(10)?.jobCgroupId).toBe(JOB);
+    expect(tree.get(11)?.jobCgroupId).toBe(OTHER_JOB);
+  });
+
+  it('job boundary: a parent filled from /proc whose own event names another job is cut', () => {
+    const runner: ProcessInfo = { pid: 5, ppid: 1, exe: '/opt/runner/Runner.Worker', argv: [], uid: 1001, jobCgroupId: 0, exited: false };
+    const tree = new ProcessTree((pid) => (pid === 5 ? { ...runner } : undefined));
+    tree.observe(fork(5, 10, OTHER_JOB));
+    tree.observe(exec(10, 5, '/bin/bash', JOB));
+    expect(tree.ancestry(10)).toEqual(['/bin/bash']);
+  });
+
+  it('job boundary: a process whose job is not known yet names itself only, not a parent of unknown job (the runner)', () => {
+    // both looked up from outside the event stream (a DNS asker, a detection's target): neither job known
+    const known: Record<number, ProcessInfo> = {
+      5: { pid: 5, ppid: 1, exe: '/opt/runner/Runner.Worker', argv: [], uid: 1001, jobCgroupId: 0, exited: false },
+      10: { pid: 10, ppid: 5, exe: '/bin/bash', argv: [], uid: 1001, jobCgroupId: 0, exited: false },
+    };
+    const tree = new ProcessTree((pid) => (known[pid] ? { ...known[pid] } : undefined));
+    tree.get(5);
+    expect(tree.ancestry(10)).toEqual(['/bin/bash']);
   });
 
   it('a ppid loop is cut at 64 entries', () => {
@@ -94,6 +118,10 @@ describe('ProcessTree.observe → process facts', () => {
     expect(tree.get(10)).toEqual({ ...info, exited: true });
   });
 
+  it('fork of a parent nobody knows: the event’s comm, no arguments', () => {
+    expect(treeOf([fork(50, 51)]).get(51)).toEqual({ pid: 51, ppid: 50, exe: 'comm', argv: [], uid: 1001, jobCgroupId: JOB, exited: false });
+  });
+
   it('fork gives the child its parent’s exe and argv, the forking pid as parent, and the event’s job', () => {
     const tree = treeOf([exec(10, 3, '/bin/bash'), fork(10, 11, OTHER_JOB)]);
     expect(tree.get(11)).toEqual({ pid: 11, ppid: 10, exe: '/bin/bash', argv: ['/bin/bash', '-x'], uid: 1001, jobCgroupId: OTHER_JOB, exited: false });
@@ -110,6 +138,42 @@ describe('ProcessTree.observe → process facts', () => {
     tree.observe(connect(70));
     expect(asked).toEqual([70]);
     expect(tree.size).toBe(0);
+  });
+
+  it('asks /proc once per unknown pid, for each new one', () => {
+    const asked: number[] = [];
+    const tree = new ProcessTree((pid) => {
+      asked.push(pid);
+      return undefined;
+    });
+    for (const pid of [70, 71, 70, 71]) tree.observe(connect(pid));
+    expect(asked).toEqual([70, 71]);
+  });
+
+  it('records without a process (pid 0: packets outside any task) do not read /proc', () => {
+    const asked: number[] = [];
+    const tree = new ProcessTree((pid) => {
+      asked.push(pid);
+      return undefined;
+    });
+    tree.observe(connect(0));
+    expect(asked).toEqual([]);
+    expect(tree.ancestry(0)).toEqual([]);
+  });
+
+  it('remembers at most 4096 pids /proc did not know, then starts over', () => {
+    const asked: number[] = [];
+    const tree = new ProcessTree((pid) => {
+      asked.push(pid);
+      return undefined;
+    });
+    for (let pid = 1000; pid < 1000 + 4096; pid++) tree.observe(connect(pid));
+    tree.observe(connect(1000)); // still remembered: not asked again
+    expect(asked).toHaveLength(4096);
+    tree.observe(connect(9000)); // the 4097th: the set starts over with it
+    tree.observe(connect(1000));
+    tree.observe(connect(9000));
+    expect(asked.slice(4096)).toEqual([9000, 1000]);
   });
 
   it('a pid /proc did not know is known once it execs', () => {
@@ -129,6 +193,15 @@ describe('ProcessTree.observe → process facts', () => {
     expect(tree.get(101)?.exited).toBe(true);
     expect(tree.get(1)?.exited).toBe(false);
     expect(tree.size).toBe(4097);
+  });
+
+  it('a pid reused by a living process is not forgotten when its earlier exit ages out', () => {
+    const tree = treeOf([exec(1, 0, '/init'), exec(100, 1, '/bin/first'), exit(100), exec(100, 1, '/bin/second')]);
+    for (let pid = 200; pid < 200 + 4096; pid++) {
+      tree.observe(exec(pid, 1, `/bin/p${pid}`));
+      tree.observe(exit(pid));
+    }
+    expect(tree.get(100)).toEqual({ pid: 100, ppid: 1, exe: '/bin/second', argv: ['/bin/second', '-x'], uid: 1001, jobCgroupId: JOB, exited: false });
   });
 
   it('an exit of an already exited process is not counted twice', () => {

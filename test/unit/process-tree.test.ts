@@ -37,11 +37,12 @@ describe('ProcessTree', () => {
     expect(tree.ancestry(12)).toEqual(['/usr/bin/nc', '/bin/bash', '/bin/bash']);
   });
 
-  it('remembers exited processes for late events and fills unknown ones from /proc', () => {
-    const tree = new ProcessTree((pid) => (pid === 50 ? { pid, ppid: 1, exe: '/opt/Runner.Worker', argv: [], uid: 0, jobCgroupId: 9, exited: false } : undefined));
-    tree.observe(exec(10, 50, '/bin/bash'));
+  it('an exited process still names the ancestry of a late event; a root that predates tracking comes from /proc', () => {
+    const tree = new ProcessTree((pid) => (pid === 50 ? { pid, ppid: 1, exe: '/usr/bin/bash', argv: ['bash'], uid: 0, jobCgroupId: 0, exited: false } : undefined));
+    tree.observe(fork(50, 10));
+    tree.observe(exec(10, 50, '/usr/bin/make'));
     tree.observe(exit(10));
-    expect(tree.get(10)?.exited).toBe(true);
-    expect(tree.get(50)?.exe).toBe('/opt/Runner.Worker');
+    tree.observe(exit(50));
+    expect(tree.ancestry(10)).toEqual(['/usr/bin/make', '/usr/bin/bash']);
   });
 });
