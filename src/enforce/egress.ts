@@ -98,10 +98,7 @@ export class JobEgress {
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    if (this.attached) {
-      this.kernel.detachCgroup(BigInt(this.cgroupId));
-      this.attached = false;
-    }
+    if (this.attached) this.kernel.detachCgroup(BigInt(this.cgroupId));
     this.kernel.mapDelete(JOB_POLICIES_MAP, encodeCgroupKey(this.cgroupId));
     for (const { map, key } of this.keys.values()) this.kernel.mapDelete(map, key);
     this.keys.clear();

@@ -110,8 +110,11 @@ export function protectRunnerProcesses(kernel: NativeSensorHandle, programs = DE
     let name: string;
     try {
       name = path.basename(fs.readlinkSync(path.join(proc, entry, 'exe')));
+      // Stryker disable next-line BlockStatement: without the continue, name stays undefined, which no program equals: skipped all the same
     } catch {
-      continue; // gone, or a kernel thread
+      // gone, a kernel thread, or unreadable even to root (EACCES, as for a sandbox's PID 1): nothing to tell it is
+      // a runner by, and refusing every job for it would protect nothing
+      continue;
     }
     if (!wanted.has(name)) continue;
     protectProcess(kernel, Number(entry));

@@ -222,6 +222,13 @@ describe('protectRunnerProcesses', () => {
     expect(tgids(kernel)).toEqual([process.pid]);
   });
 
+  it('an exe link it cannot read for another reason is skipped; the rest are still protected', () => {
+    const kernel = new RecordingKernel();
+    const proc = fakeProc({ [WORKER]: '/home/runner/bin/Runner.Worker', [LISTENER]: undefined });
+    fs.writeFileSync(path.join(proc, String(LISTENER), 'exe'), 'Runner.Listener'); // not a link: readlink fails with EINVAL
+    expect(protectRunnerProcesses(kernel, DEFAULT_PROTECTED_PROGRAMS, proc)).toEqual([process.pid, WORKER]);
+  });
+
   it('another list of programs replaces the default', () => {
     const kernel = new RecordingKernel();
     const proc = fakeProc({ [WORKER]: '/home/runner/bin/Runner.Worker', [SHELL]: '/usr/local/bin/vault-agent' });

@@ -3,7 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import {
   afterTimeout,
   describeTargetAfterKill,
@@ -107,6 +107,19 @@ describe('parseStat and parsePending', () => {
     expect(() => parseStat('hello')).toThrow('not a /proc stat line: "hello"');
   });
 
+  it('the shortest line it takes: 20 fields after the comm, the start time last, newline and all', () => {
+    expect(parseStat('7 (x) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765\n')).toEqual({ state: 'S', flags: 4194560, starttime: '98765' });
+    expect(() => parseStat('7 (x) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0\n')).toThrow('not a /proc stat line: "7 (x) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0\\n"');
+  });
+
+  it('names a bad line by its first 80 characters only', () => {
+    expect(() => parseStat('y'.repeat(200))).toThrow(`not a /proc stat line: "${'y'.repeat(80)}"`);
+  });
+
+  it('no pending masks in the status: nothing pending', () => {
+    expect(parsePending('Name:\tx\nState:\tS\n')).toBe(0n);
+  });
+
   it('ORs the thread’s and the process’s pending signals', () => {
     expect(parsePending('SigPnd:\t0000000000000100\nShdPnd:\t0000000000040000\n')).toBe(0x40100n);
   });
@@ -117,6 +130,64 @@ describe('parseStat and parsePending', () => {
     expect(isDead(look)).toBe(false);
     expect(isUnsettled(look)).toBe(false);
     expect(lookAt(0x3fffffff)).toBeUndefined();
+  });
+});
+
+describe('lookAt', () => {
+  const roots: string[] = [];
+  afterEach(() => {
+    vi.restoreAllMocks();
+    for (const root of roots.splice(0)) fs.rmSync(root, { recursive: true, force: true });
+  });
+  const proc = (frame: Frame) => {
+    const { root } = fakeProc(frame);
+    roots.push(root);
+    return root;
+  };
+
+  it('reads each thread’s state, flags and pending signals, and the process’s start time', () => {
+    const root = proc({ [TARGET]: { start: '5000', threads: [{ state: 'S', flags: 0x400104, shdPnd: SIGSTOP_PENDING }, { state: 'T', sigPnd: SIGKILL_PENDING }] } });
+    expect(lookAt(TARGET, root)).toEqual({
+      starttime: '5000',
+      threads: [
+        { state: 'S', flags: 0x400104, pending: 0x40000n },
+        { state: 'T', flags: 0x400000, pending: 0x100n },
+      ],
+    });
+  });
+
+  it('a process whose task directory is gone is gone', () => {
+    const root = proc({ [TARGET]: worker('S') });
+    fs.rmSync(path.join(root, String(TARGET), 'task'), { recursive: true });
+    expect(lookAt(TARGET, root)).toBeUndefined();
+  });
+
+  it('threads that end while it looks are left out, whichever file went first', () => {
+    const root = proc({ [TARGET]: worker('S', 'T', 'R') });
+    fs.rmSync(path.join(root, String(TARGET), 'task', String(TARGET + 1), 'status'));
+    fs.rmSync(path.join(root, String(TARGET), 'task', String(TARGET + 2), 'stat'));
+    expect(lookAt(TARGET, root)?.threads).toEqual([{ state: 'S', flags: 0x400000, pending: 0n }]);
+  });
+
+  it('a read that fails with ESRCH (the task is going) counts as gone; any other failure is thrown', () => {
+    expect.assertions(2);
+    const root = proc({ [TARGET]: worker('S') });
+    const stat = path.join(root, String(TARGET), 'stat');
+    const read = fs.readFileSync;
+    const failWith = (code: string) =>
+      vi.spyOn(fs, 'readFileSync').mockImplementation(((file: fs.PathOrFileDescriptor, options?: unknown) => {
+        if (file === stat) throw Object.assign(new Error(`${code}: reading ${stat}`), { code });
+        return read(file, options as BufferEncoding);
+      }) as typeof fs.readFileSync);
+    failWith('ESRCH');
+    expect(lookAt(TARGET, root)).toBeUndefined();
+    vi.restoreAllMocks();
+    failWith('EACCES');
+    try {
+      lookAt(TARGET, root);
+    } catch (error) {
+      expect((error as Error).message).toBe(`EACCES: reading ${stat}`);
+    }
   });
 });
 
@@ -173,6 +244,17 @@ describe('resumeAfterPtraceKill', () => {
     expect(after).toBe('exited');
   });
 
+  it('a target already gone at the first look: its death is the EXITKILL after PTRACE_SEIZE, an exit otherwise', () => {
+    expect(replay([{ [OFFENDER]: tracer('Z') }], true)).toEqual({ after: 'killed-by-exitkill', signals: [] });
+    expect(replay([{ [OFFENDER]: tracer('Z') }], false)).toEqual({ after: 'exited', signals: [] });
+  });
+
+  it('an offender that outlives the time allowed (stuck in D): the target still gets a look and its SIGCONT, and, not seen running since, is reported stopped', () => {
+    const { after, signals } = replay([{ [OFFENDER]: tracer('D'), [TARGET]: worker('T') }], false, 3);
+    expect(signals).toEqual([[TARGET, 'SIGCONT']]);
+    expect(after).toBe('stopped');
+  });
+
   it('a pid reused by another process is not the target: never signalled', () => {
     const { after, signals } = replay([{ [TARGET]: worker('S') }, { [TARGET]: { start: '7777', threads: [{ state: 'T' }] } }]);
     expect(after).toBe('exited');
@@ -226,11 +308,14 @@ describe('which detections and what the summary says', () => {
     expect(leavesTargetStopped(detection({ action: 'audited' }))).toBe(false);
     expect(leavesTargetStopped(detection({ hook: 'process_vm' }))).toBe(false);
     expect(leavesTargetStopped(detection({ detection: 'Agent-Tamper' }))).toBe(false);
+    expect(leavesTargetStopped(detection({ targetTgid: 0 }))).toBe(false); // no target named: nothing to resume
   });
 
   it('names the EXITKILL and a resume, and says nothing for a target left running', () => {
     expect(describeTargetAfterKill('killed-by-exitkill')).toBe('; the protected process was killed by the kernel with its tracer (PTRACE_O_EXITKILL)');
     expect(describeTargetAfterKill('resumed')).toBe('; it had been stopped by the attach, ringfence resumed it');
+    expect(describeTargetAfterKill('exited')).toBe('; the protected process has exited');
+    expect(describeTargetAfterKill('stopped')).toBe('; the protected process is still stopped (ringfence could not resume it)');
     expect(describeTargetAfterKill('running')).toBe('');
     expect(describeTargetAfterKill(undefined)).toBe('');
   });
