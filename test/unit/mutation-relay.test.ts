@@ -1,14 +1,15 @@
 /**
  * The relay decision (src/agent/relay.ts): which job process, if any, holds
  * the other end of a held shell's output and a remote TCP connection. Each
- * case lays out a /proc of its own (fresh directory), so the table rows
- * share nothing.
+ * case is judged twice: by judgeRelay on the processes as plain data, and by
+ * lookForRelay on a /proc laid out for it (fresh directory), so the table
+ * rows share nothing and the reader and the judge are seen to agree.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { lookForRelay, parseProcNetAddress } from '../../src/agent/relay';
+import { judgeRelay, lookForRelay, opensForReading, outputEnds, parseProcNetAddress, remotePeer, type ProcessFiles } from '../../src/agent/relay';
 import type { ShellOnIpcEvent } from '../../src/sensor/events';
 
 describe('parseProcNetAddress', () => {
@@ -69,6 +70,19 @@ function fakeProc(processes: Record<number, FakeProcess>): string {
     fs.writeFileSync(path.join(dir, 'net', 'tcp6'), TCP_HEADER + (p.tcp6 ?? ''));
   }
   return root;
+}
+
+/** The same processes as ProcessFiles in memory: what judgeRelay sees. */
+function memoryFiles(processes: Record<number, FakeProcess>): ProcessFiles {
+  return {
+    fds: (pid) => processes[pid]?.fds.map((spec, fd) => ({ fd: String(fd), link: spec.replace(/^w:/, '') })) ?? [],
+    fdinfo: (pid, fd) => {
+      const spec = processes[pid]?.fds[Number(fd)];
+      return spec === undefined ? undefined : `pos:\t0\nflags:\t0${spec.startsWith('w:') ? '2000001' : '2000002'}\nmnt_id:\t15\n`;
+    },
+    netTable: (pid, table) => (processes[pid] ? TCP_HEADER + (processes[pid][table] ?? '') : undefined),
+    exe: (pid) => processes[pid]?.exe ?? '',
+  };
 }
 
 type Stdio = ShellOnIpcEvent['stdio'];
@@ -191,6 +205,34 @@ const CASES: Record<string, Case> = {
   },
 };
 
+describe('judgeRelay', () => {
+  it.each(Object.entries(CASES))('%s', (_label, c) => {
+    expect(judgeRelay(shell(c.stdio()), c.jobPids, memoryFiles(c.processes()), c.loopbackIsRemote ?? false)).toEqual(c.want);
+  });
+
+  const ncat = (): FakeProcess => ({ fds: ['socket:[200]', 'socket:[300]'], exe: '/usr/bin/ncat', tcp: tcp4(REMOTE, '01', 300) });
+
+  it('a holder of the pipe whose fdinfo is gone (exited meanwhile) is not a holder', () => {
+    const files: ProcessFiles = { ...memoryFiles({ 11: { fds: ['pipe:[201]', 'socket:[300]'], exe: '/usr/bin/nc', tcp: tcp4(REMOTE, '01', 300) } }), fdinfo: () => undefined };
+    expect(judgeRelay(shell([none, pipe(201), none]), [SHELL, 11], files, false)).toEqual({ holders: 0 });
+  });
+
+  it('a holder whose network tables cannot be read is a holder, not a relay', () => {
+    const files: ProcessFiles = { ...memoryFiles({ 11: ncat() }), netTable: () => undefined };
+    expect(judgeRelay(shell([none, unix(200), none]), [SHELL, 11], files, false)).toEqual({ holders: 1 });
+  });
+
+  it('a relay whose program cannot be read any more is still the relay, exe unknown', () => {
+    const files: ProcessFiles = { ...memoryFiles({ 11: ncat() }), exe: () => '' };
+    expect(judgeRelay(shell([none, unix(200), none]), [SHELL, 11], files, false)).toEqual({ relay: { pid: 11, exe: '', ip: '198.51.100.7', port: 4444, fd: 1 }, holders: 1 });
+  });
+
+  it('a file named like a socket is not the socket (another process’s remote connection)', () => {
+    const processes = { 11: { fds: ['socket:[200]', '/tmp/socket:[300]'], exe: '/usr/bin/ncat', tcp: tcp4(REMOTE, '01', 300) } };
+    expect(judgeRelay(shell([none, unix(200), none]), [SHELL, 11], memoryFiles(processes), false)).toEqual({ holders: 1 });
+  });
+});
+
 describe('lookForRelay', () => {
   it.each(Object.entries(CASES))('%s', (_label, c) => {
     const proc = fakeProc(c.processes());
@@ -203,5 +245,53 @@ describe('lookForRelay', () => {
       relay: { pid: 12, exe: '/usr/bin/ncat', ip: '198.51.100.7', port: 4444, fd: 1 },
       holders: 1,
     });
+  });
+});
+
+describe('opensForReading', () => {
+  it.each<[string, string | undefined, boolean]>([
+    ['O_RDONLY', 'pos:\t0\nflags:\t00\nmnt_id:\t15\nino:\t4242\n', true],
+    ['O_RDWR|O_CLOEXEC', 'pos:\t0\nflags:\t02000002\nmnt_id:\t15\n', true],
+    ['O_WRONLY', 'pos:\t0\nflags:\t01\nmnt_id:\t15\n', false],
+    ['O_WRONLY|O_CLOEXEC|O_NONBLOCK', 'pos:\t0\nflags:\t02004001\nmnt_id:\t15\n', false],
+    ['no fdinfo (gone)', undefined, false],
+    ['no flags line', 'pos:\t0\nmnt_id:\t15\n', false],
+  ])('%s: %s', (_label, fdinfo, reads) => {
+    expect(opensForReading(fdinfo)).toBe(reads);
+  });
+});
+
+describe('remotePeer', () => {
+  const table = (...lines: string[]) => TCP_HEADER + lines.join('');
+  const links = (...inodes: number[]) => new Set(inodes.map((inode) => `socket:[${inode}]`));
+
+  it('the first established or connecting socket held, past the ones that are not', () => {
+    const text = table(tcp4(REMOTE, '0A', 300), tcp4('0265A8C6:01BB', '01', 999), tcp4('0265A8C6:0050', '01', 301), tcp4(REMOTE, '02', 302));
+    expect(remotePeer(text, links(300, 301, 302), false)).toEqual({ ip: '198.168.101.2', port: 80 });
+  });
+
+  it('a loopback peer is passed over for a remote one after it, unless loopback counts', () => {
+    const text = table(tcp4(LOOPBACK, '01', 300), tcp4(REMOTE, '01', 301));
+    expect(remotePeer(text, links(300, 301), false)).toEqual({ ip: '198.51.100.7', port: 4444 });
+    expect(remotePeer(text, links(300, 301), true)).toEqual({ ip: '127.0.0.1', port: 4444 });
+  });
+
+  it('an IPv4 loopback peer on a tcp6 socket (::ffff:127.0.0.1) is loopback too', () => {
+    const text = table(tcp6('0000000000000000FFFF00000100007F:115C', '01', 300));
+    expect(remotePeer(text, links(300), false)).toBeUndefined();
+  });
+
+  it('only the header, or nothing held: none', () => {
+    expect(remotePeer(TCP_HEADER, links(300), false)).toBeUndefined();
+    expect(remotePeer(table(tcp4(REMOTE, '01', 300)), links(), false)).toBeUndefined();
+  });
+});
+
+describe('outputEnds', () => {
+  it('stdout and stderr as fd link text, stdout first; stdin and non-IPC descriptors are not output', () => {
+    expect([...outputEnds([pipe(100), unix(200), unix(200)])]).toEqual([['socket:[200]', 1]]);
+    expect([...outputEnds([unix(100), none, pipe(201)])]).toEqual([['pipe:[201]', 2]]);
+    expect([...outputEnds([pipe(100), pipe(101), unix(201)])]).toEqual([['pipe:[101]', 1], ['socket:[201]', 2]]);
+    expect([...outputEnds([pipe(100), none, none])]).toEqual([]);
   });
 });

@@ -1,17 +1,23 @@
-/** Relay detection's /proc reading, on a /proc the test lays out itself. */
+/** Relay detection's /proc reading (procFiles, lookForRelay), on a /proc the test lays out itself. */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { findRelay, parseProcNetAddress } from '../../src/agent/relay';
+import { afterEach, describe, expect, it } from 'vitest';
+import { lookForRelay, parseProcNetAddress, procFiles } from '../../src/agent/relay';
 import type { ShellOnIpcEvent } from '../../src/sensor/events';
 
 const TCP_HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
 const tcpLine = (remote: string, state: string, inode: number) => `   0: 0100007F:9C40 ${remote} ${state} 00000000:00000000 00:00000000 00000000     0        0 ${inode} 1 0000000000000000 20 4 30 10 -1\n`;
 
 /** fds: link targets by descriptor; a pipe written (not read) is given as 'w:pipe:[N]'. */
+const roots: string[] = [];
+afterEach(() => {
+  for (const root of roots.splice(0)) fs.rmSync(root, { recursive: true, force: true });
+});
+
 function fakeProc(processes: Record<number, { fds: string[]; exe: string; tcp?: string }>): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rf-proc-'));
+  roots.push(root);
   for (const [pid, p] of Object.entries(processes)) {
     fs.mkdirSync(path.join(root, pid, 'fd'), { recursive: true });
     fs.mkdirSync(path.join(root, pid, 'fdinfo'));
@@ -41,7 +47,9 @@ describe('parseProcNetAddress', () => {
   });
 });
 
-describe('findRelay', () => {
+describe('lookForRelay', () => {
+  const findRelay = (...args: Parameters<typeof lookForRelay>) => lookForRelay(...args).relay;
+
   it('ignores other writers of the same pipe (every job process writing the job log)', () => {
     const proc = fakeProc({
       10: { fds: ['pipe:[100]', 'w:pipe:[500]', 'w:pipe:[500]'], exe: '/bin/sh' },
@@ -69,5 +77,40 @@ describe('findRelay', () => {
     const event = shell([{ ipc: 'pipe', peerInode: 100 }, { ipc: 'pipe', peerInode: 101 }, { ipc: 'pipe', peerInode: 101 }]);
     expect(findRelay(event, [10, 11, 12], { proc })).toBeUndefined();
     expect(findRelay(event, [10, 11, 12], { proc, loopbackIsRemote: true })).toMatchObject({ pid: 12, ip: '127.0.0.1', port: 4444 });
+  });
+});
+
+describe('procFiles', () => {
+  it('reads a process’s descriptors, fdinfo, network tables and program', () => {
+    const proc = fakeProc({ 11: { fds: ['pipe:[100]', 'w:pipe:[101]', 'socket:[300]'], exe: '/usr/bin/ncat', tcp: tcpLine('0265A8C6:115C', '01', 300) } });
+    const files = procFiles(proc);
+    expect(files.fds(11)).toEqual([
+      { fd: '0', link: 'pipe:[100]' },
+      { fd: '1', link: 'pipe:[101]' },
+      { fd: '2', link: 'socket:[300]' },
+    ]);
+    expect(files.fdinfo(11, '1')).toBe('pos:\t0\nflags:\t02000001\nmnt_id:\t15\n');
+    expect(files.netTable(11, 'tcp')).toBe(TCP_HEADER + tcpLine('0265A8C6:115C', '01', 300));
+    expect(files.netTable(11, 'tcp6')).toBe(TCP_HEADER);
+    expect(files.exe(11)).toBe('/usr/bin/ncat');
+  });
+
+  it('a descriptor whose link cannot be read (closed meanwhile) is not listed', () => {
+    const proc = fakeProc({ 11: { fds: ['socket:[200]'], exe: '/usr/bin/ncat' } });
+    fs.writeFileSync(path.join(proc, '11', 'fd', '7'), ''); // readlink fails on it, as on a closed fd
+    expect(procFiles(proc).fds(11)).toEqual([{ fd: '0', link: 'socket:[200]' }]);
+  });
+
+  it('a process that is gone has nothing', () => {
+    const files = procFiles(fakeProc({}));
+    expect(files.fds(11)).toEqual([]);
+    expect(files.fdinfo(11, '0')).toBeUndefined();
+    expect(files.netTable(11, 'tcp')).toBeUndefined();
+    expect(files.exe(11)).toBe('');
+  });
+
+  it('reads /proc by default', () => {
+    const files = procFiles();
+    expect(files.exe(process.pid)).toBe(fs.readlinkSync('/proc/self/exe'));
   });
 });
