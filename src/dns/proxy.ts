@@ -9,13 +9,13 @@
  * nameserver and reporting a temporary failure, which package managers retry
  * for minutes; NXDOMAIN fails at once, and the job's summary says why.
  */
+import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import * as dnsPacket from 'dns-packet';
-import { formatIp, parseIp, type IpAddress } from '../net/address';
-import { canonicalName } from '../policy/endpoint';
+import type { IpAddress } from '../net/address';
 import type { EgressMatcher } from '../policy/matcher';
 import type { EgressMode } from '../policy/policy';
+import { decideAnswer, decideQuery, isFromUpstream, type DnsOutcome, type DnsVerdict } from './decision';
 import { SocketOwners, type DnsClient } from './socket-owner';
 
 export interface Upstream {
@@ -28,7 +28,7 @@ export type { DnsClient } from './socket-owner';
 export interface DnsQueryRecord {
   name: string;
   type: string;
-  verdict: 'allowed' | 'blocked' | 'audited';
+  verdict: DnsVerdict;
   /** Addresses (and CNAME targets) of the answer the job got. */
   answers: string[];
   rcode: string;
@@ -68,50 +68,6 @@ export interface DnsProxyStats {
   upstreamErrors: number;
 }
 
-const MAX_TCP_MESSAGE = 65535;
-
-/** Addresses and CNAME targets answering `name`, and the smallest TTL among them. */
-export function followAnswer(name: string, answers: dnsPacket.Answer[]): { addresses: IpAddress[]; names: string[]; ttl?: number } {
-  const chain = new Set([canonicalName(name)]);
-  const names: string[] = [];
-  // CNAMEs may come in any order: repeat until the chain stops growing.
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const answer of answers) {
-      if (answer.type === 'CNAME' && chain.has(canonicalName(answer.name))) {
-        const target = canonicalName(String(answer.data));
-        if (!chain.has(target)) {
-          chain.add(target);
-          names.push(target);
-          grew = true;
-        }
-      }
-    }
-  }
-  const addresses: IpAddress[] = [];
-  let ttl: number | undefined;
-  for (const answer of answers) {
-    const inChain = chain.has(canonicalName(answer.name));
-    if ((answer.type === 'A' || answer.type === 'AAAA') && inChain) {
-      const address = parseIp(String(answer.data));
-      if (address) addresses.push(address);
-    }
-    if (inChain && (answer.type === 'A' || answer.type === 'AAAA' || answer.type === 'CNAME') && answer.ttl !== undefined) {
-      ttl = ttl === undefined ? answer.ttl : Math.min(ttl, answer.ttl);
-    }
-  }
-  return { addresses, names, ttl };
-}
-
-const RCODES = { FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3 } as const;
-
-/** A response to `query` carrying only its question and an error code. */
-function reply(query: dnsPacket.Packet, rcode: keyof typeof RCODES): Buffer {
-  // dns-packet takes the rcode from the low bits of flags, not from `rcode`.
-  const flags = ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED) | dnsPacket.RECURSION_AVAILABLE | RCODES[rcode];
-  return dnsPacket.encode({ id: query.id, type: 'response', flags, questions: query.questions ?? [] });
-}
-
 export class DnsProxy {
   readonly stats: DnsProxyStats = { queries: 0, malformed: 0, upstreamErrors: 0 };
   private readonly sockets: dgram.Socket[] = [];
@@ -119,7 +75,7 @@ export class DnsProxy {
   private readonly connections = new Set<net.Socket>();
   private upstreamUdp: dgram.Socket | undefined;
   private readonly pendingUdp = new Map<number, (response: Buffer) => void>();
-  private nextUpstreamId = Math.floor(Math.random() * 0x10000);
+  private nextUpstreamId = randomInt(0x10000);
   private readonly owners: SocketOwners | undefined;
   /** Askers of recorded queries still being looked for. */
   private readonly pendingAskers = new Set<Promise<number | undefined>>();
@@ -203,50 +159,34 @@ export class DnsProxy {
     this.stats.queries++;
     // looked for now, while the asking socket is surely open; the answer does not wait for it
     const owner = client && this.owners ? this.owners.owner(client) : undefined;
-    let query: dnsPacket.Packet;
-    try {
-      query = dnsPacket.decode(message);
-    } catch {
+    const decision = decideQuery(message, this.options.matcher, this.options.mode);
+    if (decision.action === 'drop' || decision.action === 'refuse') {
       this.stats.malformed++;
-      return undefined;
+      return decision.action === 'refuse' ? decision.reply : undefined;
     }
-    const question = query.questions?.[0];
-    if (query.type !== 'query' || !question) {
-      this.stats.malformed++;
-      return reply(query, 'FORMERR');
-    }
-    const name = canonicalName(question.name);
-    const entries = this.options.matcher.nameEntries(name);
-    const allowed = entries.length > 0;
-    const verdict = allowed ? 'allowed' : this.options.mode === 'block' ? 'blocked' : 'audited';
-    const record = (rcode: string, answers: string[], error?: string, ttl?: number) => {
+    const { question } = decision;
+    const record = (outcome: DnsOutcome) => {
       if (owner) {
         this.pendingAskers.add(owner);
         void owner.then(() => this.pendingAskers.delete(owner));
       }
-      this.options.record({ name, type: String(question.type), verdict, answers, rcode, transport, error, ttl, time: new Date(), client, asker: owner });
+      this.options.record({ name: question.name, type: question.type, verdict: question.verdict, ...outcome, transport, time: new Date(), client, asker: owner });
     };
-
-    if (verdict === 'blocked') {
-      record('NXDOMAIN', []);
-      return reply(query, 'NXDOMAIN');
+    if (decision.action === 'answer') {
+      record(decision.outcome);
+      return decision.reply;
     }
-    let response: Buffer;
-    let parsed: dnsPacket.Packet;
+    let upstream: { response: Buffer } | { error: Error };
     try {
-      response = transport === 'udp' ? await this.forwardUdp(message) : await this.forwardTcp(message);
-      parsed = dnsPacket.decode(response);
+      upstream = { response: transport === 'udp' ? await this.forwardUdp(message) : await this.forwardTcp(message) };
     } catch (error) {
-      this.stats.upstreamErrors++;
-      record('SERVFAIL', [], (error as Error).message);
-      return reply(query, 'SERVFAIL');
+      upstream = { error: error as Error };
     }
-    const { addresses, names, ttl } = followAnswer(name, parsed.answers ?? []);
-    if (allowed && addresses.length > 0) {
-      this.options.learn(addresses, [...new Set(entries.map((entry) => entry.port))]);
-    }
-    record((parsed as { rcode?: string }).rcode ?? 'NOERROR', [...names, ...addresses.map(formatIp)], undefined, ttl);
-    return response;
+    const result = decideAnswer(decision.query, question, upstream);
+    if (result.upstreamFailed) this.stats.upstreamErrors++;
+    if (result.learn) this.options.learn(result.learn.addresses, result.learn.ports);
+    record(result.outcome);
+    return result.reply;
   }
 
   /**
@@ -257,9 +197,9 @@ export class DnsProxy {
   private forwardUdp(message: Buffer): Promise<Buffer> {
     const { host, port } = this.options.upstream;
     const upstream = this.upstreamSocket();
-    let id = this.nextUpstreamId;
-    while (this.pendingUdp.has(id)) id = (id + 1) & 0xffff;
-    this.nextUpstreamId = (id + 1) & 0xffff;
+    const id = freeUpstreamId(this.nextUpstreamId, this.pendingUdp);
+    if (id === undefined) return Promise.reject(new Error(`too many queries in flight to upstream ${host}:${port}`));
+    this.nextUpstreamId = id + 1;
     const clientId = message.readUInt16BE(0);
     const outgoing = Buffer.from(message);
     outgoing.writeUInt16BE(id, 0);
@@ -287,7 +227,7 @@ export class DnsProxy {
       const socket = dgram.createSocket(this.options.upstream.host.includes(':') ? 'udp6' : 'udp4');
       socket.on('error', () => undefined);
       socket.on('message', (response, from) => {
-        if (response.length < 12 || from.port !== this.options.upstream.port) return;
+        if (response.length < 12 || !isFromUpstream(this.options.upstream, from)) return;
         const waiter = this.pendingUdp.get(response.readUInt16BE(0));
         if (!waiter) return;
         this.pendingUdp.delete(response.readUInt16BE(0));
@@ -316,7 +256,7 @@ export class DnsProxy {
       });
       socket.on('data', (chunk) => {
         received = Buffer.concat([received, chunk]);
-        if (received.length > 2 + MAX_TCP_MESSAGE) return done(new Error('upstream answer too large'));
+        // the length prefix caps a message at 64 KiB: nothing else bounds it
         if (received.length >= 2 && received.length >= 2 + received.readUInt16BE(0)) done(null, received.subarray(2, 2 + received.readUInt16BE(0)));
       });
     });
@@ -331,6 +271,18 @@ export class DnsProxy {
       ...this.servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))),
     ]);
   }
+}
+
+/**
+ * The first id from `next` on (wrapping at 16 bits) that no query in flight
+ * upstream uses; none when all 65,536 are (a job flooding a silent upstream
+ * would otherwise make the search loop for ever).
+ */
+export function freeUpstreamId(next: number, inFlight: { has(id: number): boolean; size: number }): number | undefined {
+  if (inFlight.size > 0xffff) return undefined;
+  let id = next & 0xffff;
+  while (inFlight.has(id)) id = (id + 1) & 0xffff;
+  return id;
 }
 
 /** A DNS message as DNS over TCP sends it: its length in two bytes first (RFC 1035 §4.2.2). */

@@ -7,7 +7,8 @@
 import dgram from 'node:dgram';
 import * as dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
-import { DnsProxy, followAnswer, type DnsQueryRecord } from '../../src/dns/proxy';
+import { followAnswer } from '../../src/dns/decision';
+import { DnsProxy, type DnsQueryRecord } from '../../src/dns/proxy';
 import { formatIp } from '../../src/net/address';
 import { EgressMatcher } from '../../src/policy/matcher';
 import { parsePolicy } from '../../src/policy/policy';
@@ -30,6 +31,10 @@ describe('followAnswer', () => {
     ['a CNAME loop ends', 'asked.test', () => [cname('asked.test', 'b.test'), cname('b.test', 'asked.test')], [], ['b.test'], 60],
     ['nothing for an answer about other names', 'asked.test', () => [a('other.test', '198.18.0.66')], [], [], undefined],
     ['nothing for an empty answer', 'asked.test', () => [], [], [], undefined],
+    ['no address from an A record whose data is no address', 'asked.test', () => [a('asked.test', 'not-an-address'), a('asked.test', '198.18.0.1')], ['198.18.0.1'], [], 60],
+    ['other record types on the chain are neither addresses nor TTLs', 'asked.test', () => [{ type: 'TXT', name: 'asked.test', ttl: 1, data: '198.18.0.9' }, a('asked.test', '198.18.0.1', 30)], ['198.18.0.1'], [], 30],
+    ['a record without a TTL does not make the TTL unknown', 'asked.test', () => [{ type: 'A', name: 'asked.test', data: '198.18.0.1' }, a('asked.test', '198.18.0.2', 45)], ['198.18.0.1', '198.18.0.2'], [], 45],
+    ['a CNAME target of another chain is not followed even when it is listed before', 'asked.test', () => [cname('evil.test', 'asked.test'), a('evil.test', '198.18.0.66'), a('asked.test', '198.18.0.1')], ['198.18.0.1'], [], 60],
   ])('%s', (_label, name, answers, addresses, names, ttl) => {
     const result = followAnswer(name, answers());
     expect(result.addresses.map(formatIp)).toEqual(addresses);
