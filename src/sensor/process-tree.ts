@@ -30,7 +30,8 @@ const MAX_ANCESTRY = 64;
 
 export class ProcessTree {
   private readonly processes = new Map<number, ProcessInfo>();
-  private readonly exitedOrder: number[] = [];
+  /** Exited processes, oldest first; a reused pid's new process is a new entry, not to be forgotten for the old one. */
+  private readonly exitedOrder: ProcessInfo[] = [];
   /** pids /proc did not know: not read again for every later event of theirs. */
   private readonly unknown = new Set<number>();
 
@@ -73,10 +74,10 @@ export class ProcessTree {
         const info = this.subject(event);
         if (info && !info.exited) {
           info.exited = true;
-          this.exitedOrder.push(event.tgid);
+          this.exitedOrder.push(info);
           while (this.exitedOrder.length > EXITED_KEPT) {
             const old = this.exitedOrder.shift()!;
-            if (this.processes.get(old)?.exited) this.processes.delete(old);
+            if (this.processes.get(old.pid) === old) this.processes.delete(old.pid);
           }
         }
         break;

@@ -204,6 +204,16 @@ describe('ProcessTree.observe → process facts', () => {
     expect(tree.get(100)).toEqual({ pid: 100, ppid: 1, exe: '/bin/second', argv: ['/bin/second', '-x'], uid: 1001, jobCgroupId: JOB, exited: false });
   });
 
+  it('a reused pid that exited again is kept for its own last 4096 exits, not forgotten with its first process', () => {
+    const tree = treeOf([exec(1, 0, '/init'), exec(100, 1, '/bin/first'), exit(100), exec(100, 1, '/bin/second'), exit(100)]);
+    for (let pid = 200; pid < 200 + 4095; pid++) {
+      tree.observe(exec(pid, 1, `/bin/p${pid}`));
+      tree.observe(exit(pid));
+    }
+    // 4096 exits since /bin/second's: all kept, it among them
+    expect(tree.get(100)).toEqual({ pid: 100, ppid: 1, exe: '/bin/second', argv: ['/bin/second', '-x'], uid: 1001, jobCgroupId: JOB, exited: true });
+  });
+
   it('an exit of an already exited process is not counted twice', () => {
     const tree = treeOf([exec(1, 0, '/init'), exec(100, 1, '/bin/first'), exit(100), exit(100)]);
     for (let pid = 200; pid < 200 + 4095; pid++) {
