@@ -96,7 +96,7 @@ describe('scopeMatches', () => {
 describe('job contexts', () => {
   it('brings names to their stored form', () => {
     expect(normalizeJob({ org: 'Acme', repository: 'ACME/Web', workflow: CI, job: 'build', cluster: 'big', namedPolicy: 'p' })).toEqual({ org: 'acme', repository: 'web', workflow: CI, job: 'build', cluster: 'big', namedPolicy: 'p' });
-    expect(normalizeJob({ org: 'acme' })).toEqual({ org: 'acme' });
+    expect(normalizeJob({ org: 'acme' })).toStrictEqual({ org: 'acme' });
     expect(orgName('ACME')).toBe('acme');
     expect(repositoryName('Acme', 'acme/WEB')).toBe('web');
   });

@@ -107,3 +107,68 @@ describe('endpoint files', () => {
     }
   });
 });
+
+describe('names and workflow paths', () => {
+  it.each([
+    ['bad name', "repository 'bad name' must be 1-100 letters, digits, '.', '_' or '-'"],
+    ['acme/bad name', "repository 'bad name' must be 1-100 letters, digits, '.', '_' or '-'"],
+    ['acme/', 'a repository is required'],
+  ])('refuses repository %j naming it as a repository', (repository, message) => {
+    expect(() => repositoryName('acme', repository)).toThrow(new StoreError('INVALID_ARGUMENT', message));
+  });
+
+  it.each(['x/.github/workflows/ci.yml', '.github/workflows/ci.yml.bak', '.github/workflows/ci.yaml~', '.github/workflows/.yml'])('refuses workflow %j: it is no workflow file, no attachment could name it', (workflow) => {
+    expect(() => normalizeScope('acme', { kind: 'workflow', repository: 'web', workflow })).toThrow(new StoreError('INVALID_ARGUMENT', `workflow '${workflow}' is not a workflow file path such as .github/workflows/ci.yml`));
+  });
+
+  it('takes .yml and .yaml workflow files', () => {
+    expect(normalizeScope('acme', { kind: 'workflow', repository: 'web', workflow: '.github/workflows/release.yaml' })).toEqual({ kind: 'workflow', repository: 'web', workflow: '.github/workflows/release.yaml' });
+  });
+});
+
+describe('scopes in their stored form', () => {
+  it.each<[Scope, Scope]>([
+    [{ kind: 'repository', repository: 'ACME/Web' }, { kind: 'repository', repository: 'web' }],
+    [{ kind: 'cluster', cluster: 'Linux-Large' }, { kind: 'cluster', cluster: 'Linux-Large' }],
+    [{ kind: 'cluster', cluster: 'big', repository: 'web' }, { kind: 'cluster', cluster: 'big' }],
+    [{ kind: 'repository', repository: 'web', workflow: '.github/workflows/ci.yml' }, { kind: 'repository', repository: 'web' }],
+  ])('%j is stored as %j', (scope, stored) => {
+    expect(normalizeScope('acme', scope)).toStrictEqual(stored);
+  });
+
+  it.each<[Scope, string]>([
+    [{ kind: 'cluster', cluster: 'bad name' }, "cluster 'bad name' must be 1-100 letters, digits, '.', '_' or '-'"],
+    [{ kind: 'workflow', workflow: '.github/workflows/ci.yml' }, 'a workflow scope needs a repository and a workflow path'],
+    [{ kind: 'workflow', repository: 'web' }, 'a workflow scope needs a repository and a workflow path'],
+    [{ kind: 'repository' }, 'a repository scope needs a repository'],
+    [{ kind: 'cluster' }, 'a cluster scope needs a cluster name'],
+    [{ kind: 'team' as Scope['kind'] }, "unknown scope kind 'team'"],
+  ])('refuses %j', (scope, message) => {
+    expect(() => normalizeScope('acme', scope)).toThrow(new StoreError('INVALID_ARGUMENT', message));
+  });
+});
+
+describe('change descriptions of lockdown', () => {
+  const content = (enabled: boolean, detections: string[]) => ({ egressPolicy: 'block' as const, allowedEndpoints: [], lockdown: { enabled, detections } });
+
+  it('says lockdown was turned off, and how the detections changed, in their order', () => {
+    expect(describeChanges(content(true, ['Reverse-Shell', 'Privileged-Container']), content(false, ['Runner-Worker-Memory-Read', 'Reverse-Shell']))).toEqual([
+      'lockdown enabled → disabled',
+      'detections [Reverse-Shell, Privileged-Container] → [Runner-Worker-Memory-Read, Reverse-Shell]',
+    ]);
+  });
+
+  it('takes the same detections in another order as no change, whichever side is unsorted', () => {
+    expect(sameContent(content(true, ['Privileged-Container', 'Reverse-Shell']), content(true, ['Reverse-Shell', 'Privileged-Container']))).toBe(true);
+    expect(sameContent(content(true, ['Reverse-Shell', 'Privileged-Container']), content(true, ['Privileged-Container', 'Reverse-Shell']))).toBe(true);
+  });
+});
+
+describe('whose jobs an attached policy decides', () => {
+  it('names them for each scope kind', () => {
+    expect(attachedPolicyError('p', [at('p', { kind: 'repository', repository: 'web' }), at('p', { kind: 'cluster', cluster: 'big' })]).details).toEqual([
+      'repository web: jobs of repository web without a workflow attachment would get the next attachment that covers them, or none (audit mode)',
+      'cluster big: jobs on cluster big without a workflow, repository or organization attachment would get the next attachment that covers them, or none (audit mode)',
+    ]);
+  });
+});

@@ -23,8 +23,8 @@ interface Issuer {
   sign(claims: Record<string, unknown>, options?: { key?: KeyLike; kid?: string; audience?: string | string[] | null; issuer?: string | null; exp?: number | null }): Promise<string>;
   /** A key pair the issuer never publishes. */
   foreignKey: KeyLike;
-  /** Publishes a second key, kid 'rotated', as an issuer does when it rotates. */
-  rotate(): Promise<KeyLike>;
+  /** Publishes a second key (kid 'rotated' unless told), as an issuer does when it rotates. */
+  rotate(kid?: string): Promise<KeyLike>;
   /** How many times the keys were fetched. */
   fetches(): number;
   /** The path the keys are served at (default /.well-known/jwks), and what else that server answers. */
@@ -74,8 +74,8 @@ async function startIssuer(): Promise<Issuer> {
       if (options.exp !== null) jwt.setExpirationTime(options.exp ?? '5m');
       return jwt.sign(options.key ?? own.privateKey);
     },
-    async rotate() {
-      keys.push({ ...(await exportJWK(next.publicKey)), kid: 'rotated', alg: 'ES256', use: 'sig' });
+    async rotate(kid = 'rotated') {
+      keys.push({ ...(await exportJWK(next.publicKey)), kid, alg: 'ES256', use: 'sig' });
       return next.privateKey;
     },
     fetches: () => fetches,
@@ -147,6 +147,18 @@ describe('the signature and the validity period', () => {
     const verifier = verifierOf(issuer);
     expect(await refusal(verifier, await issuer.sign(CLAIMS, { key: issuer.foreignKey }))).toBe('id-token refused: signature does not verify');
     expect(await refusal(verifier, await issuer.sign(CLAIMS, { key: issuer.foreignKey, kid: 'mine' }))).toBe('id-token refused: signed with a key the issuer does not publish');
+  });
+
+  it('refuses a token when the issuer publishes several keys under its kid: which one signs is unknown', async () => {
+    const issuer = await startIssuer();
+    await issuer.rotate('own');
+    expect(await refusal(verifierOf(issuer), await issuer.sign(CLAIMS, { key: issuer.foreignKey }))).toBe('id-token refused: signed with a key the issuer does not publish');
+  });
+
+  it('refuses a token whose header is not one', async () => {
+    const issuer = await startIssuer();
+    const [, payload, signature] = (await issuer.sign(CLAIMS)).split('.');
+    expect(await refusal(verifierOf(issuer), `${base64url.encode('{"alg":')}.${payload}.${signature}`)).toBe('id-token refused: it is not a valid signed JWT');
   });
 
   it('refuses a token whose claims were changed after signing', async () => {
@@ -276,11 +288,11 @@ describe("failures of the server's own", () => {
   it('an unreachable issuer: the client gets a fixed line, the log the cause', async () => {
     const issuer = await startIssuer();
     const log: string[] = [];
-    const verifier = verifierOf(issuer, { jwksUrl: `http://127.0.0.1:${await closedPort()}/jwks`, log: (line) => log.push(line) });
+    const port = await closedPort();
+    const verifier = verifierOf(issuer, { jwksUrl: `http://127.0.0.1:${port}/jwks`, log: (line) => log.push(line) });
     expect(await refusal(verifier, await issuer.sign(CLAIMS))).toBe(UNVERIFIABLE);
     expect(UNVERIFIABLE).toBe('id-token refused: it could not be verified (the server log says why)');
-    expect(log).toHaveLength(1);
-    expect(log[0]).toMatch(/^policy store: an id-token could not be verified: .*ECONNREFUSED/);
+    expect(log).toEqual([`policy store: an id-token could not be verified: connect ECONNREFUSED 127.0.0.1:${port}`]);
   });
 
   it('a JWKS that is not one, without a log: still the fixed line', async () => {
@@ -296,6 +308,6 @@ describe("failures of the server's own", () => {
     const started = Date.now();
     expect(await refusal(verifierOf(issuer, { jwksTimeoutMs: 200, log: (line) => log.push(line) }), await issuer.sign(CLAIMS))).toBe(UNVERIFIABLE);
     expect(Date.now() - started).toBeLessThan(2_500); // the default is 5 s
-    expect(log).toEqual([expect.stringMatching(/^policy store: an id-token could not be verified: .*timed? ?out/i)]);
+    expect(log).toEqual(['policy store: an id-token could not be verified: request timed out']);
   });
 });

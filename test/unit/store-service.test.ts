@@ -304,12 +304,19 @@ describe('policy documents', () => {
     expect(await repository.listPolicies('acme')).toEqual([]);
   });
 
-  it('names a policy document without a name "policy" in its problems', () => {
+  it.each([
+    ['egress-policy: deny\n', undefined, "policy:1: egress-policy must be 'audit' or 'block', not 'deny'"],
+    ['egress-policy: deny\nname: "quoted"\n', undefined, "quoted:1: egress-policy must be 'audit' or 'block', not 'deny'"],
+    ["name:   'single.q'\negress-policy: deny\n", undefined, "single.q:2: egress-policy must be 'audit' or 'block', not 'deny'"],
+    ['lockdown-mode:\n  name: inner\n', undefined, "policy:2: unknown key 'lockdown-mode.name' (known: enabled, detections)"],
+    ['name: in-file\negress-policy: deny\n', 'given', "given:2: egress-policy must be 'audit' or 'block', not 'deny'"],
+  ])('names the document %j (given %j) in its problems by its name, else "policy"', async (yaml, name, detail) => {
     expect.assertions(1);
+    const { service } = await store();
     try {
-      contentFromYaml('egress-policy: deny\n', 'policy');
+      await service.create(admin(), yaml, name);
     } catch (error) {
-      expect((error as StoreError).details).toEqual(["policy:1: egress-policy must be 'audit' or 'block', not 'deny'"]);
+      expect((error as StoreError).details[0]).toBe(detail);
     }
   });
 
@@ -373,11 +380,12 @@ describe('updates and versions', () => {
 describe('endpoint import and export', () => {
   it('adds what is new, once, and keeps what means the same endpoint', async () => {
     const { service } = await store();
-    await service.create(admin(), 'name: build\negress-policy: block\nallowed-endpoints: registry.npmjs.org 10.0.0.0/8:22\n');
+    await service.create(admin(), 'name: build\negress-policy: block\nallowed-endpoints: registry.npmjs.org 10.0.0.0/8:22\nlockdown-mode:\n  enabled: true\n  detections: [Reverse-Shell]\n');
     const result = await service.importEndpoints(admin(), 'build', { text: 'REGISTRY.npmjs.org.:443\n10.0.0.0/8:22 10.0.0.0/8\ngithub.com github.com:443\n', path: 'list.txt' }, false);
     expect([result.added, result.unchanged]).toEqual([['10.0.0.0/8', 'github.com'], ['REGISTRY.npmjs.org.:443', '10.0.0.0/8:22', 'github.com:443']]);
     expect([result.policy.version, result.policy.allowedEndpoints, result.policy.updatedBy]).toEqual([2, ['registry.npmjs.org', '10.0.0.0/8:22', '10.0.0.0/8', 'github.com'], 'token:acme-admin']);
-    expect([result.policy.egressPolicy, result.policy.lockdown]).toEqual(['block', { enabled: false, detections: [] }]);
+    // the rest of the policy stays as it was
+    expect([result.policy.egressPolicy, result.policy.lockdown]).toEqual(['block', { enabled: true, detections: ['Reverse-Shell'] }]);
   });
 
   it('changes nothing when dry, or when nothing is new', async () => {
@@ -391,7 +399,7 @@ describe('endpoint import and export', () => {
   });
 
   it('refuses a file with bad endpoints, naming the file (or "endpoints"), and changes nothing', async () => {
-    expect.assertions(3);
+    expect.assertions(4);
     const { service } = await store();
     await service.create(admin(), BUILD);
     try {
@@ -399,6 +407,11 @@ describe('endpoint import and export', () => {
     } catch (error) {
       expect([(error as StoreError).code, (error as StoreError).message]).toEqual(['INVALID_ARGUMENT', 'endpoints has 1 bad endpoint']);
       expect((error as StoreError).details).toEqual(["endpoints:2: endpoint 'bad..com': empty label in 'bad..com'"]);
+    }
+    try {
+      await service.importEndpoints(admin(), 'build', { text: 'bad..com x.com:0\n', path: 'list.txt' }, false);
+    } catch (error) {
+      expect((error as StoreError).message).toBe('list.txt has 2 bad endpoints');
     }
     expect((await service.get(admin(), 'build')).version).toBe(1);
   });
