@@ -37,11 +37,11 @@ export interface ProcessFiles {
 
 /** ProcessFiles from procfs mounted at `proc`. */
 export function procFiles(proc = '/proc'): ProcessFiles {
-  const read = (...parts: string[]) => {
+  const read = (...parts: string[]): string | undefined => {
     try {
       return fs.readFileSync(path.join(proc, ...parts), 'utf8');
     } catch {
-      return undefined;
+      /* gone: no text */
     }
   };
   return {
@@ -78,7 +78,8 @@ export function procFiles(proc = '/proc'): ProcessFiles {
  * Whether a descriptor with this fdinfo reads (O_RDONLY or O_RDWR). Both ends
  * of a pipe share its inode: the shell's output is consumed by whoever holds
  * the read end, while other writers (every job process writing the same job
- * log) are not its other end. No fdinfo (gone): not a reader.
+ * log) are not its other end. A socket is always open for both. No fdinfo
+ * (gone): not a reader.
  */
 export function opensForReading(fdinfo: string | undefined): boolean {
   const flags = fdinfo?.split('\n').find((line) => line.startsWith('flags:\t'))?.slice('flags:\t'.length);
@@ -133,7 +134,7 @@ export function judgeRelay(event: ShellOnIpcEvent, jobPids: number[], files: Pro
   for (const pid of jobPids) {
     if (pid === event.tgid) continue;
     const fds = files.fds(pid);
-    const held = fds.find(({ fd, link }) => ends.has(link) && (!link.startsWith('pipe:') || opensForReading(files.fdinfo(pid, fd))));
+    const held = fds.find(({ fd, link }) => ends.has(link) && opensForReading(files.fdinfo(pid, fd)));
     if (!held) continue;
     holders++;
     const links = new Set(fds.map(({ link }) => link));

@@ -162,6 +162,6 @@ export function readProcFs(pid: number, proc = '/proc'): ProcessInfo | undefined
     const uid = Number(/^Uid:\t(\d+)/m.exec(fs.readFileSync(path.join(dir, 'status'), 'utf8'))?.[1] ?? -1);
     return { pid, ppid, exe, argv, uid, jobCgroupId: 0, exited: false };
   } catch {
-    return undefined;
+    /* gone, or never there: not filled in */
   }
 }

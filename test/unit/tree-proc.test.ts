@@ -81,6 +81,10 @@ describe('readProcFs', () => {
     expect(readProcFs(4322, proc)).toBeUndefined();
     expect(readProcFs(4321, proc)).toBeUndefined(); // no cmdline
   });
+
+  it('reads /proc by default', () => {
+    expect(readProcFs(process.pid)).toMatchObject({ pid: process.pid, ppid: process.ppid, exe: fs.readlinkSync('/proc/self/exe'), uid: process.getuid!() });
+  });
 });
 
 describe('ProcessTree over a /proc fixture', () => {
