@@ -52,9 +52,8 @@ export interface ProcessLook {
 
 /** The fields of a /proc/PID/stat line we use; the comm (field 2) may hold spaces and parentheses. */
 export function parseStat(text: string): { state: string; flags: number; starttime: string } {
-  const close = text.lastIndexOf(')');
-  const fields = close < 0 ? [] : text.slice(close + 2).trim().split(' ');
-  if (fields.length < 20) throw new Error(`not a /proc stat line: ${JSON.stringify(text.slice(0, 80))}`);
+  const fields = text.slice(text.lastIndexOf(')') + 2).trim().split(' ');
+  if (!text.includes(')') || fields.length < 20) throw new Error(`not a /proc stat line: ${JSON.stringify(text.slice(0, 80))}`);
   return { state: fields[0], flags: Number(fields[6]), starttime: fields[19] };
 }
 

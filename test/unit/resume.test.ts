@@ -112,6 +112,11 @@ describe('parseStat and parsePending', () => {
     expect(() => parseStat('7 (x) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0\n')).toThrow('not a /proc stat line: "7 (x) S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0\\n"');
   });
 
+  it('refuses a line without the comm’s parentheses, however many fields it has', () => {
+    const line = '7 x S 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 98765 1000 100';
+    expect(() => parseStat(line)).toThrow(`not a /proc stat line: "${line}"`);
+  });
+
   it('names a bad line by its first 80 characters only', () => {
     expect(() => parseStat('y'.repeat(200))).toThrow(`not a /proc stat line: "${'y'.repeat(80)}"`);
   });
