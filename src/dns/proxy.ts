@@ -12,10 +12,10 @@
 import { randomInt } from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import type { IpAddress } from '../net/address';
+import { formatIp, type IpAddress } from '../net/address';
 import type { EgressMatcher } from '../policy/matcher';
 import type { EgressMode } from '../policy/policy';
-import { decideAnswer, decideQuery, isFromUpstream, type DnsOutcome, type DnsVerdict } from './decision';
+import { decideAnswer, decideQuery, errorReply, isFromUpstream, type DnsOutcome, type DnsVerdict } from './decision';
 import { SocketOwners, type DnsClient } from './socket-owner';
 
 export interface Upstream {
@@ -52,15 +52,16 @@ export interface DnsProxyOptions {
   matcher: EgressMatcher;
   mode: EgressMode;
   upstream: Upstream;
-  /** Called with an allowed name's addresses and ports before the answer is sent. */
+  /** Called with an allowed name's addresses and ports before the answer is sent; when it throws, the job gets SERVFAIL. */
   learn: (addresses: IpAddress[], ports: number[]) => void;
   record: (query: DnsQueryRecord) => void;
   /** The job's processes: with it, each record says which of them asked (src/dns/socket-owner.ts). */
   clientPids?: () => number[];
   timeoutMs?: number;
-  /** Addresses to listen on; the same port is used for all. */
-  listen?: { ip4: string; ip6: string };
 }
+
+/** Where the proxy listens: loopback only (the egress hooks redirect there), the same port on both. */
+const LISTEN = { ip4: '127.0.0.1', ip6: '::1' };
 
 export interface DnsProxyStats {
   queries: number;
@@ -93,15 +94,14 @@ export class DnsProxy {
 
   /** Listens on UDP and TCP, IPv4 and IPv6 loopback, on one free port. */
   static async start(options: DnsProxyOptions): Promise<DnsProxy> {
-    const listen = options.listen ?? { ip4: '127.0.0.1', ip6: '::1' };
     for (let attempt = 0; ; attempt++) {
       const udp4 = dgram.createSocket('udp4');
-      await new Promise<void>((resolve, reject) => udp4.once('error', reject).bind(0, listen.ip4, () => resolve()));
+      await new Promise<void>((resolve, reject) => udp4.once('error', reject).bind(0, LISTEN.ip4, () => resolve()));
       const port = udp4.address().port;
       const proxy = new DnsProxy(options, port);
       proxy.sockets.push(udp4);
       try {
-        await proxy.listenAll(listen, udp4);
+        await proxy.listenAll(udp4);
         return proxy;
       } catch (error) {
         await proxy.close();
@@ -110,18 +110,18 @@ export class DnsProxy {
     }
   }
 
-  private async listenAll(listen: { ip4: string; ip6: string }, udp4: dgram.Socket): Promise<void> {
+  private async listenAll(udp4: dgram.Socket): Promise<void> {
     udp4.on('message', (message, from) => this.onDatagram(udp4, message, from));
     udp4.on('error', () => undefined);
-    const udp6 = dgram.createSocket({ type: 'udp6', ipv6Only: true });
+    const udp6 = dgram.createSocket('udp6');
     this.sockets.push(udp6);
-    await new Promise<void>((resolve, reject) => udp6.once('error', reject).bind(this.port, listen.ip6, () => resolve()));
+    await new Promise<void>((resolve, reject) => udp6.once('error', reject).bind(this.port, LISTEN.ip6, () => resolve()));
     udp6.on('message', (message, from) => this.onDatagram(udp6, message, from));
     udp6.on('error', () => undefined);
-    for (const host of [listen.ip4, listen.ip6]) {
+    for (const host of [LISTEN.ip4, LISTEN.ip6]) {
       const server = net.createServer((socket) => this.onTcpConnection(socket));
       this.servers.push(server);
-      await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ port: this.port, host, ipv6Only: host.includes(':') }, () => resolve()));
+      await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ port: this.port, host }, () => resolve()));
     }
   }
 
@@ -138,7 +138,8 @@ export class DnsProxy {
     socket.on('error', () => undefined);
     socket.setTimeout(30_000, () => socket.destroy());
     let pending = Buffer.alloc(0);
-    const client: DnsClient = { transport: 'tcp', address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
+    // set while the connection is open, as it is in its handler
+    const client: DnsClient = { transport: 'tcp', address: socket.remoteAddress!, port: socket.remotePort! };
     socket.on('data', (chunk) => {
       pending = Buffer.concat([pending, chunk]);
       while (pending.length >= 2) {
@@ -184,7 +185,15 @@ export class DnsProxy {
     }
     const result = decideAnswer(decision.query, question, upstream);
     if (result.upstreamFailed) this.stats.upstreamErrors++;
-    if (result.learn) this.options.learn(result.learn.addresses, result.learn.ports);
+    if (result.learn) {
+      try {
+        this.options.learn(result.learn.addresses, result.learn.ports);
+      } catch (error) {
+        // not allowed in the kernel (its map full, say): the job is not told an address it could not reach, and the event says why
+        record({ rcode: 'SERVFAIL', answers: [], error: `could not allow ${result.learn.addresses.map(formatIp).join(', ')}: ${(error as Error).message}` });
+        return errorReply(decision.query, 'SERVFAIL');
+      }
+    }
     record(result.outcome);
     return result.reply;
   }

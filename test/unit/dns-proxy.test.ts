@@ -201,6 +201,43 @@ describe('DnsProxy over UDP', () => {
   });
 });
 
+describe('DnsProxy listening', () => {
+  it('listens on loopback only: another local address gets no answer over UDP and no connection over TCP', async () => {
+    await withZone(async ({ proxy, records }) => {
+      expect(await udpExchange(proxy.port, queryMessage('allowed.test'), '127.0.0.2', 300)).toBeUndefined();
+      const refused = await new Promise<string | undefined>((resolve) => {
+        const socket = net.connect(proxy.port, '127.0.0.2');
+        socket.on('connect', () => {
+          socket.destroy();
+          resolve(undefined);
+        });
+        socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code));
+      });
+      expect(refused).toBe('ECONNREFUSED');
+      expect(records).toEqual([]);
+    });
+  });
+});
+
+describe('DnsProxy when learning fails', () => {
+  const failing = { learn: () => { throw new Error('allow map full'); } };
+  it.each(['udp', 'tcp'] as const)('answers SERVFAIL over %s, not the address the job could not reach, and records why', async (transport) => {
+    const upstream = await startDnsServer(ZONE());
+    try {
+      await withProxy(upstream, async ({ proxy, records }) => {
+        const response = transport === 'udp'
+          ? await queryUdp(proxy.port, 'allowed.test')
+          : (await tcpExchange(proxy.port, [dnsPacket.streamEncode({ type: 'query', id: 7, questions: [{ type: 'A', name: 'allowed.test' }] })], 1))[0];
+        expect([response.id, rcodeOf(response), response.answers]).toEqual([7, 'SERVFAIL', []]);
+        expect(records.map((r) => [r.verdict, r.rcode, r.answers, r.error])).toEqual([['allowed', 'SERVFAIL', [], 'could not allow 198.18.1.10: allow map full']]);
+        expect(dataOf(await queryUdp(proxy.port, 'a.wild.test'))).toEqual([]); // still serving
+      }, failing);
+    } finally {
+      await upstream.close();
+    }
+  });
+});
+
 describe('DnsProxy over TCP', () => {
   it('forwards over TCP, learns, and records the transport', async () => {
     await withZone(async ({ proxy, learned, records }, queries) => {
@@ -209,6 +246,20 @@ describe('DnsProxy over TCP', () => {
       expect(queries).toEqual(['allowed.test A tcp']);
       expect(learned).toEqual(['198.18.1.10 443,80']);
       expect(records.map((r) => [r.transport, r.client?.transport])).toEqual([['tcp', 'tcp']]);
+    });
+  });
+
+  it('records the asking TCP socket’s address and port', async () => {
+    await withZone(async ({ proxy, records }) => {
+      const socket = net.connect(proxy.port, '127.0.0.1');
+      try {
+        await new Promise((resolve) => socket.once('connect', resolve));
+        socket.write(dnsPacket.streamEncode({ type: 'query', id: 14, questions: [{ type: 'A', name: 'denied.test' }] }));
+        await new Promise((resolve) => socket.once('data', resolve));
+        expect(records.map((r) => r.client)).toEqual([{ transport: 'tcp', address: '127.0.0.1', port: socket.localPort }]);
+      } finally {
+        socket.destroy();
+      }
     });
   });
 
