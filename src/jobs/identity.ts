@@ -40,11 +40,9 @@ export interface IdentityFlags {
 export function workflowPathFromRef(ref: string | undefined): string | undefined {
   if (!ref) return undefined;
   const at = ref.lastIndexOf('@');
-  const withoutRef = at > 0 ? ref.slice(0, at) : ref;
-  const parts = withoutRef.split('/');
-  if (parts.length < 3) return undefined;
-  const workflow = parts.slice(2).join('/');
-  return workflow || undefined;
+  const withoutRef = at === -1 ? ref : ref.slice(0, at);
+  // OWNER/REPO/ comes first; without it (or nothing after it) there is no path
+  return withoutRef.split('/').slice(2).join('/') || undefined;
 }
 
 /** A bad identity flag, with what was wrong; all of them are reported at once by the caller. */
@@ -54,7 +52,7 @@ export interface IdentityProblem {
   problem: string;
 }
 
-const nonEmpty = (value: string | undefined) => (value === undefined || value === '' ? undefined : value);
+const nonEmpty = (value: string | undefined) => value || undefined;
 
 export function identityFrom(flags: IdentityFlags, env: NodeJS.ProcessEnv = process.env, host = os.hostname()): { identity: JobIdentity; problems: IdentityProblem[] } {
   const problems: IdentityProblem[] = [];

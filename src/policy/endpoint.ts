@@ -7,7 +7,7 @@
  * ignored, `_` is allowed in labels, and one `*` may stand anywhere: it
  * matches any run of characters, dots included (possibly none).
  */
-import { parseIp, parseIPv4, parseIPv6, type IpFamily } from '../net/address';
+import { networkOf, parseIp, type IpFamily } from '../net/address';
 
 export const DEFAULT_PORT = 443;
 
@@ -46,31 +46,25 @@ function parsePort(text: string, entry: string): number {
 }
 
 function parseCidr(text: string, entry: string): { family: IpFamily; bytes: Uint8Array; prefixLength: number } | undefined {
-  const slash = text.indexOf('/');
-  const addressText = slash < 0 ? text : text.slice(0, slash);
+  const [addressText, ...lengthParts] = text.split('/');
   const address = parseIp(addressText);
   if (!address) return undefined;
   const max = address.family === 4 ? 32 : 128;
-  let prefixLength = max;
-  if (slash >= 0) {
-    const lengthText = text.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(lengthText) || Number(lengthText) > max) {
-      throw new EndpointError(`bad prefix length '/${lengthText}' in '${entry}' (0-${max})`);
-    }
-    prefixLength = Number(lengthText);
-    // the bits past the prefix must be zero: 10.1.2.3/8 is a typo, not 10.0.0.0/8
-    for (let bit = prefixLength; bit < max; bit++) {
-      if (address.bytes[bit >> 3] & (0x80 >> (bit & 7))) {
-        throw new EndpointError(`'${entry}' has host bits set past /${prefixLength}`);
-      }
-    }
+  if (lengthParts.length === 0) return { ...address, prefixLength: max };
+  const lengthText = lengthParts.join('/');
+  if (!/^\d{1,3}$/.test(lengthText) || Number(lengthText) > max) {
+    throw new EndpointError(`bad prefix length '/${lengthText}' in '${entry}' (0-${max})`);
   }
-  return { family: address.family, bytes: address.bytes, prefixLength };
+  const prefixLength = Number(lengthText);
+  // the bits past the prefix must be zero: 10.1.2.3/8 is a typo, not 10.0.0.0/8
+  if (Buffer.compare(networkOf(address.bytes, prefixLength), address.bytes) !== 0) {
+    throw new EndpointError(`'${entry}' has host bits set past /${prefixLength}`);
+  }
+  return { ...address, prefixLength };
 }
 
 function parseName(host: string, entry: string): Pick<NameEndpoint, 'pattern' | 'wildcard'> {
   const name = canonicalName(host);
-  if (name === '') throw new EndpointError(`empty name in '${entry}'`);
   if (name.length > 253) throw new EndpointError(`name longer than 253 characters in '${entry}'`);
   const stars = name.split('*').length - 1;
   if (stars > 1) throw new EndpointError(`more than one '*' in '${entry}'`);
@@ -92,7 +86,7 @@ export function parseEndpoint(entry: string): Endpoint {
   // [ipv6 or ipv6 cidr]:port
   if (text.startsWith('[')) {
     const close = text.indexOf(']');
-    if (close < 0) throw new EndpointError(`missing ']' in '${entry}'`);
+    if (close === -1) throw new EndpointError(`missing ']' in '${entry}'`);
     const inner = text.slice(1, close);
     const after = text.slice(close + 1);
     if (after !== '' && !after.startsWith(':')) throw new EndpointError(`unexpected '${after}' after ']' in '${entry}'`);
@@ -109,18 +103,18 @@ export function parseEndpoint(entry: string): Endpoint {
   }
 
   const colon = text.indexOf(':');
-  const host = colon < 0 ? text : text.slice(0, colon);
-  const port = colon < 0 ? DEFAULT_PORT : parsePort(text.slice(colon + 1), entry);
+  const host = colon === -1 ? text : text.slice(0, colon);
+  const port = colon === -1 ? DEFAULT_PORT : parsePort(text.slice(colon + 1), entry);
   if (host === '') throw new EndpointError(`missing host in '${entry}'`);
 
-  const hostWithoutPrefix = host.split('/')[0];
-  if (parseIPv4(hostWithoutPrefix) || (host.includes('/') && /^[\d.]+$/.test(hostWithoutPrefix))) {
+  // A digit, then digits and dots (before any '/'), is an IPv4 address or
+  // prefix, good or bad, never a name: 1.2.3 is a bad address, not a host
+  // called 1.2.3. With at most one ':' left, nothing here can be IPv6.
+  if (/^\d[\d.]*$/.test(host.split('/')[0])) {
     const cidr = parseCidr(host, entry);
     if (!cidr) throw new EndpointError(`bad IPv4 address '${host}' in '${entry}'`);
     return { kind: 'ip', text, ...cidr, port };
   }
-  if (/^[\d.]+$/.test(host)) throw new EndpointError(`bad IPv4 address '${host}' in '${entry}'`);
-  if (parseIPv6(host)) throw new EndpointError(`write IPv6 with a port as [${host}]:port in '${entry}'`);
   return { kind: 'name', text, ...parseName(host, entry), port };
 }
 
@@ -137,6 +131,11 @@ export function canonicalName(name: string): string {
   return lower.endsWith('.') ? lower.slice(0, -1) : lower;
 }
 
+/** The entries of one line of an endpoint list: white space or commas between them, `#` starts a comment. */
+export function endpointEntries(line: string): string[] {
+  return line.replace(/#.*/, '').match(/[^\s,]+/g) ?? [];
+}
+
 /**
  * An endpoint list file: one endpoint per line (several, space- or
  * comma-separated, work too), `#` starts a comment. Every bad entry is one
@@ -146,7 +145,7 @@ export function parseEndpointList(text: string, source: string): { endpoints: En
   const endpoints: Endpoint[] = [];
   const problems: string[] = [];
   text.split('\n').forEach((line, index) => {
-    for (const entry of line.replace(/#.*/, '').split(/[\s,]+/).filter(Boolean)) {
+    for (const entry of endpointEntries(line)) {
       try {
         endpoints.push(parseEndpoint(entry));
       } catch (error) {

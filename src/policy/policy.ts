@@ -15,7 +15,8 @@
  * with any problem is not returned: nothing of it can be applied.
  */
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node as YamlNode, type Scalar } from 'yaml';
-import { EndpointError, parseEndpoint, type Endpoint } from './endpoint';
+import { formatIp } from '../net/address';
+import { EndpointError, endpointEntries, parseEndpoint, type Endpoint } from './endpoint';
 import { readTextFile } from './file';
 
 export const DETECTIONS = ['Privileged-Container', 'Runner-Worker-Memory-Read', 'Reverse-Shell'] as const;
@@ -31,8 +32,7 @@ export interface Policy {
 
 export interface PolicyProblem {
   line: number;
-  /** The endpoint or key the problem is about. */
-  entry?: string;
+  /** Names the key or entry it is about. */
   message: string;
 }
 
@@ -95,16 +95,15 @@ function booleanInput(node: YamlNode | null): boolean | undefined {
 /** An audit-mode policy with no endpoints: what a job gets when none applies. */
 export const AUDIT_POLICY: Policy = { egressPolicy: 'audit', allowedEndpoints: [], lockdown: { enabled: false, detections: [] } };
 
-/**
- * Splits an allowed-endpoints block (white space separated, commas
- * tolerated) into entries with the source offset of each.
- */
-function splitEntries(text: string, at: number): { entry: string; offset: number }[] {
-  const entries: { entry: string; offset: number }[] = [];
-  const token = /[^\s,]+/g;
-  let match: RegExpExecArray | null;
-  while ((match = token.exec(text))) entries.push({ entry: match[0], offset: at + match.index });
-  return entries;
+/** How a value is named in a problem: a scalar as its value ('' when there is none), anything else as JSON. */
+function shown(node: YamlNode | null): string {
+  return isScalar(node) ? String(node.value ?? '') : String(node ?? '');
+}
+
+/** The same endpoint however it is written (a duplicate changes nothing). */
+function endpointIdentity(endpoint: Endpoint): string {
+  const target = endpoint.kind === 'name' ? endpoint.pattern : `${formatIp(endpoint)}/${endpoint.prefixLength}`;
+  return `${target}:${endpoint.port}`;
 }
 
 /** Parses and validates a policy document. Throws PolicyError listing every problem. */
@@ -117,117 +116,124 @@ export function parsePolicyWithNotes(text: string, source = '<policy>'): ParsedP
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   const problems: PolicyProblem[] = [];
-  const lineOf = (offset: number | undefined) => (offset === undefined ? 1 : lines.linePos(offset).line);
-  const nodeLine = (node: YamlNode | null | undefined) => lineOf(node?.range?.[0]);
-  const problem = (line: number, message: string, entry?: string) => problems.push({ line, message, entry });
+  const lineOf = (offset: number) => lines.linePos(offset).line;
+  /** A node's line; `fallback` (its key's) for a key with no value at all (`? key`). */
+  const nodeLine = (node: YamlNode | null, fallback: number) => (node ? lineOf(node.range![0]) : fallback);
+  const problem = (line: number, message: string) => problems.push({ line, message });
   const notes: string[] = [];
+
+  /**
+   * The entries of a string, each with its line: read from the source, so
+   * that a folded block still names each entry's own line. A block scalar's
+   * first line is its header (`>`, `|`, indicators, a comment).
+   */
+  const stringEntries = (node: Scalar): { entry: string; line: number }[] => {
+    const [start, end] = node.range!;
+    const quoted = node.type === 'QUOTE_DOUBLE' || node.type === 'QUOTE_SINGLE';
+    const sourceLines = (quoted ? text.slice(start + 1, end - 1) : text.slice(start, end)).split('\n');
+    if (node.type === 'BLOCK_FOLDED' || node.type === 'BLOCK_LITERAL') sourceLines[0] = '';
+    return sourceLines.flatMap((source, i) => endpointEntries(source).map((entry) => ({ entry, line: lineOf(start) + i })));
+  };
 
   for (const error of doc.errors) problem(lineOf(error.pos[0]), `YAML: ${error.message.split('\n')[0]}`);
   if (problems.length) throw new PolicyError(source, problems);
 
   const root = doc.contents;
   if (root === null || (isScalar(root) && root.value === null)) throw new PolicyError(source, [{ line: 1, message: 'the policy is empty: it needs at least egress-policy (docs/policy.md)' }]);
-  if (!isMap(root)) throw new PolicyError(source, [{ line: nodeLine(root as YamlNode), message: 'a policy is a mapping of egress-policy, allowed-endpoints, lockdown-mode' }]);
+  if (!isMap(root)) throw new PolicyError(source, [{ line: nodeLine(root, 1), message: 'a policy is a mapping of egress-policy, allowed-endpoints, lockdown-mode' }]);
 
   // egress-policy defaults to audit, as in Harden-Runner.
   const policy: Policy = { egressPolicy: 'audit', allowedEndpoints: [], lockdown: { enabled: false, detections: [] } };
   for (const pair of root.items) {
-    const keyNode = pair.key as YamlNode;
-    const key = isScalar(keyNode) ? String(keyNode.value) : '';
+    const key = String(pair.key);
     const value = pair.value as YamlNode | null;
-    const line = nodeLine(keyNode);
+    const line = nodeLine(pair.key as YamlNode, 1);
+    const valueLine = nodeLine(value, line);
     switch (key) {
       case 'name': {
-        const name = isScalar(value) ? String(value.value ?? '') : '';
-        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) problem(line, `name '${name}' must be 1-100 letters, digits, '.', '_' or '-'`, 'name');
+        const name = shown(value);
+        if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/.test(name)) problem(line, `name '${name}' must be 1-100 letters, digits, '.', '_' or '-'`);
         else policy.name = name;
         break;
       }
       case 'egress-policy': {
-        const mode = isScalar(value) ? String(value.value) : '';
-        if (mode !== 'audit' && mode !== 'block') problem(nodeLine(value) || line, `egress-policy must be 'audit' or 'block', not '${mode}'`, 'egress-policy');
+        const mode = shown(value);
+        if (mode !== 'audit' && mode !== 'block') problem(valueLine, `egress-policy must be 'audit' or 'block', not '${mode}'`);
         else policy.egressPolicy = mode;
         break;
       }
       case 'allowed-endpoints': {
-        const entries: { entry: string; offset: number }[] = [];
+        const entries: { entry: string; line: number }[] = [];
         if (isSeq(value)) {
           for (const item of value.items as YamlNode[]) {
-            if (!isScalar(item) || typeof item.value !== 'string') {
-              problem(nodeLine(item), 'each allowed endpoint is a string');
-              continue;
-            }
-            entries.push(...splitEntries(item.value, (item as Scalar).range![0]));
+            if (isScalar(item) && typeof item.value === 'string') entries.push(...stringEntries(item));
+            else problem(nodeLine(item, valueLine), `each allowed endpoint is a string, not '${shown(item)}'`);
           }
         } else if (isScalar(value) && (typeof value.value === 'string' || value.value === null)) {
-          // Block scalars (> or |) and plain strings: find each entry in the
-          // source so that its own line can be named.
-          const [start, end] = value.range!;
-          const raw = text.slice(start, end);
-          const body = value.type === 'BLOCK_FOLDED' || value.type === 'BLOCK_LITERAL' ? raw.replace(/^[>|][+-]?\d*[^\n]*/, (header) => ' '.repeat(header.length)) : raw.replace(/^["']|["']$/g, ' ');
-          entries.push(...splitEntries(body.replace(/#[^\n]*/g, (c) => ' '.repeat(c.length)), start));
+          entries.push(...stringEntries(value));
         } else {
-          problem(nodeLine(value) || line, 'allowed-endpoints is a block of endpoints or a list');
+          problem(valueLine, `allowed-endpoints is a block of endpoints or a list, not '${shown(value)}'`);
         }
         const seen = new Set<string>();
-        for (const { entry, offset } of entries) {
+        for (const { entry, line: entryLine } of entries) {
           try {
             const endpoint = parseEndpoint(entry);
-            const identity = endpoint.kind === 'name' ? `${endpoint.pattern}:${endpoint.port}` : `${endpoint.text.toLowerCase()}`;
+            const identity = endpointIdentity(endpoint);
             if (seen.has(identity)) continue; // a duplicate changes nothing
             seen.add(identity);
             policy.allowedEndpoints.push(endpoint);
           } catch (error) {
             if (!(error instanceof EndpointError)) throw error;
-            problem(lineOf(offset), `endpoint '${entry}': ${error.message}`, entry);
+            problem(entryLine, `endpoint '${entry}': ${error.message}`);
           }
         }
         break;
       }
       case 'lockdown-mode': {
         if (!isMap(value)) {
-          problem(nodeLine(value) || line, 'lockdown-mode is a mapping with enabled and detections');
+          problem(valueLine, 'lockdown-mode is a mapping with enabled and detections');
           break;
         }
         for (const item of value.items) {
-          const subKey = isScalar(item.key) ? String(item.key.value) : '';
+          const subKey = String(item.key);
           const subValue = item.value as YamlNode | null;
-          const subLine = nodeLine(item.key as YamlNode);
+          const subLine = nodeLine(item.key as YamlNode, valueLine);
           if (subKey === 'enabled') {
-            if (!isScalar(subValue) || typeof subValue.value !== 'boolean') problem(subLine, 'lockdown-mode.enabled must be true or false', 'enabled');
+            if (!isScalar(subValue) || typeof subValue.value !== 'boolean') problem(subLine, 'lockdown-mode.enabled must be true or false');
             else policy.lockdown.enabled = subValue.value;
           } else if (subKey === 'detections') {
             if (!isSeq(subValue)) {
-              problem(subLine, `lockdown-mode.detections is a list of ${DETECTIONS.join(', ')}`, 'detections');
+              problem(subLine, `lockdown-mode.detections is a list of ${DETECTIONS.join(', ')}`);
               continue;
             }
             for (const detection of subValue.items as YamlNode[]) {
-              const name = isScalar(detection) ? String(detection.value) : '';
-              if (!(DETECTIONS as readonly string[]).includes(name)) problem(nodeLine(detection), `unknown detection '${name}' (known: ${DETECTIONS.join(', ')})`, name);
+              const name = shown(detection);
+              if (!(DETECTIONS as readonly string[]).includes(name)) problem(nodeLine(detection, subLine), `unknown detection '${name}' (known: ${DETECTIONS.join(', ')})`);
               else if (!policy.lockdown.detections.includes(name as Detection)) policy.lockdown.detections.push(name as Detection);
             }
           } else {
-            problem(subLine, `unknown key 'lockdown-mode.${subKey}' (${unknownKey(subKey, LOCKDOWN_KEYS)})`, subKey);
+            problem(subLine, `unknown key 'lockdown-mode.${subKey}' (${unknownKey(subKey, LOCKDOWN_KEYS)})`);
           }
         }
         break;
       }
       case 'disable-telemetry':
       case 'disable-file-monitoring':
-        if (booleanInput(value) === undefined) problem(nodeLine(value) || line, `${key} must be true or false`, key);
+        if (booleanInput(value) === undefined) problem(valueLine, `${key} must be true or false`);
         else notes.push(`${source}:${line}: ${key} is accepted for Harden-Runner compatibility: ${HARDEN_RUNNER_NOTES[key]}`);
         break;
       case 'disable-sudo':
       case 'disable-sudo-and-containers': {
         const enabled = booleanInput(value);
-        if (enabled === undefined) problem(nodeLine(value) || line, `${key} must be true or false`, key);
-        else if (enabled) problem(line, `${key}: true is not enforced by ringfence yet; the job would keep sudo, so the policy is refused (remove it or set it to false)`, key);
+        if (enabled === undefined) problem(valueLine, `${key} must be true or false`);
+        else if (enabled) problem(line, `${key}: true is not enforced by ringfence yet; the job would keep sudo, so the policy is refused (remove it or set it to false)`);
         break;
       }
       default:
-        problem(line, `unknown key '${key}' (${unknownKey(key, KEYS)})`, key);
+        problem(line, `unknown key '${key}' (${unknownKey(key, KEYS)})`);
     }
   }
+  // by line: the list items that are no strings are found before the entries of the strings
   if (problems.length) throw new PolicyError(source, problems.sort((a, b) => a.line - b.line));
   return { policy, notes };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, exitStatusOf, type JobOutcome } from '../../src/agent/exit-status';
+import { EXIT, EXIT_STATUS_HELP, exitStatusOf, type JobOutcome } from '../../src/agent/exit-status';
 
 const outcome = (over: Partial<JobOutcome>): JobOutcome => ({ exitCode: 0, signal: null, blocked: 0, lockedDown: false, agentFailures: [], ...over });
 
@@ -25,6 +25,15 @@ describe('exit status of ringfence run', () => {
       expect(status).toBeLessThan(255);
     }
     expect(own).not.toContain(137);
+  });
+});
+
+describe('the exit status help (run --help, docs/cli.md)', () => {
+  it('names each of ringfence\'s own statuses with what it means, in order of precedence', () => {
+    const lines = [`  ${EXIT.LOCKDOWN}  lockdown killed the job`, `  ${EXIT.AGENT_FAILURE}  ringfence failed`, '  128+N  ringfence ended the job on signal N', `  ${EXIT.BLOCKED}    CMD exited 0 but the policy blocked a request`, `  ${EXIT.USAGE}  bad usage`];
+    const at = lines.map((line) => EXIT_STATUS_HELP.indexOf(line));
+    expect(at.every((index) => index > 0)).toBe(true);
+    expect(at).toEqual([...at].sort((a, b) => a - b));
   });
 });
 

@@ -18,6 +18,11 @@ describe('workflowPathFromRef', () => {
     ['acme/web/.github/workflows/ci.yml@refs/heads/main', '.github/workflows/ci.yml'],
     ['acme/web/.github/workflows/release.yaml@refs/tags/v1.2', '.github/workflows/release.yaml'],
     ['acme/web/.github/workflows/ci.yml', '.github/workflows/ci.yml'],
+    // the last '@' starts the ref: a path may have one of its own
+    ['acme/web/.github/workflows/a@b.yml@refs/heads/main', '.github/workflows/a@b.yml'],
+    ['acme/web/ci.yml@refs/heads/main', 'ci.yml'],
+    ['acme/web/@refs/heads/main', undefined],
+    ['acme/web@refs/heads/main', undefined],
     ['acme/web', undefined],
     ['', undefined],
     [undefined, undefined],
@@ -50,8 +55,20 @@ describe('identityFrom', () => {
   });
 
   it('leaves out what is unknown or empty: only the host is always there', () => {
-    expect(identityFrom({}, {}, 'ci-3')).toEqual({ identity: { host: 'ci-3' }, problems: [] });
-    expect(identityFrom({ org: '' }, { GITHUB_REPOSITORY_OWNER: '' }, 'ci-3').identity).toEqual({ host: 'ci-3' });
+    // toStrictEqual: a key that is there with undefined would override a default where the identity is spread
+    expect(identityFrom({}, {}, 'ci-3')).toStrictEqual({ identity: { host: 'ci-3' }, problems: [] });
+    expect(identityFrom({ org: '' }, { GITHUB_REPOSITORY_OWNER: '' }, 'ci-3').identity).toStrictEqual({ host: 'ci-3' });
+  });
+
+  it('an empty flag falls back to the environment', () => {
+    expect(identityFrom({ org: '', runAttempt: '' }, actionsEnv(), 'h').identity).toMatchObject({ org: 'acme', runAttempt: 2 });
+  });
+
+  it.each([
+    ['1', 1],
+    ['12', 12],
+  ])('takes run attempt %s', (attempt, runAttempt) => {
+    expect(identityFrom({}, { GITHUB_RUN_ATTEMPT: attempt }, 'h')).toStrictEqual({ identity: { runAttempt, host: 'h' }, problems: [] });
   });
 
   it.each([
@@ -59,6 +76,11 @@ describe('identityFrom', () => {
     [{ runAttempt: '1.5' }, {}, { flag: '--run-attempt', value: '1.5', problem: 'not a positive whole number' }],
     [{}, { GITHUB_RUN_ATTEMPT: 'two' }, { flag: 'GITHUB_RUN_ATTEMPT', value: 'two', problem: 'not a positive whole number' }],
     [{ runId: 'abc' }, {}, { flag: '--run-id', value: 'abc', problem: 'not a run id (digits)' }],
+    [{ runId: '12a' }, {}, { flag: '--run-id', value: '12a', problem: 'not a run id (digits)' }],
+    [{ runId: 'a12' }, {}, { flag: '--run-id', value: 'a12', problem: 'not a run id (digits)' }],
+    [{}, { GITHUB_RUN_ID: '70-1' }, { flag: 'GITHUB_RUN_ID', value: '70-1', problem: 'not a run id (digits)' }],
+    [{ runAttempt: '2x' }, {}, { flag: '--run-attempt', value: '2x', problem: 'not a positive whole number' }],
+    [{ runAttempt: 'x2' }, {}, { flag: '--run-attempt', value: 'x2', problem: 'not a positive whole number' }],
   ])('a bad run attempt or id (%j %j) is a problem naming where it came from, and is left out', (flags, env, problem) => {
     const { identity, problems } = identityFrom(flags, env, 'h');
     expect(problems).toEqual([problem]);

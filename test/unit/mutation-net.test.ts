@@ -5,7 +5,7 @@
  * own data.
  */
 import { describe, expect, it } from 'vitest';
-import { formatIp, isLoopback, parseIp, parseIPv4, parseIPv6, prefixMatches, unmapIPv4, type IpAddress } from '../../src/net/address';
+import { formatIp, isLoopback, networkOf, parseIp, parseIPv4, parseIPv6, parseProcNetAddress, prefixMatches, unmapIPv4, type IpAddress } from '../../src/net/address';
 
 const bytesOf = (text: string): Uint8Array => {
   const address = parseIp(text);
@@ -62,6 +62,33 @@ describe('prefixMatches', () => {
   });
 });
 
+describe('networkOf', () => {
+  // [address, prefix length, network]
+  it.each([
+    ['10.1.31.255', 20, '10.1.16.0'],
+    ['10.1.31.255', 23, '10.1.30.0'],
+    ['10.1.31.255', 8, '10.0.0.0'],
+    ['10.1.31.255', 1, '0.0.0.0'],
+    ['192.0.2.255', 25, '192.0.2.128'],
+    ['10.1.31.255', 32, '10.1.31.255'],
+    ['10.1.31.255', 0, '0.0.0.0'],
+    ['2001:db8::ff', 121, '2001:db8::80'],
+    ['2001:db8:1fff:ffff::1', 36, '2001:db8:1000::'],
+    ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 127, 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe'],
+    ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 128, 'ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff'],
+    ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 96, 'ffff:ffff:ffff:ffff:ffff:ffff::'],
+  ])('%s/%d → %s', (address, length, network) => {
+    const parsed = parseIp(address)!;
+    expect(formatIp({ family: parsed.family, bytes: networkOf(parsed.bytes, length) })).toBe(network);
+  });
+
+  it('leaves the address it is given as it is', () => {
+    const bytes = Uint8Array.from([10, 1, 31, 255]);
+    networkOf(bytes, 20);
+    expect([...bytes]).toEqual([10, 1, 31, 255]);
+  });
+});
+
 describe('parseIPv4', () => {
   it.each([
     ['0.0.0.0', '00000000'],
@@ -90,6 +117,8 @@ describe('parseIPv6', () => {
     ['ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff', 'ffffffffffffffffffffffffffffffff'],
     ['::ffff:192.0.2.7', '00000000000000000000ffffc0000207'],
     ['64:ff9b::10.0.0.1', '0064ff9b00000000000000000a000001'],
+    ['1:2:3:4:5:6:10.0.0.1', '0001000200030004000500060a000001'],
+    ['::10.0.0.1', '0000000000000000000000000a000001'],
   ])('%s → %s', (text, expected) => {
     expect(hex(parseIPv6(text))).toBe(expected);
   });
@@ -108,6 +137,15 @@ describe('parseIPv6', () => {
     'fe80::1%eth0',
     '',
     ':',
+    ' ::1',
+    '::1 ',
+    '1:2:3:4:5:6:7:10.0.0.1',
+    '1:2:3:4:5:10.0.0.1',
+    '::ffff:10.0.0.1.5',
+    '::ffff:10.0.0.1:1',
+    '10.0.0.1::',
+    '1.2::3',
+    '10.0.0.1',
   ])('refuses %j', (text) => {
     expect(parseIPv6(text)).toBeUndefined();
   });
@@ -153,8 +191,12 @@ describe('unmapIPv4', () => {
     expect(unmapIPv4(address)).toBe(address);
   });
 
-  it('leaves IPv4 as it is', () => {
-    const address: IpAddress = { family: 4, bytes: Uint8Array.from([10, 0, 0, 1]) };
+  it.each([
+    [10, 0, 0, 1],
+    // four zero bytes are no ::ffff: prefix
+    [0, 0, 0, 0],
+  ])('leaves IPv4 %d.%d.%d.%d as it is', (...bytes) => {
+    const address: IpAddress = { family: 4, bytes: Uint8Array.from(bytes) };
     expect(unmapIPv4(address)).toBe(address);
   });
 });
@@ -195,5 +237,22 @@ describe('formatIp', () => {
     ['::ffff:c000:207', '::ffff:192.0.2.7'],
   ])('%s → %s', (text, expected) => {
     expect(formatIp(parseIp(text)!)).toBe(expected);
+  });
+});
+
+describe('parseProcNetAddress', () => {
+  // [column, byte order of the machine that wrote it, family, address, port]
+  it.each([
+    ['0100007F:1F90', 'LE', 4, '127.0.0.1', 8080],
+    ['7F000001:1F90', 'BE', 4, '127.0.0.1', 8080],
+    ['076433C6:115C', 'LE', 4, '198.51.100.7', 4444],
+    ['C6336407:115C', 'BE', 4, '198.51.100.7', 4444],
+    ['00000000000000000000000001000000:0035', 'LE', 6, '::1', 53],
+    ['00000000000000000000000000000001:0035', 'BE', 6, '::1', 53],
+    ['B80D0120000000000000000001000000:01BB', 'LE', 6, '2001:db8::1', 443],
+    ['0000000000000000FFFF00000100000A:0050', 'LE', 6, '::ffff:10.0.0.1', 80],
+  ] as const)('%s (%s) is IPv%d %s port %d', (column, byteOrder, family, address, port) => {
+    const parsed = parseProcNetAddress(column, byteOrder);
+    expect({ family: parsed.address.family, address: formatIp(parsed.address), port: parsed.port }).toEqual({ family, address, port });
   });
 });

@@ -190,6 +190,11 @@ describe('ports', () => {
     ['[2001:db8::1]:65536', "bad port '65536' in '[2001:db8::1]:65536' (1-65535)"],
     ['[2001:db8::1]:', "bad port '' in '[2001:db8::1]:' (1-65535)"],
     ['[2001:db8::1]443', "unexpected '443' after ']' in '[2001:db8::1]443'"],
+    // what Number() would read as a port, but is none
+    ['example.com:+443', "bad port '+443' in 'example.com:+443' (1-65535)"],
+    ['example.com:1e3', "bad port '1e3' in 'example.com:1e3' (1-65535)"],
+    ['example.com:443/tcp', "bad port '443/tcp' in 'example.com:443/tcp' (1-65535)"],
+    ['192.0.2.7:0x1bb', "bad port '0x1bb' in '192.0.2.7:0x1bb' (1-65535)"],
   ])('refuses %s', (entry, message) => {
     expect.assertions(2);
     try {
@@ -213,6 +218,11 @@ describe('address entries', () => {
     ['fd00::1', { kind: 'ip', family: 6, prefixLength: 128, port: 443, bytes: Uint8Array.from([0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]) }],
     ['fd00::', { kind: 'ip', family: 6, prefixLength: 128, port: 443 }],
     ['[::ffff:192.0.2.7]', { kind: 'ip', family: 6, prefixLength: 128 }],
+    ['10.1.16.0/20', { kind: 'ip', family: 4, prefixLength: 20, port: 443, bytes: Uint8Array.from([10, 1, 16, 0]) }],
+    ['10.1.16.0/20:22', { kind: 'ip', family: 4, prefixLength: 20, port: 22, bytes: Uint8Array.from([10, 1, 16, 0]) }],
+    ['[2001:db8::/31]', { kind: 'ip', family: 6, prefixLength: 31 }],
+    ['[::/128]', { kind: 'ip', family: 6, prefixLength: 128 }],
+    ['255.255.255.255/32', { kind: 'ip', family: 4, prefixLength: 32, bytes: Uint8Array.from([255, 255, 255, 255]) }],
   ])('%s', (entry, expected) => {
     expect(parseEndpoint(entry)).toMatchObject(expected);
   });
@@ -229,6 +239,19 @@ describe('address entries', () => {
     ['10.0.0.0/', "bad prefix length '/' in '10.0.0.0/' (0-32)"],
     ['10.0.0.0/x', "bad prefix length '/x' in '10.0.0.0/x' (0-32)"],
     ['[2001:db8::/129]', "bad prefix length '/129' in '[2001:db8::/129]' (0-128)"],
+    // what Number() would read as a length (NaN would match every address), but is none
+    ['10.0.0.0/8x', "bad prefix length '/8x' in '10.0.0.0/8x' (0-32)"],
+    ['10.0.0.0/+8', "bad prefix length '/+8' in '10.0.0.0/+8' (0-32)"],
+    ['10.0.0.0/8/', "bad prefix length '/8/' in '10.0.0.0/8/' (0-32)"],
+    ['10.0.0.0/8/16', "bad prefix length '/8/16' in '10.0.0.0/8/16' (0-32)"],
+    // the first bit past the prefix, and the last one
+    ['10.1.24.0/20', "'10.1.24.0/20' has host bits set past /20"],
+    ['10.1.16.1/20', "'10.1.16.1/20' has host bits set past /20"],
+    ['10.1.16.0/19', "'10.1.16.0/19' has host bits set past /19"],
+    ['[2001:db9::/31]', "'[2001:db9::/31]' has host bits set past /31"],
+    ['[::1/127]', "'[::1/127]' has host bits set past /127"],
+    ['1.2.3.4.5', "bad IPv4 address '1.2.3.4.5' in '1.2.3.4.5'"],
+    ['1.2.3.4.5/8', "bad IPv4 address '1.2.3.4.5/8' in '1.2.3.4.5/8'"],
     ['[192.0.2.7]', "bad IPv6 address '192.0.2.7' in '[192.0.2.7]'"],
     ['[2001:db8::1', "missing ']' in '[2001:db8::1'"],
     ['300.1.2.3', "bad IPv4 address '300.1.2.3' in '300.1.2.3'"],
@@ -258,8 +281,17 @@ describe('name entries', () => {
     [`${'a.'.repeat(126)}ab`, `name longer than 253 characters in '${'a.'.repeat(126)}ab'`],
     [':443', "missing host in ':443'"],
     ['   ', 'empty endpoint'],
+    ['.', "empty label in '.'"],
+    ['.:80', "empty label in '.:80'"],
+    // a '/' after a name is no prefix length
+    ['a.1/8', "bad label '1/8' in 'a.1/8'"],
   ])('refuses %j', (entry, message) => {
     expect(() => parseEndpoint(entry)).toThrow(new EndpointError(message));
+  });
+
+  // digits and dots only are an address; a name may still start or end with digits
+  it.each(['1e100.net', '3com.com', '1password.com:8443', 'cache-01', 'runner-42:22', '10x.example.com'])('takes %s as a name', (entry) => {
+    expect(parseEndpoint(entry)).toMatchObject({ kind: 'name', pattern: entry.split(':')[0] });
   });
 
   it('takes the longest labels and names there may be', () => {

@@ -148,6 +148,37 @@ describe('policy files', () => {
     expect(failure('/etc/ringfence/p.yml', '--policy')).toBe('--policy /etc/ringfence/p.yml: cannot read it (permission denied)');
   });
 
+  it.each([
+    ['EPERM', 'cannot read it (permission denied)'],
+    ['EIO', 'cannot read it (EIO)'],
+    [undefined, 'cannot read it (read went wrong)'],
+  ])('names a file it cannot read (%s, simulated)', (code, problem) => {
+    const error = Object.assign(new Error('read went wrong'), code === undefined ? {} : { code });
+    vi.spyOn(fs, 'readFileSync').mockImplementation(() => {
+      throw error;
+    });
+    expect(failure('/etc/ringfence/p.yml', '--policy')).toBe(`--policy /etc/ringfence/p.yml: ${problem}`);
+  });
+
+  it('names a symlink loop with its errno', () => {
+    const d = dir();
+    fs.symlinkSync(path.join(d, 'b.yml'), path.join(d, 'a.yml'));
+    fs.symlinkSync(path.join(d, 'a.yml'), path.join(d, 'b.yml'));
+    expect(failure(path.join(d, 'a.yml'))).toBe(`policy file ${d}/a.yml: cannot read it (ELOOP)`);
+  });
+
+  it('calls a file with a NUL as its first byte binary (UTF-16 big-endian text)', () => {
+    const d = dir();
+    const file = path.join(d, 'utf16.yml');
+    fs.writeFileSync(file, Buffer.from('\0e\0g\0r\0e\0s\0s', 'latin1'));
+    expect(failure(file)).toBe(`policy file ${file}: is binary, not a text file (a NUL byte at offset 0)`);
+  });
+
+  it('loadPolicyFile names the file it could not read as a policy file', () => {
+    const d = dir();
+    expect(() => loadPolicyFile(path.join(d, 'missing.yml'))).toThrow(`policy file ${d}/missing.yml: no such file`);
+  });
+
   it('reads a good file, and a bad one is a PolicyError naming the file and line', () => {
     const d = dir();
     const file = path.join(d, 'p.yml');
@@ -199,7 +230,9 @@ describe('endpoint grammar', () => {
 });
 
 describe('EgressMatcher', () => {
-  const matcher = new EgressMatcher(
+  // built by each case (not while the tests are collected), from its own parse
+  const matcherOf = () =>
+    new EgressMatcher(
     parsePolicy(`egress-policy: block
 allowed-endpoints: >
   registry.npmjs.org
@@ -225,7 +258,7 @@ allowed-endpoints: >
     ['cdn.eu.example.net', 80, 'cdn.*.example.net:80'],
     ['cdn.eu.example.net', 443, undefined],
   ])('name %s:%d → %s', (name, port, entry) => {
-    expect(matcher.matchName(name, port)?.text).toBe(entry);
+    expect(matcherOf().matchName(name, port)?.text).toBe(entry);
   });
 
   it.each([
@@ -238,10 +271,11 @@ allowed-endpoints: >
     ['192.0.2.7', 443, undefined],
     ['not-an-ip', 443, undefined],
   ])('address %s:%d → %s', (address, port, entry) => {
-    expect(matcher.matchAddress(address, port)?.text).toBe(entry);
+    expect(matcherOf().matchAddress(address, port)?.text).toBe(entry);
   });
 
   it('judges DNS by any port of the name', () => {
+    const matcher = matcherOf();
     expect(matcher.nameEntries('x.wild.test').map((e) => e.text)).toEqual(['*.wild.test:443']);
     expect(matcher.nameEntries('cdn.x.example.net').map((e) => e.port)).toEqual([80]);
     expect(matcher.nameEntries('evil.test')).toEqual([]);
