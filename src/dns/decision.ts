@@ -73,12 +73,13 @@ export function decideQuery(message: Buffer, matcher: EgressMatcher, mode: Egres
   } catch {
     return { action: 'drop' };
   }
-  if (query.type !== 'query' || query.questions?.length !== 1) return { action: 'refuse', reply: errorReply(query, 'FORMERR') };
+  const questions = query.questions ?? [];
+  if (query.type !== 'query' || questions.length !== 1) return { action: 'refuse', reply: errorReply(query, 'FORMERR') };
   if ((query as { opcode?: string }).opcode !== 'QUERY') return { action: 'refuse', reply: errorReply(query, 'NOTIMP') };
-  const name = canonicalName(query.questions[0].name);
+  const name = canonicalName(questions[0].name);
   const entries = matcher.nameEntries(name);
   const verdict: DnsVerdict = entries.length > 0 ? 'allowed' : mode === 'block' ? 'blocked' : 'audited';
-  const question: JudgedQuestion = { name, type: String(query.questions[0].type), verdict, ports: [...new Set(entries.map((entry) => entry.port))] };
+  const question: JudgedQuestion = { name, type: String(questions[0].type), verdict, ports: [...new Set(entries.map((entry) => entry.port))] };
   if (verdict === 'blocked') return { action: 'answer', reply: errorReply(query, 'NXDOMAIN'), question, outcome: { rcode: 'NXDOMAIN', answers: [] } };
   return { action: 'forward', query, question };
 }

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { parseIp, parseProcNetAddress, unmapIPv4, type IpAddress } from '../net/address';
+import { formatIp, parseIp, parseProcNetAddress, unmapIPv4, type IpAddress } from '../net/address';
 
 /** Where a query came from: the job's socket, as the proxy sees it (its local address and port). */
 export interface DnsClient {
@@ -32,7 +32,7 @@ const MAX_REMEMBERED = 1_024;
  * address) or to the wildcard.
  */
 export function inodesInTable(table: string, address: IpAddress, port: number): number[] {
-  const wanted = unmapIPv4(address);
+  const wanted = formatIp(unmapIPv4(address));
   const inodes: number[] = [];
   // the column header has no port in its address column, so it matches none
   for (const line of table.split('\n')) {
@@ -42,7 +42,7 @@ export function inodesInTable(table: string, address: IpAddress, port: number): 
     if (local.port !== port) continue;
     const bound = unmapIPv4(local.address);
     const wildcard = bound.bytes.every((b) => b === 0);
-    if (wildcard || (bound.family === wanted.family && bound.bytes.every((b, i) => b === wanted.bytes[i]))) {
+    if (wildcard || formatIp(bound) === wanted) {
       const inode = Number(fields[9]);
       if (inode > 0) inodes.push(inode); // 0: a socket no process holds (TIME_WAIT)
     }

@@ -29,6 +29,7 @@ describe('inodesInTable', () => {
     ['an IPv6 socket bound to ::1', [line(1, '00000000000000000000000001000000:C354', 5555)], '::1', 50004, [5555]],
     ['a socket bound to the IPv6 wildcard', [line(1, '00000000000000000000000000000000:C355', 6666)], '::1', 50005, [6666]],
     ['not ::1 for an IPv4 client (other family, same last byte)', [line(1, '00000000000000000000000001000000:C356', 7777)], '0.0.0.1', 50006, []],
+    ['not 127.0.0.1 for an IPv6 client whose first bytes are 127.0.0.1', [line(1, '0100007F:C356', 7779)], '7f00:1::', 50006, []],
     ['not ::2 for a ::1 client', [line(1, '00000000000000000000000002000000:C357', 7778)], '::1', 50007, []],
     ['every socket on the port, in table order', [line(1, '0100007F:C358', 8881), line(2, '00000000:C358', 8882)], '127.0.0.1', 50008, [8881, 8882]],
     ['not a socket no process holds (inode 0, TIME_WAIT)', [line(1, '0100007F:C359', 0)], '127.0.0.1', 50009, []],
