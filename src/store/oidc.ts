@@ -73,8 +73,8 @@ export class OidcVerifier implements JobIdentityVerifier {
       throw new StoreError('UNAUTHENTICATED', 'id-token refused: it is not a JWT');
     }
     if (unverified.iss !== this.options.issuer) throw new StoreError('UNAUTHENTICATED', `id-token refused: its issuer is not the one this server trusts (${this.options.issuer})`);
-    const audiences = typeof unverified.aud === 'string' ? [unverified.aud] : Array.isArray(unverified.aud) ? unverified.aud : [];
-    if (!audiences.includes(this.options.audience)) throw new StoreError('UNAUTHENTICATED', `id-token refused: it is not for this server (audience ${this.options.audience})`);
+    // aud is one audience or a list of them (RFC 7519 §4.1.3)
+    if (![unverified.aud].flat().includes(this.options.audience)) throw new StoreError('UNAUTHENTICATED', `id-token refused: it is not for this server (audience ${this.options.audience})`);
 
     let claims: GitHubClaims;
     try {
@@ -87,11 +87,12 @@ export class OidcVerifier implements JobIdentityVerifier {
       this.options.log?.(`policy store: an id-token could not be verified: ${(error as Error)?.message ?? String(error)}`);
       throw new StoreError('UNAUTHENTICATED', UNVERIFIABLE);
     }
-    const fullName = claims.repository ?? '';
-    if (!claims.repository_owner || !fullName.includes('/')) throw new StoreError('UNAUTHENTICATED', 'id-token refused: no repository_owner claim or no owner/name repository claim');
+    const fullName = claims.repository;
+    if (!claims.repository_owner || !fullName?.includes('/')) throw new StoreError('UNAUTHENTICATED', 'id-token refused: no repository_owner claim or no owner/name repository claim');
     // workflow_ref names the run's workflow file in the job's own repository (job_workflow_ref may be
     // a reusable workflow of another repository: not what workflow attachments name)
-    const ref = /^([^/]+\/[^/]+)\/(\.github\/workflows\/[^@]+)@/.exec(claims.workflow_ref ?? claims.job_workflow_ref ?? '');
+    const refText = claims.workflow_ref ?? claims.job_workflow_ref;
+    const ref = refText ? /^([^/]+\/[^/]+)\/(\.github\/workflows\/[^@]+)@/.exec(refText) : null;
     const workflow = ref && ref[1].toLowerCase() === fullName.toLowerCase() ? ref[2] : undefined;
     let org: string;
     let repository: string;

@@ -159,6 +159,34 @@ describe('fetchPolicy', () => {
     }
   });
 
+  it('closes its connection to the store when done, answered or refused', async () => {
+    const { address, token, service } = await startStore();
+    await service.attach(admin, 'build', { kind: 'organization' });
+    // a loopback relay in front of the store, to see the agent's connections open and close
+    const open = new Set<net.Socket>();
+    let opened = 0;
+    const relay = net.createServer((socket) => {
+      opened++;
+      open.add(socket);
+      const upstream = net.connect(Number(address.split(':')[1]), '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      socket.on('close', () => (open.delete(socket), upstream.destroy()));
+      upstream.on('close', () => socket.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', () => resolve()));
+    cleanups.push(() => new Promise((resolve) => relay.close(() => resolve())));
+    const through = `127.0.0.1:${(relay.address() as net.AddressInfo).port}`;
+    const closed = async () => {
+      for (let i = 0; i < 100 && open.size; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      return open.size;
+    };
+    expect((await fetchPolicy(through, token, { org: 'acme' })).name).toBe('build');
+    expect(await closed()).toBe(0);
+    await expect(fetchPolicy(through, token, { org: 'globex' })).rejects.toThrow(RingfenceError);
+    expect(await closed()).toBe(0);
+    expect(opened).toBe(2);
+  });
+
   it('says the store cannot be reached when nothing listens', async () => {
     expect.assertions(2);
     const port = await new Promise<number>((resolve) => {

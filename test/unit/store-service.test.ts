@@ -326,6 +326,21 @@ describe('policy documents', () => {
   });
 });
 
+describe('policy names in calls', () => {
+  it.each<[string, (service: PolicyService) => Promise<unknown>]>([
+    ['get', (s) => s.get(admin(), 'a b')],
+    ['remove', (s) => s.remove(admin(), 'a b', true)],
+    ['history', (s) => s.history(admin(), 'a b')],
+    ['attach', (s) => s.attach(admin(), 'a b', { kind: 'organization' })],
+    ['detach', (s) => s.detach(admin(), 'a b', { kind: 'organization' })],
+    ['attachments', (s) => s.attachments(admin(), 'a b')],
+    ['resolve', (s) => s.resolve(job(), { namedPolicy: 'a b' })],
+  ])('%s refuses a bad policy name, naming it as one', async (_, call) => {
+    const { service } = await store();
+    expect(await refusal(call(service))).toEqual(['INVALID_ARGUMENT', "policy name 'a b' must be 1-100 letters, digits, '.', '_' or '-'"]);
+  });
+});
+
 describe('updates and versions', () => {
   it('makes no version for the same content, and one for a change', async () => {
     const { service } = await store();
@@ -452,6 +467,21 @@ describe('endpoint import and export', () => {
     tries = 0;
     await expect(failing(new Error('disk full')).importEndpoints(admin(), 'build', { text: 'new.example', path: 'f' }, false)).rejects.toThrow('disk full');
     expect(tries).toBe(1);
+  });
+
+  it('takes no write when nothing is new: a no-op import contends for no lock', async () => {
+    const { repository, service } = await store();
+    await service.create(admin(), BUILD);
+    const writes: string[] = [];
+    const watched = Object.create(repository) as PolicyRepository;
+    watched.updatePolicy = async (...args) => {
+      writes.push(args[1]);
+      return repository.updatePolicy(...args);
+    };
+    const result = await new PolicyService(watched).importEndpoints(admin(), 'build', { text: 'REGISTRY.npmjs.org github.com:22', path: 'f' }, false);
+    expect([result.added, writes]).toEqual([[], []]);
+    await new PolicyService(watched).importEndpoints(admin(), 'build', { text: 'new.example', path: 'f' }, false);
+    expect(writes).toEqual(['build']);
   });
 
   it('exports the endpoints as a file import takes back', async () => {
