@@ -239,6 +239,33 @@ describe('DnsProxy when learning fails', () => {
 });
 
 describe('DnsProxy over TCP', () => {
+  it('drops a garbage frame and answers the query after it on the same connection', async () => {
+    await withZone(async ({ proxy, records }) => {
+      const garbage = Buffer.from([0, 1, 0x78]); // a one-byte message
+      const replies = await tcpExchange(proxy.port, [Buffer.concat([garbage, dnsPacket.streamEncode({ type: 'query', id: 15, questions: [{ type: 'A', name: 'allowed.test' }] })])], 1);
+      expect(replies.map((r) => [r.id, dataOf(r)])).toEqual([[15, ['198.18.1.10']]]);
+      expect(proxy.stats).toEqual({ queries: 2, malformed: 1, upstreamErrors: 0 });
+      expect(records.map((r) => r.name)).toEqual(['allowed.test']);
+    });
+  });
+
+  it('close() ends connections still open, and returns', async () => {
+    const upstream = await startDnsServer(ZONE());
+    const policy = parsePolicy(POLICY);
+    const proxy = await DnsProxy.start({ matcher: new EgressMatcher(policy), mode: 'block', upstream, learn: () => undefined, record: () => undefined });
+    const socket = net.connect(proxy.port, '127.0.0.1');
+    try {
+      await new Promise((resolve) => socket.once('connect', resolve));
+      const ended = new Promise((resolve) => socket.once('close', resolve));
+      await proxy.close();
+      await ended;
+      expect(socket.destroyed).toBe(true);
+    } finally {
+      socket.destroy();
+      await upstream.close();
+    }
+  });
+
   it('forwards over TCP, learns, and records the transport', async () => {
     await withZone(async ({ proxy, learned, records }, queries) => {
       const [response] = await tcpExchange(proxy.port, [dnsPacket.streamEncode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'allowed.test' }] })], 1);
@@ -293,6 +320,36 @@ const answerTo = (query: dnsPacket.Packet, answers: dnsPacket.Answer[]) =>
   dnsPacket.encode({ type: 'response', id: query.id, flags: dnsPacket.RECURSION_AVAILABLE, questions: query.questions, answers });
 
 describe('DnsProxy and its upstream', () => {
+  it('asks an IPv6 upstream over UDP and TCP', async () => {
+    const upstream = await startDnsServer(ZONE(), '::1');
+    try {
+      await withProxy(upstream, async ({ proxy, learned }) => {
+        expect(dataOf(await queryUdp(proxy.port, 'allowed.test'))).toEqual(['198.18.1.10']);
+        const [response] = await tcpExchange(proxy.port, [dnsPacket.streamEncode({ type: 'query', id: 16, questions: [{ type: 'A', name: 'a.wild.test' }] })], 1);
+        expect(dataOf(response)).toEqual(['198.18.1.11']);
+        expect(upstream.queries).toEqual(['allowed.test A udp', 'a.wild.test A tcp']);
+        expect(learned).toEqual(['198.18.1.10 443,80', '198.18.1.11 443']);
+      });
+    } finally {
+      await upstream.close();
+    }
+  });
+
+  it('settled() waits until the asker of every recorded query is known', async () => {
+    const upstream = await startDnsServer(ZONE());
+    try {
+      await withProxy(upstream, async ({ proxy, records }) => {
+        await queryUdp(proxy.port, 'denied.test');
+        let asker: number | undefined | 'pending' = 'pending';
+        void records[0].asker!.then((pid) => (asker = pid));
+        await proxy.settled();
+        expect(asker).toBeUndefined(); // known: the asking socket is gone, and this process is not a job process
+      }, { clientPids: () => [] });
+    } finally {
+      await upstream.close();
+    }
+  });
+
   it('answers SERVFAIL and records why when upstream does not answer over UDP', async () => {
     const silent = await udpServer(() => undefined);
     try {
