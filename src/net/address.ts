@@ -80,7 +80,7 @@ export function networkOf(bytes: Uint8Array, prefixLength: number): Uint8Array {
   return bytes.map((byte, i) => byte & (0xff << (8 - Math.min(8, Math.max(0, prefixLength - 8 * i)))));
 }
 
-/** Whether the first `prefixLength` bits of a and b agree. */
+/** Whether the first `prefixLength` bits of a and b agree; an IPv4 and an IPv6 address never do (their lengths differ). */
 export function prefixMatches(a: Uint8Array, b: Uint8Array, prefixLength: number): boolean {
   return Buffer.compare(networkOf(a, prefixLength), networkOf(b, prefixLength)) === 0;
 }

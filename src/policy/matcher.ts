@@ -37,7 +37,8 @@ export class EgressMatcher {
     const parsed = typeof address === 'string' ? parseIp(address) : address;
     if (!parsed) return undefined;
     const ip = unmapIPv4(parsed);
-    return this.ips.find((entry) => entry.family === ip.family && entry.port === port && prefixMatches(entry.bytes, ip.bytes, entry.prefixLength));
+    // no family check needed: prefixMatches never equates a 4-byte network with a 16-byte one
+    return this.ips.find((entry) => entry.port === port && prefixMatches(entry.bytes, ip.bytes, entry.prefixLength));
   }
 
   /** A connection to `address`:`port`, reached through `name` when known. */

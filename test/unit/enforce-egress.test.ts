@@ -34,7 +34,8 @@ const policyOf = (mode: 'block' | 'audit', ...endpoints: string[]) =>
 
 const ip = (text: string): IpAddress => parseIp(text)!;
 
-const PROXY: DnsProxyAddress = { ip4: ip('127.0.0.1').bytes, ip6: ip('::1').bytes, port: 5353 };
+// literal bytes, not parseIp: a value computed at collection time would make parseIp's mutants look static to Stryker
+const PROXY: DnsProxyAddress = { ip4: Uint8Array.from([127, 0, 0, 1]), ip6: Uint8Array.from([...Array<number>(15).fill(0), 1]), port: 5353 };
 const POLICY = AllowSource.POLICY;
 const DNS = AllowSource.DNS;
 

@@ -99,6 +99,7 @@ describe('unreachable store', () => {
 describe('endpoint files', () => {
   it('reads one or more endpoints a line, with comments, and names bad lines', () => {
     expect(parseEndpointFile('# tools\nregistry.npmjs.org\n\na.com b.com:80, c.com # three\n', 'f')).toEqual(['registry.npmjs.org', 'a.com', 'b.com:80', 'c.com']);
+    expect.assertions(3);
     expect(() => parseEndpointFile('ok.com\nbad..com\n', 'list.txt')).toThrow(StoreError);
     try {
       parseEndpointFile('ok.com\nbad..com\nx.com:0\n', 'list.txt');
