@@ -7,7 +7,8 @@
         "native/sensor_handle.cc",
         "native/ring_reader.cc",
         "native/btf_layout.cc",
-        "native/libbpf_log.cc"
+        "native/libbpf_log.cc",
+        "native/peer_credentials.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

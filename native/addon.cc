@@ -5,6 +5,7 @@
 
 #include "btf_layout.h"
 #include "events.h"
+#include "peer_credentials.h"
 #include "sensor_handle.h"
 
 namespace {
@@ -37,6 +38,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("clocks", Napi::Function::New(env, Clocks));
   exports.Set("eventLayout", Napi::Function::New(env, ringfence::EventLayoutFromBtf));
   exports.Set("eventEnums", Napi::Function::New(env, ringfence::EventEnumsFromBtf));
+  exports.Set("peerCredentials", Napi::Function::New(env, ringfence::PeerCredentials));
   Napi::Array probes = Napi::Array::New(env, RF_PROBE_COUNT);
   for (uint32_t i = 0; i < RF_PROBE_COUNT; i++) probes.Set(i, kProbeNames[i]);
   exports.Set("probeNames", probes);
