@@ -117,6 +117,9 @@ const KEYS = ['policy-file', 'socket', 'socket-group', 'dns-upstream', 'store', 
 const STORE_KEYS = ['url', 'token-file', 'ca-file'];
 const METRICS_KEYS = ['listen', 'group'];
 
+/** Every key a config file may have, nested ones as `store.url` (docs/ringfenced.md lists each). */
+export const CONFIG_KEYS: readonly string[] = [...KEYS, ...STORE_KEYS.map((k) => `store.${k}`), ...METRICS_KEYS.map((k) => `metrics.${k}`)];
+
 /** sun_path holds 108 bytes with its NUL. */
 const MAX_SOCKET_PATH_BYTES = 107;
 const GROUP_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?$/;
