@@ -37,7 +37,7 @@ import { instanceName } from '../jobs/registry';
 import { RingfenceError } from '../util/errors';
 import { parseUpstream } from './job';
 import { LOG_LEVELS, type LogLevel } from './log';
-import { parseMetricsListen, type MetricsListen } from './metrics';
+import { parseMetricsListen, unixSocketPathProblem, type MetricsListen } from './metrics';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ringfence/ringfenced.yaml';
 
@@ -120,8 +120,6 @@ const METRICS_KEYS = ['listen', 'group'];
 /** Every key a config file may have, nested ones as `store.url` (docs/ringfenced.md lists each). */
 export const CONFIG_KEYS: readonly string[] = [...KEYS, ...STORE_KEYS.map((k) => `store.${k}`), ...METRICS_KEYS.map((k) => `metrics.${k}`)];
 
-/** sun_path holds 108 bytes with its NUL. */
-const MAX_SOCKET_PATH_BYTES = 107;
 const GROUP_NAME = /^[A-Za-z_][A-Za-z0-9_.-]{0,30}\$?$/;
 
 /** How a value the key does not take is named in a problem. */
@@ -175,9 +173,8 @@ function parse(text: string, source: string, env: NodeJS.ProcessEnv): Parsed {
   };
   const socketPath = (key: string, value: YamlNode | null, line: number): string | undefined => {
     const text = absolutePath(key, value, line);
-    if (text !== undefined && Buffer.byteLength(text) > MAX_SOCKET_PATH_BYTES) {
-      return void problem(lineOf(value, line), `${key} '${text}' is too long for a unix socket (${Buffer.byteLength(text)} bytes, at most ${MAX_SOCKET_PATH_BYTES})`);
-    }
+    const unfit = text === undefined ? undefined : unixSocketPathProblem(text);
+    if (unfit) return void problem(lineOf(value, line), `${key} '${text}' ${unfit}`);
     return text;
   };
   const groupName = (key: string, value: YamlNode | null, line: number): string | undefined => {

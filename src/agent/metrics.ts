@@ -21,13 +21,28 @@ export type MetricsListen = { kind: 'unix'; path: string } | { kind: 'tcp'; host
 
 const EXPECTED = 'expected a unix socket path, 127.0.0.1:PORT or [::1]:PORT';
 
+/** sun_path holds 108 bytes with its NUL. */
+export const MAX_UNIX_SOCKET_PATH_BYTES = 107;
+
+/** Why `socketPath` cannot be a unix socket's path, or undefined. */
+export function unixSocketPathProblem(socketPath: string): string | undefined {
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes > MAX_UNIX_SOCKET_PATH_BYTES) return `is too long for a unix socket (${bytes} bytes, at most ${MAX_UNIX_SOCKET_PATH_BYTES})`;
+  if (socketPath.includes('\0')) return 'holds a NUL byte';
+  return undefined;
+}
+
 /**
  * `/PATH`, `IPv4:PORT` or `[IPv6]:PORT`, the address a loopback one. Throws
  * an Error whose message starts with the spec quoted, for the caller to
  * prefix with what it is (`metrics.listen`).
  */
 export function parseMetricsListen(spec: string): MetricsListen {
-  if (spec.startsWith('/')) return { kind: 'unix', path: spec };
+  if (spec.startsWith('/')) {
+    const problem = unixSocketPathProblem(spec);
+    if (problem) throw new Error(`'${spec}' ${problem}`);
+    return { kind: 'unix', path: spec };
+  }
   const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d+)$/.exec(spec);
   if (!match) throw new Error(`'${spec}': ${EXPECTED}`);
   const host = match[1] ?? match[2];
@@ -217,6 +232,8 @@ function listenText(listen: MetricsListen): string {
 function checked(listen: MetricsListen): MetricsListen {
   if (listen.kind === 'unix') {
     if (!path.isAbsolute(listen.path)) throw new Error(`'${listen.path}': ${EXPECTED}`);
+    const problem = unixSocketPathProblem(listen.path);
+    if (problem) throw new Error(`'${listen.path}' ${problem}`);
     return listen;
   }
   const ip = parseIp(listen.host);

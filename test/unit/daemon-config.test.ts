@@ -150,6 +150,7 @@ describe('daemon config: refusals, one line each naming file:line and the key', 
     const long = `/run/${'x'.repeat(103)}`; // 108 bytes
     expect(problemsOf(`socket: ${long}\n`)).toEqual([`${FILE}:1: socket '${long}' is too long for a unix socket (108 bytes, at most 107)`]);
     expect(parsed(`socket: ${long.slice(0, -1)}\n`).socket).toBe(long.slice(0, -1));
+    expect(problemsOf(`metrics:\n  listen: ${long}\n`)).toEqual([`${FILE}:2: metrics.listen '${long}' is too long for a unix socket (108 bytes, at most 107)`]);
   });
 
   it('names that are not names', () => {

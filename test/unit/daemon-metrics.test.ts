@@ -242,6 +242,9 @@ describe('serveMetrics', () => {
     );
     await expect(serveMetrics('localhost:9464', registry)).rejects.toThrow("metrics listen 'localhost:9464': give an address, not a name (expected a unix socket path, 127.0.0.1:PORT or [::1]:PORT)");
     await expect(serveMetrics({ kind: 'unix', path: 'rel.sock' }, registry)).rejects.toThrow("metrics listen 'rel.sock': expected a unix socket path, 127.0.0.1:PORT or [::1]:PORT");
+    const long = `/run/${'x'.repeat(103)}`;
+    await expect(serveMetrics({ kind: 'unix', path: long }, registry)).rejects.toThrow(`metrics listen '${long}' is too long for a unix socket (108 bytes, at most 107)`);
+    expect(fs.existsSync(long)).toBe(false);
   });
 
   it('replaces a stale socket, refuses a live one and anything that is not a socket', async () => {
