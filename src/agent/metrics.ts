@@ -172,7 +172,7 @@ export interface MetricsServer {
 export interface ServeOptions {
   /** A unix socket's group: mode 0660 with it, 0600 (root only) without. */
   gid?: number;
-  /** A scrape that failed to collect (answered 500): for the daemon's log. */
+  /** A scrape that failed to collect (answered 500), or the server failing once it listens: for the daemon's log and metrics. */
   onError?: (error: Error) => void;
 }
 
@@ -209,6 +209,9 @@ export async function serveMetrics(listen: string | MetricsListen, registry: Reg
 
   if (target.kind === 'unix') await listenUnix(server, target.path, options.gid);
   else await listenOn(server, { host: target.host, port: target.port }, where);
+
+  // once listening, an error (an accept failing for want of descriptors…) is reported, never an unhandled 'error' that ends the daemon
+  server.on('error', (error) => options.onError?.(error));
 
   const bound = server.address();
   const address = target.kind === 'unix' ? target.path : typeof bound === 'object' && bound ? `${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}` : where;

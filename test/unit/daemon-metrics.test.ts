@@ -4,7 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { register as globalRegistry } from 'prom-client';
+import { Gauge, register as globalRegistry, Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DaemonMetrics, parseMetricsListen, serveMetrics, type MetricsServer } from '../../src/agent/metrics';
 import { RingfenceError } from '../../src/util/errors';
@@ -230,6 +230,23 @@ describe('serveMetrics', () => {
     const head = await get({ socketPath }, '/metrics', 'HEAD');
     expect([head.status, head.body]).toEqual([200, '']);
     expect((await get({ socketPath }, '/metrics?x=1')).status).toBe(200);
+  });
+
+  it('a scrape that cannot be collected is a 500 with its reason, and reported', async () => {
+    const registry = new Registry();
+    new Gauge({
+      name: 'broken',
+      help: 'a collect that fails',
+      registers: [registry],
+      collect() {
+        throw new Error('sensor gone');
+      },
+    });
+    const reported: string[] = [];
+    const socketPath = path.join(dir, 'metrics.sock');
+    served = await serveMetrics(socketPath, registry, { onError: (error) => reported.push(error.message) });
+    expect(await get({ socketPath })).toEqual({ status: 500, type: 'text/plain', body: 'cannot collect the metrics: sensor gone\n' });
+    expect(reported).toEqual(['sensor gone']);
   });
 
   it('refuses a non-loopback listen with one line, and listens nowhere', async () => {
