@@ -206,8 +206,8 @@ describe('what the server refuses, and goes on serving', () => {
     const replies = [await client.next(), await client.next()] as { id: number | null; error?: { code: string; message: string } }[];
     const error = replies.find((r) => r.id === null)!;
     expect(replies.find((r) => r.id === 1)).toEqual({ id: 1, result: { params: null, caller: expect.objectContaining({ pid: process.pid }) } });
-    expect(error.error.code).toBe(API_CODES.badJson);
-    expect(error.error.message).toMatch(/^request line 2: not JSON \(.+\)$/);
+    expect(error.error!.code).toBe(API_CODES.badJson);
+    expect(error.error!.message).toMatch(/^request line 2: not JSON \(.+\)$/);
     client.send('{"id": "s", "method": "echo", "params": 3}\n');
     expect(await client.next()).toMatchObject({ id: 's', result: { params: 3 } });
     expect(logs.filter(([level]) => level === 'warn').map(([, , f]) => f?.code)).toEqual([API_CODES.badJson]);
