@@ -1,5 +1,5 @@
 /** The local API's transport over real unix sockets (src/agent/local-api.ts), and the native peer credentials it rests on. */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -438,6 +438,22 @@ describe('connections', () => {
     expect(reply.result.caller.pid).toBe(child.pid);
     expect(reply.result.caller.pid).not.toBe(process.pid);
     expect(reply.result.caller.uid).toBe(process.getuid!());
+  });
+
+  it('a peer that exited before it was accepted is refused (the native read says ESRCH); nothing of it is handled', async () => {
+    const server = await serve();
+    let ran = false;
+    server.handle('touch', () => (ran = true));
+    // spawnSync holds our event loop: the child connects, sends, and exits (and is reaped) before we accept
+    const script = `const c = require('net').connect(${JSON.stringify(sock)}); c.on('connect', () => c.end('{"id":1,"method":"touch"}\\n', () => process.exit(0)));`;
+    const child = spawnSync(process.execPath, ['-e', script], { stdio: 'inherit' });
+    expect(child.status).toBe(0);
+    const deadline = Date.now() + 5000;
+    while (!logs.some(([, message]) => message === 'local API connection refused') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    const refused = logs.find(([, message]) => message === 'local API connection refused');
+    expect(refused?.[2]?.reason).toMatch(new RegExp(`^cannot identify the caller: peer credentials of fd \\d+: .*\\(ESRCH: No such process\\)$`));
+    expect(ran).toBe(false);
+    expect(server.connectionCount).toBe(0);
   });
 
   it('server close ends every connection: pending calls reject, the socket is removed', async () => {
