@@ -352,11 +352,7 @@ export class LocalApiServer<C = PeerCredentials> {
    */
   async listen(socket: string): Promise<void> {
     if (this.server) throw new Error(`the local API already listens at ${this.listeningPath}`);
-    const suffix = `.${process.pid}.new`;
-    const temporary = `${socket}${suffix}`;
-    if (Buffer.byteLength(temporary) > MAX_SOCKET_PATH_BYTES) {
-      throw new RingfenceError(`socket ${socket}: too long for a unix socket (at most ${MAX_SOCKET_PATH_BYTES - suffix.length} bytes)`, API_CODES.socketPath);
-    }
+    const temporary = temporaryName(socket);
     checkSocketDirectory(path.dirname(socket));
     await removeStaleSocket(socket, this.options.log);
     fs.rmSync(temporary, { force: true });
@@ -445,6 +441,17 @@ export class LocalApiServer<C = PeerCredentials> {
         },
       );
   }
+}
+
+/** Where the socket is bound before it is renamed into place: beside it, within a unix socket's 107 bytes. */
+function temporaryName(socket: string): string {
+  const fits = (name: string) => Buffer.byteLength(name) <= MAX_SOCKET_PATH_BYTES;
+  if (!fits(socket)) throw new RingfenceError(`socket ${socket}: too long for a unix socket (at most ${MAX_SOCKET_PATH_BYTES} bytes)`, API_CODES.socketPath);
+  const beside = `${socket}.${process.pid}.new`;
+  if (fits(beside)) return beside;
+  const short = path.join(path.dirname(socket), `.${process.pid.toString(36)}`);
+  if (fits(short) && short !== socket) return short;
+  throw new RingfenceError(`socket ${socket}: its directory is too long for a unix socket beside it (at most ${MAX_SOCKET_PATH_BYTES} bytes)`, API_CODES.socketPath);
 }
 
 /**
