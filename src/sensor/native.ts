@@ -115,6 +115,14 @@ export interface NativeAddon {
   probeNames: string[];
   layoutVersion: number;
   clocks(): { realtimeNs: bigint; boottimeNs: bigint };
+  /**
+   * Who connected the unix socket `fd` (SO_PEERCRED: tgid, effective ids) and
+   * that process's start time (/proc/PID/stat field 22), checked with
+   * SO_PEERPIDFD to belong to the peer and not to a process that reused its
+   * pid (pidReuseChecked false: a kernel before 6.5, unchecked). Throws an
+   * Error whose `code` is the errno name: ESRCH when the peer has exited.
+   */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number; startTime: number; pidReuseChecked: boolean };
 }
 
 let addon: NativeAddon | undefined;
