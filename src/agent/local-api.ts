@@ -95,37 +95,42 @@ export function readPeerCredentials(socket: net.Socket): PeerCredentials {
   return loadNative().peerCredentials(socketFd(socket));
 }
 
-class LineTooLongError extends RingfenceError {
-  constructor(limit: number) {
-    super(`a line longer than ${limit} bytes`, API_CODES.lineTooLong);
-  }
-}
-
-/** Splits a byte stream into lines ('\n'), refusing one longer than `limit` bytes before it is all buffered. */
+/**
+ * Splits a byte stream into lines ('\n'). A line longer than `limit` bytes is
+ * noticed before it is all buffered: push() then returns the complete lines
+ * before it and `tooLong`, and the splitter takes nothing more.
+ */
 class LineSplitter {
   private parts: Buffer[] = [];
   private length = 0;
+  private overflowed = false;
 
-  constructor(private readonly limit: number) {}
+  constructor(readonly limit: number) {}
 
-  push(chunk: Buffer): string[] {
+  push(chunk: Buffer): { lines: string[]; tooLong: boolean } {
     const lines: string[] = [];
+    if (this.overflowed) return { lines, tooLong: true };
     let start = 0;
     for (let newline = chunk.indexOf(0x0a); newline >= 0; newline = chunk.indexOf(0x0a, start)) {
-      this.add(chunk.subarray(start, newline));
+      if (!this.add(chunk.subarray(start, newline))) return { lines, tooLong: true };
       lines.push(Buffer.concat(this.parts, this.length).toString('utf8'));
       this.parts = [];
       this.length = 0;
       start = newline + 1;
     }
-    if (start < chunk.length) this.add(chunk.subarray(start));
-    return lines;
+    if (start < chunk.length && !this.add(chunk.subarray(start))) return { lines, tooLong: true };
+    return { lines, tooLong: false };
   }
 
-  private add(piece: Buffer): void {
-    if (this.length + piece.length > this.limit) throw new LineTooLongError(this.limit);
+  private add(piece: Buffer): boolean {
+    if (this.length + piece.length > this.limit) {
+      this.overflowed = true;
+      this.parts = [];
+      return false;
+    }
     this.parts.push(piece);
     this.length += piece.length;
+    return true;
   }
 }
 
@@ -198,6 +203,7 @@ class ServerConnection<C> implements LocalApiConnection<C> {
 
   /** Refuses the connection: one error reply with id null, then the end. */
   refuse(body: ApiErrorBody): void {
+    if (this.closed) return;
     this.write({ id: null, error: body });
     endAfterFlush(this.socket);
   }
@@ -222,17 +228,13 @@ class ServerConnection<C> implements LocalApiConnection<C> {
   }
 
   private receive(chunk: Buffer): void {
-    let lines: string[];
-    try {
-      lines = this.lines.push(chunk);
-    } catch (error) {
-      const message = `request line ${this.lineNumber + 1}: ${errorMessage(error)}`;
-      this.options.log('warn', 'local API request refused', this.fields({ code: API_CODES.lineTooLong, reason: message }));
-      this.refuse({ code: API_CODES.lineTooLong, message });
-      this.socket.pause();
-      return;
-    }
+    const { lines, tooLong } = this.lines.push(chunk);
     for (const line of lines) void this.handleLine(line, ++this.lineNumber);
+    if (!tooLong) return;
+    const message = `request line ${this.lineNumber + 1}: a line longer than ${this.lines.limit} bytes`;
+    this.options.log('warn', 'local API request refused', this.fields({ code: API_CODES.lineTooLong, reason: message }));
+    this.socket.pause();
+    this.refuse({ code: API_CODES.lineTooLong, message });
   }
 
   private async handleLine(line: string, lineNumber: number): Promise<void> {
@@ -638,12 +640,7 @@ export class LocalApiClient extends EventEmitter {
   }
 
   private receive(chunk: Buffer): void {
-    let lines: string[];
-    try {
-      lines = this.lines.push(chunk);
-    } catch (error) {
-      return this.fail(new LocalApiError(`ringfenced at ${this.socketPath} sent ${errorMessage(error)}`, API_CODES.badReply));
-    }
+    const { lines, tooLong } = this.lines.push(chunk);
     for (const line of lines) {
       if (line.trim() === '') continue;
       let message: unknown;
@@ -655,6 +652,7 @@ export class LocalApiClient extends EventEmitter {
       if (!isObject(message)) return this.fail(new LocalApiError(`ringfenced at ${this.socketPath} sent ${JSON.stringify(message)}, not an object`, API_CODES.badReply));
       this.dispatch(message);
     }
+    if (tooLong) this.fail(new LocalApiError(`ringfenced at ${this.socketPath} sent a line longer than ${this.lines.limit} bytes`, API_CODES.badReply));
   }
 
   private dispatch(message: Record<string, unknown>): void {

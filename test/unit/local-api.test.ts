@@ -292,6 +292,17 @@ describe('what the server refuses, and goes on serving', () => {
     expect(logs).toContainEqual(['warn', 'local API request refused', expect.objectContaining({ code: API_CODES.lineTooLong })]);
   });
 
+  it('requests before the over-long line in the same write are handled like those of earlier writes (their replies go with the connection)', async () => {
+    const server = await serve({ maxLineBytes: 64 });
+    const handled: unknown[] = [];
+    server.handle('record', (params) => void handled.push(params));
+    const client = raw();
+    client.send(`{"id":1,"method":"record","params":"a"}\n${'z'.repeat(65)}\n{"id":2,"method":"record","params":"b"}\n`);
+    expect(await client.next()).toEqual({ id: null, error: { code: API_CODES.lineTooLong, message: 'request line 2: a line longer than 64 bytes' } });
+    await client.closed();
+    expect(handled).toEqual(['a']);
+  });
+
   it('the default limit is 1 MiB', async () => {
     expect(DEFAULT_MAX_LINE_BYTES).toBe(1048576);
     await serve();
@@ -616,6 +627,15 @@ describe('the client', () => {
     expect(error.code).toBe(API_CODES.badReply);
     expect(error.message).toMatch(new RegExp(`^ringfenced at ${sock} sent a line that is not JSON \\(.+\\)$`));
     await new Promise<void>((resolve) => (client.closed ? resolve() : client.on('close', () => resolve())));
+    daemon.close();
+  });
+
+  it('a reply line longer than the client takes ends the connection with RF_API_BAD_REPLY', async () => {
+    const daemon = await fakeDaemon((line) => `${JSON.stringify({ id: (JSON.parse(line) as { id: number }).id, result: 'r'.repeat(200) })}\n`);
+    const client = await LocalApiClient.connect(sock, { maxLineBytes: 100 });
+    clients.push(client);
+    const error = await rejection(client.call('x'));
+    expect([error.code, error.message]).toEqual([API_CODES.badReply, `ringfenced at ${sock} sent a line longer than 100 bytes`]);
     daemon.close();
   });
 
