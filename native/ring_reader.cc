@@ -69,7 +69,14 @@ bool RingReader::Flush() {
   current_.bytes.reserve(options_.batch_bytes);
   uint32_t records = batch->records;
   size_t bytes = batch->bytes.size();
+  if (!Deliver(batch)) return false;
+  batches_++;
+  records_ += records;
+  bytes_ += bytes;
+  return true;
+}
 
+bool RingReader::Deliver(RecordBatch* batch) {
   napi_status status = tsfn_.NonBlockingCall(batch);
   if (status == napi_queue_full) {
     waits_++;
@@ -79,29 +86,37 @@ bool RingReader::Flush() {
     delete batch;
     return false;
   }
-  batches_++;
-  records_ += records;
-  bytes_ += bytes;
   return true;
+}
+
+bool RingReader::SendDrained(uint64_t token) {
+  auto* marker = new RecordBatch();
+  marker->drained = token;
+  drain_sent_ = token;
+  return Deliver(marker);
 }
 
 void RingReader::Run() {
   bool open = true;
   while (open && !stop_.load()) {
+    // read before consuming: whatever was committed before the request is consumed below
+    uint64_t drain = drain_requested_.load();
     // The probes wake us only past a backlog (cfg_wakeup_bytes), so a poll
     // that times out is normal: consume whatever has arrived meanwhile.
-    int n = ring_buffer__poll(ring_, options_.poll_timeout_ms);
+    int n = ring_buffer__poll(ring_, drain > drain_sent_ ? 0 : options_.poll_timeout_ms);
     if (n >= 0 || n == -EINTR) n = ring_buffer__consume(ring_);
     if (n < 0 && n != -EINTR) {
       if (n != -ECANCELED) error_ = std::string("ring buffer poll failed: ") + strerror(-n);
       break;
     }
     open = Flush();
+    if (open && drain > drain_sent_) open = SendDrained(drain);
   }
   if (open && error_.empty()) {
-    // Deliver what the kernel committed before the stop was asked for.
+    // Deliver what the kernel committed before the stop was asked for, and answer every drain asked until now.
+    uint64_t drain = drain_requested_.load();
     ring_buffer__consume(ring_);
-    Flush();
+    if (Flush() && drain > drain_sent_) SendDrained(drain);
   }
   std::lock_guard<std::mutex> lock(release_mutex_);
   if (!aborted_) {
@@ -139,11 +154,13 @@ void DeliverBatch(Napi::Env env, Napi::Function on_batch, RingReader*, RecordBat
   }
   auto* bytes = new std::vector<uint8_t>(std::move(batch->bytes));
   uint32_t records = batch->records;
+  uint64_t drained = batch->drained;
   delete batch;
   auto buffer = Napi::Buffer<uint8_t>::New(
       env, bytes->data(), bytes->size(),
       [](Napi::Env, uint8_t*, std::vector<uint8_t>* owned) { delete owned; }, bytes);
-  on_batch.Call({buffer, Napi::Number::New(env, records)});
+  // a drain token is a count of requests, far below 2^53
+  on_batch.Call({buffer, Napi::Number::New(env, records), Napi::Number::New(env, static_cast<double>(drained))});
 }
 
 void RingReader::Finalize(Napi::Env env, void*, RingReader* reader) {

@@ -22,6 +22,9 @@ namespace ringfence {
 struct RecordBatch {
   std::vector<uint8_t> bytes;
   uint32_t records = 0;
+  // Not records but a marker: every record committed before drain request
+  // `drained` was asked for has been delivered ahead of this one.
+  uint64_t drained = 0;
 };
 
 struct ReaderOptions {
@@ -64,6 +67,9 @@ class RingReader {
 
   // Graceful: drain what the kernel holds now, deliver it, then end.
   void RequestStop();
+  // Asks for a marker batch (drained = token) behind every record the
+  // kernel committed before this call; tokens must grow.
+  void RequestDrain(uint64_t token) { drain_requested_.store(token); }
   // Immediate: drop batches not yet delivered, wait for the thread, free the
   // ring. Safe to call more than once and after a graceful end.
   void Abort();
@@ -79,6 +85,8 @@ class RingReader {
 
   void Run();
   bool Flush();  // false once aborted
+  bool Deliver(RecordBatch* batch);  // false once aborted (the batch is freed)
+  bool SendDrained(uint64_t token);
   void FreeRing();
 
   ReaderOptions options_;
@@ -94,6 +102,8 @@ class RingReader {
   bool released_ = false;
   bool aborted_ = false;
   std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> drain_requested_{0};
+  uint64_t drain_sent_ = 0;  // reader thread only
 
   std::atomic<uint64_t> batches_{0}, records_{0}, bytes_{0}, waits_{0};
 };

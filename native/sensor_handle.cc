@@ -82,6 +82,7 @@ Napi::Function SensorHandle::Define(Napi::Env env) {
                          InstanceMethod("counters", &SensorHandle::Counters),
                          InstanceMethod("start", &SensorHandle::Start),
                          InstanceMethod("stop", &SensorHandle::Stop),
+                         InstanceMethod("drain", &SensorHandle::Drain),
                          InstanceMethod("readerStats", &SensorHandle::ReaderStatistics),
                          InstanceMethod("programIds", &SensorHandle::ProgramIds),
                          InstanceMethod("destroy", &SensorHandle::Destroy),
@@ -312,6 +313,15 @@ Napi::Value SensorHandle::Start(const Napi::CallbackInfo& info) {
 Napi::Value SensorHandle::Stop(const Napi::CallbackInfo& info) {
   if (reader_) reader_->RequestStop();
   return info.Env().Undefined();
+}
+
+Napi::Value SensorHandle::Drain(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!reader_) throw Napi::Error::New(env, "the sensor is not delivering events (not started, or ended)");
+  if (info.Length() < 1 || !info[0].IsNumber() || info[0].As<Napi::Number>().Int64Value() < 1)
+    throw Napi::TypeError::New(env, "drain(token): token must be a positive integer");
+  reader_->RequestDrain(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return env.Undefined();
 }
 
 void SensorHandle::ReaderFinished(const ReaderStats& final_stats) {

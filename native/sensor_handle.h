@@ -33,6 +33,7 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
   Napi::Value Counters(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Stop(const Napi::CallbackInfo& info);
+  Napi::Value Drain(const Napi::CallbackInfo& info);
   Napi::Value ReaderStatistics(const Napi::CallbackInfo& info);
   Napi::Value ProgramIds(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);

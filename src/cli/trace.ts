@@ -3,15 +3,14 @@
  * its own under the sensor and prints every event of it and its descendants.
  * A debugging tool: no policy, nothing blocked. Like `run`, it is a job:
  * registered, swept when its ringfence is gone, its output opened before CMD
- * starts and never fatal to write.
+ * starts and never fatal to write; its session is src/jobs/trace-session.ts.
  */
 import { resolveCommand } from '../agent/command';
 import { EXIT } from '../agent/exit-status';
 import { OutputFile } from '../agent/output';
-import { startJob } from '../jobs/registry';
-import { jobCompletedEvent, JobEventWriter, jobStartedEvent, sensorJobEvent, type PolicyRef } from '../agent/job-events';
 import { identityFrom } from '../jobs/identity';
-import { formatEvent } from '../sensor/format';
+import { Supervisor } from '../jobs/supervisor';
+import { TraceSession } from '../jobs/trace-session';
 import { signalNumber } from '../util/signals';
 
 export interface TraceOptions {
@@ -24,70 +23,56 @@ export async function trace(command: string, args: string[], options: TraceOptio
   resolveCommand(command);
   const out = options.output !== undefined ? OutputFile.open(options.output, '--output') : OutputFile.fd(2, 'stderr');
   const stderr = OutputFile.fd(2, 'stderr');
-  // pinned like a run: a killed trace leaves nothing of CMD running on
-  const { id, registry, sensor, cgroup } = await startJob('trace', (line) => stderr.write(line + '\n'));
-  let interrupted: NodeJS.Signals | undefined;
-  let sensorErrors = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    interrupted = signal;
-    void cgroup.kill().catch(() => undefined);
-  };
-  // --json: the job events `run --events` writes (docs/events.md), the sensor's own records included
-  const events = options.json ? new JobEventWriter(out, { identity: traceIdentity(stderr) }) : undefined;
-  const noPolicy: PolicyRef = { name: null };
-  let ended: { exitCode: number | null; signal: string | null } = { exitCode: null, signal: null };
+  const log = (line: string) => void stderr.write(line + '\n');
+  let supervisor: Supervisor;
   try {
-    sensor.on('events', (batch) => {
-      for (const event of batch) {
-        if (events) events.write(sensorJobEvent(id, noPolicy, sensor.tree, event));
-        else out.write(formatEvent(event, sensor.tree.ancestry(event.tgid)) + '\n');
-      }
-    });
-    sensor.on('error', (error) => {
-      sensorErrors++;
-      stderr.write(`ringfence: ${error.message}\n`);
-    });
-    sensor.start();
-    sensor.track(cgroup);
-    events?.write(jobStartedEvent(id, new Date().toISOString(), [command, ...args], noPolicy));
-
-    process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
-    const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true });
-    const status = await new Promise<number>((resolve) => {
-      child.on('error', (error) => {
-        stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
-        resolve(127);
-      });
-      child.on('exit', (code, signal) => {
-        ended = { exitCode: code, signal };
-        resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
-      });
-    });
-
-    // Anything CMD left running in the background ends with it.
-    await cgroup.kill();
-    const tampered = sensor.agentGone().includes('tampered');
-    await sensor.close();
-    const stats = sensor.finalStats!;
-    events?.write(jobCompletedEvent(id, new Date().toISOString(), { status: ended, dropped: stats.dropped, lost: out.lost }));
-    const failures: string[] = [];
-    if (stats.dropped > 0) failures.push(`${stats.dropped} events were dropped (ring buffer full)`);
-    if (out.lost > 0) failures.push(`${out.lost} events could not be written to ${out.label} (${out.firstError})`);
-    if (sensorErrors > 0) failures.push(`${sensorErrors} sensor error(s)`);
-    for (const failure of failures) stderr.write(`ringfence: ${failure}\n`);
-    if (tampered) {
-      // as in run: the kernel ended CMD because a process of it signalled, stopped or traced ringfence
-      stderr.write(`ringfence: CMD was killed in the kernel: a process of it tampered with ringfence (Agent-Tamper, exit ${EXIT.LOCKDOWN})\n`);
-      return EXIT.LOCKDOWN;
-    }
-    if (interrupted) return 128 + signalNumber(interrupted);
-    return failures.length ? EXIT.AGENT_FAILURE : status;
-  } finally {
-    process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('SIGHUP', onSignal);
-    sensor.destroy();
-    await cgroup.destroy().catch((error: Error) => stderr.write(`ringfence: removing ${cgroup.path}: ${error.message}\n`));
+    // pinned like a run: a killed trace leaves nothing of CMD running on
+    supervisor = await Supervisor.open({ log });
+  } catch (error) {
     out.close();
-    registry.unregister(id);
+    throw error;
+  }
+  try {
+    // --json: the job events `run --events` writes (docs/events.md), the sensor's own records included
+    const identity = options.json ? traceIdentity(stderr) : undefined;
+    const { session, cgroup } = await supervisor.startTrace(
+      (id, jobCgroup, sensor) =>
+        new TraceSession({ id, command: [command, ...args], out, json: options.json ?? false, identity }, jobCgroup, {
+          tree: sensor.tree,
+          tampered: () => sensor.agentGone().includes('tampered'),
+          droppedRecords: () => sensor.stats().dropped,
+          now: () => new Date(),
+        }),
+    );
+    let interrupted: NodeJS.Signals | undefined;
+    const onSignal = (signal: NodeJS.Signals) => {
+      interrupted = signal;
+      void cgroup.kill().catch((error: Error) => session.agentFailure(`killing the job: ${error.message}`));
+    };
+    process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
+    try {
+      const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true });
+      const end = await new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; status: number }>((resolve) => {
+        child.on('error', (error) => {
+          stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);
+          resolve({ exitCode: null, signal: null, status: 127 });
+        });
+        child.on('exit', (code, signal) => resolve({ exitCode: code, signal, status: code ?? 128 + (signal ? signalNumber(signal) : 0) }));
+      });
+      const { failures, tampered } = await supervisor.endTrace(session, (drain) => session.finish(end, drain));
+      for (const failure of failures) stderr.write(`ringfence: ${failure}\n`);
+      if (tampered) {
+        // as in run: the kernel ended CMD because a process of it signalled, stopped or traced ringfence
+        stderr.write(`ringfence: CMD was killed in the kernel: a process of it tampered with ringfence (Agent-Tamper, exit ${EXIT.LOCKDOWN})\n`);
+        return EXIT.LOCKDOWN;
+      }
+      if (interrupted) return 128 + signalNumber(interrupted);
+      return failures.length ? EXIT.AGENT_FAILURE : end.status;
+    } finally {
+      process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('SIGHUP', onSignal);
+    }
+  } finally {
+    await supervisor.close();
   }
 }
 

@@ -14,8 +14,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
-import { preflight } from '../sensor/kernel';
-import { Sensor } from '../sensor/sensor';
 import { RingfenceError } from '../util/errors';
 
 /** `ringfence`, or `ringfence-NAME` with RINGFENCE_INSTANCE=NAME. Throws a usage error for a bad NAME. */
@@ -35,7 +33,8 @@ export interface JobRecord {
   ownerPid: number;
   /** Its start time in clock ticks since boot (/proc/PID/stat field 22). */
   ownerStart: number;
-  cgroup: string;
+  /** The job's cgroup (absent: the record of a supervisor's sensor, which has pins only). */
+  cgroup?: string;
   /** Where the job's kernel objects are pinned (absent: nothing pinned). */
   pins?: string;
 }
@@ -64,6 +63,8 @@ export function ownerAlive(record: Pick<JobRecord, 'ownerPid' | 'ownerStart'>, p
   return start !== undefined && start === record.ownerStart;
 }
 
+let idsIssued = 0;
+
 export class JobRegistry {
   readonly paths: RegistryPaths;
 
@@ -84,9 +85,9 @@ export class JobRegistry {
     return path.join(this.paths.cgroupRoot.path, 'jobs', id);
   }
 
-  /** A new job id, unique on this machine: time, then the owner's pid. */
-  static newId(prefix: 'run' | 'trace'): string {
-    return `${prefix}-${Date.now().toString(36)}-${process.pid}`;
+  /** A new id, unique on this machine: time, a count within this process (many jobs a millisecond), then the owner's pid. */
+  static newId(prefix: 'run' | 'trace' | 'sensor'): string {
+    return `${prefix}-${Date.now().toString(36)}${(idsIssued++).toString(36)}-${process.pid}`;
   }
 
   /** Where job `id`'s kernel objects are pinned. */
@@ -95,8 +96,8 @@ export class JobRegistry {
   }
 
   /** Records that this process owns job `id` (before anything of it exists). */
-  register(id: string, cgroup: string, pins?: string): JobRecord {
-    const record: JobRecord = { id, ownerPid: process.pid, ownerStart: processStartTime(process.pid)!, cgroup, ...(pins ? { pins } : {}) };
+  register(id: string, cgroup: string | undefined, pins?: string): JobRecord {
+    const record: JobRecord = { id, ownerPid: process.pid, ownerStart: processStartTime(process.pid)!, ...(cgroup ? { cgroup } : {}), ...(pins ? { pins } : {}) };
     fs.mkdirSync(this.paths.stateDir, { recursive: true, mode: 0o700 });
     const file = this.recordPath(id);
     fs.writeFileSync(`${file}.tmp`, JSON.stringify(record) + '\n', { mode: 0o600 });
@@ -142,21 +143,24 @@ export class JobRegistry {
     const seen = new Set<string>();
     const records = this.records();
     const readable = new Set(records.map((r) => r.id));
-    for (const record of records) {
+    const endRecorded = async (record: JobRecord) => {
       seen.add(record.id);
       if (record.ownerPid === process.pid || ownerAlive(record)) {
         live.add(record.id);
-        continue;
+        return;
       }
       lines.push(await this.end(record.id, record.cgroup ? new Cgroup(record.cgroup) : undefined, record.pins));
       this.unregister(record.id);
-    }
+    };
+    // jobs first, then the pins of the sensors that enforced them: a job's processes never outlive their enforcement
+    for (const record of records.filter((r) => r.cgroup)) await endRecorded(record);
     for (const cgroup of this.unrecordedCgroups()) {
       const id = path.basename(cgroup.path);
       if (live.has(id) || seen.has(id) || pidOfId(id) === process.pid || ownerOfIdAlive(id)) continue;
       lines.push(await this.end(id, cgroup, undefined));
       seen.add(id);
     }
+    for (const record of records.filter((r) => !r.cgroup)) await endRecorded(record);
     for (const id of this.pinDirs()) {
       if (live.has(id) || seen.has(id) || pidOfId(id) === process.pid || ownerOfIdAlive(id)) continue;
       lines.push(await this.end(id, undefined, path.join(this.paths.pinRoot, id)));
@@ -201,7 +205,8 @@ export class JobRegistry {
       }
     }
     const what = done.join(', ') || 'nothing was left';
-    return `ringfence: ended job ${id} left by a ringfence that is gone: ${what}${failed.length ? `; failed: ${failed.join('; ')}` : ''}`;
+    const whose = id.startsWith('sensor-') ? `the sensor ${id}` : `job ${id}`;
+    return `ringfence: ended ${whose} left by a ringfence that is gone: ${what}${failed.length ? `; failed: ${failed.join('; ')}` : ''}`;
   }
 
   /** Cgroups of jobs (jobs/ID) and of older ringfence versions (ringfence/trace-PID). */
@@ -247,45 +252,5 @@ function ownerOfIdAlive(id: string): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** What a job command has once its job exists: recorded, its sensor loaded and pinned, its cgroup made. */
-export interface StartedJob {
-  id: string;
-  registry: JobRegistry;
-  /** The bpffs directory the sensor is pinned under. */
-  pins: string;
-  sensor: Sensor;
-  cgroup: Cgroup;
-}
-
-/**
- * The start every job command shares (run, trace): check the machine, end
- * jobs whose ringfence is gone (one line each to `log`), record the new job
- * before anything of it exists (a ringfence killed from here on leaves a job
- * the next one can find), load the sensor pinned (if this process dies, the
- * job stays enforced and dies at its next syscall: bpf/agent.bpf.c), make
- * its cgroup. What fails half-way is undone.
- */
-export async function startJob(prefix: 'run' | 'trace', log: (line: string) => void, id = JobRegistry.newId(prefix)): Promise<StartedJob> {
-  preflight();
-  const registry = new JobRegistry();
-  for (const line of await registry.sweep()) log(line);
-  const pins = registry.pinDirOf(id);
-  registry.register(id, registry.cgroupPathOf(id), pins);
-  let sensor: Sensor;
-  try {
-    sensor = Sensor.open({ pinDir: pins, skipPreflight: true });
-  } catch (error) {
-    registry.unregister(id);
-    throw error;
-  }
-  try {
-    return { id, registry, pins, sensor, cgroup: Cgroup.create(`${registry.jobsCgroup}/${id}`) };
-  } catch (error) {
-    sensor.destroy(); // unpins: nothing of the job exists yet
-    registry.unregister(id);
-    throw error;
   }
 }

@@ -80,12 +80,15 @@ export interface NativeSensorHandle {
    * dropped undelivered batches).
    */
   start(
-    onBatch: (batch: Buffer, records: number) => void,
+    /** `drained` > 0: no records, but a marker that every record committed before drain(drained) came before it. */
+    onBatch: (batch: Buffer, records: number, drained: number) => void,
     onEnd: (error: Error | undefined, aborted: boolean) => void,
     options?: NativeReaderOptions,
   ): void;
   /** Graceful: the reader drains what the kernel holds, delivers it, then ends. */
   stop(): void;
+  /** Asks for a drained marker (onBatch's third argument = token) behind every record committed until now; tokens grow. */
+  drain(token: number): void;
   readerStats(): NativeReaderStats;
   programIds(): { programs: number[]; links: number[] };
   /** Stops the reader at once and detaches and unloads everything. */

@@ -114,6 +114,8 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   private delivered = 0;
   private unknownRecords = 0;
   private decodeErrors = 0;
+  private drainsAsked = 0;
+  private readonly drainWaiters: { token: number; resolve: () => void; reject: (error: Error) => void }[] = [];
 
   private constructor(
     handle: NativeSensorHandle,
@@ -164,9 +166,11 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     this.started = true;
     this.ended = new Promise((resolve) => {
       handle.start(
-        (batch, records) => this.onBatch(batch, records),
-        (error) => {
+        (batch, records, drained) => (drained > 0 ? this.onDrained(drained) : this.onBatch(batch, records)),
+        (error, aborted) => {
           if (error) this.emit('error', error);
+          // a graceful end delivered everything; an aborted one dropped what was in flight
+          this.settleDrains(aborted || error ? new RingfenceError(`the sensor ended before it delivered every record${error ? ` (${error.message})` : ''}`, 'RF_DRAIN') : undefined);
           this.emit('end');
           resolve();
         },
@@ -176,6 +180,26 @@ export class Sensor extends EventEmitter<SensorEventMap> {
           pollTimeoutMs: this.options.pollTimeoutMs,
         },
       );
+    });
+  }
+
+  /**
+   * Resolves once every record the kernel committed before this call has
+   * been delivered to the 'events' listeners (within one poll interval):
+   * what a job's end waits for after its last process is gone.
+   */
+  drain(): Promise<void> {
+    const handle = this.live();
+    if (!this.started) return Promise.resolve();
+    const token = ++this.drainsAsked;
+    return new Promise<void>((resolve, reject) => {
+      this.drainWaiters.push({ token, resolve, reject });
+      try {
+        handle.drain(token);
+      } catch (error) {
+        this.drainWaiters.pop();
+        reject(error as Error);
+      }
     });
   }
 
@@ -246,6 +270,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     this.finalStats = this.stats();
     this.handle.destroy();
     this.handle = undefined;
+    this.settleDrains(new RingfenceError('the sensor was unloaded before it delivered every record', 'RF_DRAIN'));
   }
 
   /** Stats as they were at close()/destroy(). */
@@ -254,6 +279,17 @@ export class Sensor extends EventEmitter<SensorEventMap> {
   private live(): NativeSensorHandle {
     if (!this.handle) throw new RingfenceError('the sensor is closed', 'RF_CLOSED');
     return this.handle;
+  }
+
+  private onDrained(token: number): void {
+    while (this.drainWaiters.length && this.drainWaiters[0].token <= token) this.drainWaiters.shift()!.resolve();
+  }
+
+  private settleDrains(error: Error | undefined): void {
+    for (const waiter of this.drainWaiters.splice(0)) {
+      if (error) waiter.reject(error);
+      else waiter.resolve();
+    }
   }
 
   private onBatch(batch: Buffer, records: number): void {

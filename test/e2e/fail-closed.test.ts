@@ -55,7 +55,14 @@ function startRingfence(args: string[]): Started {
 const INSTANCE = `failclosed-${process.pid}`;
 const ROOT = `ringfence-${INSTANCE}`;
 const jobCgroup = (id: string) => path.join(findCgroup2Mount()!, ROOT, 'jobs', id);
-const pinsOf = (id: string) => `/sys/fs/bpf/${ROOT}/${id}`;
+/** The pins of the sensor a ringfence process loaded (its supervisor's record: sensor-…-PID). */
+const sensorPinsOf = (pid: number) => {
+  try {
+    return fs.readdirSync(`/sys/fs/bpf/${ROOT}`).filter((name) => name.startsWith('sensor-') && name.endsWith(`-${pid}`));
+  } catch {
+    return [];
+  }
+};
 const jobIdOf = (pid: number) => {
   try {
     return fs.readdirSync(path.join(findCgroup2Mount()!, ROOT, 'jobs')).find((id) => id.endsWith(`-${pid}`));
@@ -178,7 +185,7 @@ describe('a job that kills its ringfence', () => {
     // egress stays enforced: the hooks are still attached to the job's cgroup
     const hooks = execFileSync('bpftool', ['cgroup', 'show', jobCgroup(id)], { encoding: 'utf8' });
     expect(hooks).toMatch(/connect4/);
-    expect(fs.existsSync(pinsOf(id))).toBe(true);
+    expect(sensorPinsOf(started.pid)).toHaveLength(1);
 
     // the next ringfence ends it: processes killed, cgroup and pins removed
     const next = startRingfence(['run', '--', '/bin/true']);
@@ -186,7 +193,7 @@ describe('a job that kills its ringfence', () => {
     expect(after.code, after.stderr).toBe(0);
     expect(after.stderr).toContain(`ringfence: ended job ${id} left by a ringfence that is gone`);
     expect(fs.existsSync(jobCgroup(id))).toBe(false);
-    expect(fs.existsSync(pinsOf(id))).toBe(false);
+    expect(sensorPinsOf(started.pid)).toEqual([]);
     for (const pid of left) expect(alive(pid), `job process ${pid} survived the sweep`).toBe(false);
   });
 });
@@ -247,7 +254,7 @@ describe('a job that stops, signals or traces its ringfence', () => {
     expect(detections).toHaveLength(1);
     expect(detections[0]).toMatchObject({ detection: 'Agent-Tamper', action: 'killed', via, target: { pid: started.pid, ...target } });
     expect(fs.existsSync(jobCgroup(id))).toBe(false);
-    expect(fs.existsSync(pinsOf(id))).toBe(false);
+    expect(sensorPinsOf(started.pid)).toEqual([]);
   });
 
   it('a job that leaves ringfence alone is untouched: signal 0, and signals to its own processes and process group', async () => {

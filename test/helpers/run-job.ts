@@ -7,7 +7,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runJob, type JobResult } from '../../src/agent/job';
+import { runJob } from '../../src/agent/job';
+import type { JobResult } from '../../src/jobs/session';
 import type { JobEvent } from '../../src/agent/job-events';
 import type { Upstream } from '../../src/dns/proxy';
 import type { JobIdentity } from '../../src/jobs/identity';

@@ -35,6 +35,7 @@ export class RecordingKernel implements NativeSensorHandle {
   counters = unused('counters');
   start = unused('start');
   stop = unused('stop');
+  drain = unused('drain');
   readerStats = unused('readerStats');
   programIds = unused('programIds');
   destroy = unused('destroy');
