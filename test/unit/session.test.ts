@@ -291,7 +291,7 @@ describe('a job session judges its events', () => {
 });
 
 describe('a held shell', () => {
-  const relay: Relay = { pid: 300, exe: '/usr/bin/nc', remote: { ip: '192.0.2.5', port: 4444 } } as Relay;
+  const relay: Relay = { pid: 300, exe: '/usr/bin/nc', ip: '192.0.2.5', port: 4444, fd: 3 };
 
   it('with a relay to a remote host is killed with its job: Reverse-Shell', async () => {
     const world = new World();
