@@ -7,12 +7,10 @@ import type { IpAddress } from '../net/address';
 import type { IpEndpoint } from '../policy/endpoint';
 import type { Policy } from '../policy/policy';
 import type { Cgroup } from '../cgroup/cgroup2';
-import { AllowSource } from '../sensor/layout';
-import type { NativeSensorHandle } from '../sensor/native';
-import { decodeFoldedFlow, flowPolicyId } from '../sensor/decode';
+import { AllowSource } from '../abi/layout';
+import type { AllowEntry, AllowSourceId, KernelMaps } from '../abi/maps';
 import type { EgressEvent } from '../sensor/events';
 import { loadNative } from '../sensor/native';
-import { ALLOW_MAP, EGRESS_FLOWS_MAP, encodeAllowKey, encodeAllowValue, encodeCgroupKey, encodeJobPolicy, JOB_POLICIES_MAP, type AllowEntry } from './maps';
 
 export interface DnsProxyAddress {
   ip4: Uint8Array;
@@ -26,24 +24,25 @@ let nextPolicyId = 1;
 
 export class JobEgress {
   readonly policyId = nextPolicyId++;
-  private readonly keys = new Map<string, { map: string; key: Buffer }>();
+  /** Every allow entry written, by entryId. */
+  private readonly entries = new Map<string, AllowEntry>();
   private attached = false;
   private removed = false;
   private readonly cgroupId: number;
 
   constructor(
-    private readonly kernel: NativeSensorHandle,
+    private readonly kernel: KernelMaps,
     cgroup: Cgroup,
     readonly policy: Policy,
     dns: DnsProxyAddress = NO_DNS,
   ) {
     this.cgroupId = cgroup.id;
-    this.kernel.mapUpdate(JOB_POLICIES_MAP, encodeCgroupKey(this.cgroupId), encodeJobPolicy({ policyId: this.policyId, block: policy.egressPolicy === 'block', dns }));
+    this.kernel.setJobPolicy(this.cgroupId, { policyId: this.policyId, block: policy.egressPolicy === 'block', dns });
     try {
       for (const endpoint of policy.allowedEndpoints) {
         if (endpoint.kind === 'ip') this.allowEndpoint(endpoint, AllowSource.POLICY);
       }
-      this.kernel.attachCgroup(cgroup.path);
+      this.kernel.attachEgress(cgroup.path);
       this.attached = true;
     } catch (error) {
       this.remove();
@@ -52,7 +51,7 @@ export class JobEgress {
   }
 
   /** Allows a policy entry, and port-less traffic (ICMP) to the same network. */
-  private allowEndpoint(endpoint: IpEndpoint, source: number): void {
+  private allowEndpoint(endpoint: IpEndpoint, source: AllowSourceId): void {
     const entry = { family: endpoint.family, bytes: endpoint.bytes, prefixLength: endpoint.prefixLength };
     this.allow({ ...entry, port: endpoint.port }, source);
     this.allow({ ...entry, port: 0 }, source);
@@ -64,15 +63,14 @@ export class JobEgress {
     for (const port of new Set([...ports, 0])) this.allow({ family: address.family, bytes: address.bytes, prefixLength, port }, AllowSource.DNS);
   }
 
-  private allow(entry: AllowEntry, source: number): void {
+  private allow(entry: AllowEntry, source: AllowSourceId): void {
     // after remove() nothing would delete it: an answer that comes as the job ends allows nothing
     if (this.removed) return;
-    const key = encodeAllowKey(this.policyId, entry);
-    const id = key.toString('hex');
-    if (this.keys.has(id)) return;
-    const map = ALLOW_MAP[entry.family];
-    this.kernel.mapUpdate(map, key, encodeAllowValue(source));
-    this.keys.set(id, { map, key });
+    const id = entryId(entry);
+    // the first source stays: an address the policy names is not made a learned one by an answer
+    if (this.entries.has(id)) return;
+    this.kernel.allowAddress(this.policyId, entry, source);
+    this.entries.set(id, { ...entry, bytes: Uint8Array.from(entry.bytes) });
   }
 
   /**
@@ -83,24 +81,21 @@ export class JobEgress {
    * reads CLOCK_BOOTTIME, the kernel's clock for the flows' times.
    */
   unrecordedRepeats(clockOffsetMs: number, bootTimeNs: () => bigint = () => loadNative().clocks().boottimeNs): EgressEvent[] {
-    const nowBootNs = Number(bootTimeNs());
-    const repeats: EgressEvent[] = [];
-    for (const [key, value] of this.kernel.mapEntries(EGRESS_FLOWS_MAP)) {
-      if (flowPolicyId(key) !== this.policyId) continue;
-      const event = decodeFoldedFlow(key, value, clockOffsetMs, nowBootNs);
-      if (event) repeats.push(event);
-      this.kernel.mapDelete(EGRESS_FLOWS_MAP, key);
-    }
-    return repeats;
+    return this.kernel.takeEgressFlows(this.policyId, clockOffsetMs, Number(bootTimeNs()));
   }
 
   /** Detaches the programs and deletes every map entry of this job (once). */
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    if (this.attached) this.kernel.detachCgroup(BigInt(this.cgroupId));
-    this.kernel.mapDelete(JOB_POLICIES_MAP, encodeCgroupKey(this.cgroupId));
-    for (const { map, key } of this.keys.values()) this.kernel.mapDelete(map, key);
-    this.keys.clear();
+    if (this.attached) this.kernel.detachEgress(this.cgroupId);
+    this.kernel.deleteJobPolicy(this.cgroupId);
+    for (const entry of this.entries.values()) this.kernel.disallowAddress(this.policyId, entry);
+    this.entries.clear();
   }
+}
+
+/** One allow entry of a policy, as the kernel tells entries apart: family, address, prefix and port. */
+function entryId(entry: AllowEntry): string {
+  return [entry.family, ...entry.bytes, entry.prefixLength, entry.port].join();
 }

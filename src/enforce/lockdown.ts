@@ -7,9 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Policy } from '../policy/policy';
 import type { DetectionName } from '../sensor/events';
-import { COMM_LEN, DetectionId, LAYOUT } from '../sensor/layout';
-import type { NativeSensorHandle } from '../sensor/native';
-import { encodeCgroupKey } from './maps';
+import type { KernelMaps } from '../abi/maps';
 
 /** Shells that read commands from stdin when started without one (for relay detection). */
 export const STDIN_SHELLS = ['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'busybox'];
@@ -33,66 +31,38 @@ export function killedDetections(policy: Policy): DetectionName[] {
   return killed;
 }
 
-export function encodeJobLockdown(detections: DetectionName[], options: LockdownOptions = {}): Buffer {
-  const f = LAYOUT.rf_job_lockdown.fields;
-  const value = Buffer.alloc(LAYOUT.rf_job_lockdown.size);
-  const mask = detections.reduce((bits, d) => bits | (1 << DetectionId[d]), 0);
-  value.writeUInt32LE(mask >>> 0, f.kill_mask.offset);
-  value.writeUInt8(options.loopbackIsRemote ? 1 : 0, f.loopback_remote.offset);
-  return value;
-}
-
 /** A job's lockdown settings in the kernel, removed with remove(). */
 export class JobLockdown {
   private removed = false;
 
   constructor(
-    private readonly kernel: NativeSensorHandle,
+    private readonly kernel: KernelMaps,
     private readonly cgroupId: number,
     readonly killed: DetectionName[],
     options: LockdownOptions = {},
   ) {
-    kernel.mapUpdate('job_lockdown', encodeCgroupKey(cgroupId), encodeJobLockdown(killed, options));
+    kernel.setJobLockdown(cgroupId, { kill: killed, loopbackIsRemote: options.loopbackIsRemote === true });
   }
 
   /** Offenders the kernel killed in this job (counted even if a record was lost). */
   kills(): number {
-    const value = this.kernel.mapLookup('job_kills', encodeCgroupKey(this.cgroupId));
-    return value ? Number(value.readBigUInt64LE(0)) : 0;
+    return this.kernel.jobKills(this.cgroupId);
   }
 
   remove(): void {
     if (this.removed) return;
     this.removed = true;
-    this.kernel.mapDelete('job_lockdown', encodeCgroupKey(this.cgroupId));
-    this.kernel.mapDelete('job_kills', encodeCgroupKey(this.cgroupId));
+    this.kernel.removeJobLockdown(this.cgroupId);
   }
 }
 
-function tgidKey(tgid: number): Buffer {
-  const key = Buffer.alloc(4);
-  key.writeUInt32LE(tgid);
-  return key;
-}
-
-export function protectProcess(kernel: NativeSensorHandle, tgid: number): void {
-  kernel.mapUpdate('protected_tgids', tgidKey(tgid), Buffer.from([1]));
-}
-
-/**
- * comm as the kernel keeps it: the first 15 bytes of the program's name, NUL
- * padded. Bytes, not characters, and cut where the kernel cuts, even inside a
- * multi-byte character.
- */
-export function commKey(program: string): Buffer {
-  const key = Buffer.alloc(COMM_LEN);
-  Buffer.from(program, 'utf8').copy(key, 0, 0, COMM_LEN - 1);
-  return key;
+export function protectProcess(kernel: KernelMaps, tgid: number): void {
+  kernel.protectTgid(tgid);
 }
 
 /** Tells the kernel which programs are shells (a shell on IPC is judged for relays). */
-export function configureStdinShells(kernel: NativeSensorHandle, shells = STDIN_SHELLS): void {
-  for (const shell of shells) kernel.mapUpdate('stdin_shells', commKey(shell), Buffer.from([1]));
+export function configureStdinShells(kernel: KernelMaps, shells = STDIN_SHELLS): void {
+  for (const shell of shells) kernel.addStdinShell(shell);
 }
 
 /**
@@ -100,8 +70,8 @@ export function configureStdinShells(kernel: NativeSensorHandle, shells = STDIN_
  * now (found in /proc) and from every later exec of them (the kernel adds
  * those by comm). Returns the pids protected now.
  */
-export function protectRunnerProcesses(kernel: NativeSensorHandle, programs = DEFAULT_PROTECTED_PROGRAMS, proc = '/proc'): number[] {
-  for (const program of programs) kernel.mapUpdate('protected_comms', commKey(program), Buffer.from([1]));
+export function protectRunnerProcesses(kernel: KernelMaps, programs = DEFAULT_PROTECTED_PROGRAMS, proc = '/proc'): number[] {
+  for (const program of programs) kernel.protectComm(program);
   const protectedNow = [process.pid];
   protectProcess(kernel, process.pid);
   const wanted = new Set(programs);

@@ -2,7 +2,7 @@
  * Decodes the batches the native reader hands over (one Buffer, many records)
  * into typed events, with DataView reads at the offsets of layout.ts.
  */
-import { ARGS_MAX, DetectionAction, DetectionId, SHELL_ON_IPC, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from './layout';
+import { ARGS_MAX, DetectionAction, DetectionId, SHELL_ON_IPC, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from '../abi/layout';
 import { formatIp } from '../net/address';
 import type { AddressFamily, DetectionEvent, DetectionName, EgressEvent, EgressVerdict, EventBase, FdInfo, SensorEvent, ShellOnIpcEvent, SocketPeer } from './events';
 

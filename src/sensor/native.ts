@@ -97,7 +97,7 @@ export interface NativeSensorHandle {
   attachCgroup(path: string): bigint;
   /** false when nothing of ours was attached to that cgroup. */
   detachCgroup(cgroupId: bigint): boolean;
-  /** Raw map access; keys and values laid out as in bpf/events.h (see src/enforce/maps.ts). */
+  /** Raw map access; keys and values laid out as in bpf/events.h. Only src/abi/maps.ts calls these. */
   mapUpdate(map: string, key: Buffer, value: Buffer): void;
   mapDelete(map: string, key: Buffer): boolean;
   mapLookup(map: string, key: Buffer): Buffer | null;

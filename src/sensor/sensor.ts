@@ -17,14 +17,8 @@ import type { ProbeName, SensorEvent } from './events';
 import { initMountNamespaceInode, memOpenAddress, preflight } from './kernel';
 import { loadNative, type NativeLoadError, type NativeProbeCounter, type NativeReaderStats, type NativeSensorHandle } from './native';
 import { ProcessTree } from './process-tree';
-import { AgentGone } from './layout';
-
-const AGENT_THREADS_MAP = 'agent_threads';
-const u32Key = (value: number) => {
-  const key = Buffer.alloc(4);
-  key.writeUInt32LE(value);
-  return key;
-};
+import { AgentGone } from '../abi/layout';
+import { KernelMaps } from '../abi/maps';
 
 export interface SensorOptions {
   /** Kernel ring buffer in bytes (power of two). Default 16 MiB. */
@@ -151,7 +145,8 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     }
     try {
       // threads started from now on are added by the fork probe
-      if (agentPid) for (const tid of otherThreadsOf(agentPid)) handle.mapUpdate(AGENT_THREADS_MAP, u32Key(tid), Buffer.from([1]));
+      const maps = new KernelMaps(handle);
+      if (agentPid) for (const tid of otherThreadsOf(agentPid)) maps.addAgentThread(tid);
     } catch (error) {
       handle.destroy();
       throw error;
@@ -231,9 +226,9 @@ export class Sensor extends EventEmitter<SensorEventMap> {
     };
   }
 
-  /** The loaded object, for the enforcement side (src/enforce/) that shares its maps. */
-  kernel(): NativeSensorHandle {
-    return this.live();
+  /** The loaded object's maps and egress programs, for the enforcement side (src/enforce/). */
+  kernel(): KernelMaps {
+    return new KernelMaps(this.live());
   }
 
   /**

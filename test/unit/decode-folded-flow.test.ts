@@ -1,11 +1,11 @@
 /**
  * egress_flows entries (struct rf_flow_key → rf_flow_state of bpf/events.h)
  * as the egress events their folded repeats stand for: built per case at the
- * offsets of src/sensor/layout.ts, enum values as the header's literals.
+ * offsets of src/abi/layout.ts, enum values as the header's literals.
  */
 import { describe, expect, it } from 'vitest';
 import { DecodeError, decodeFoldedFlow, flowPolicyId } from '../../src/sensor/decode';
-import { LAYOUT } from '../../src/sensor/layout';
+import { LAYOUT } from '../../src/abi/layout';
 
 const K = LAYOUT.rf_flow_key.fields;
 const V = LAYOUT.rf_flow_state.fields;

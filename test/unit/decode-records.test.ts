@@ -1,13 +1,13 @@
 /**
  * The process and socket records (fork, exit, connect, ptrace, vm_access,
  * proc_mem_open, stdio_dup) decoded field by field: each built from scratch
- * per case at the offsets of src/sensor/layout.ts, with a distinct value in
+ * per case at the offsets of src/abi/layout.ts, with a distinct value in
  * each field and flag bits set one at a time. Enum and flag values are the
  * literals of bpf/events.h and Linux's uapi.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeBatch } from '../../src/sensor/decode';
-import { EventType, LAYOUT } from '../../src/sensor/layout';
+import { EventType, LAYOUT } from '../../src/abi/layout';
 
 const H = LAYOUT.rf_event_header.fields;
 const S = LAYOUT.rf_sockaddr.fields;

@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { DecodeError, decodeBatch, familyName, formatAddress } from '../../src/sensor/decode';
-import { EventType, LAYOUT } from '../../src/sensor/layout';
+import { EventType, LAYOUT } from '../../src/abi/layout';
 
 const H = LAYOUT.rf_event_header.fields;
 const S = LAYOUT.rf_sockaddr.fields;

@@ -1,7 +1,7 @@
 /**
  * A job's egress policy in the kernel (src/enforce/egress.ts), on a recording
  * stand-in for the kernel handle: what JobEgress writes to job_policies and
- * allow4/allow6, decoded with the offsets of src/sensor/layout.ts, and that
+ * allow4/allow6, decoded with the offsets of src/abi/layout.ts, and that
  * remove() takes all of it away. Each case makes its own kernel, cgroup
  * directory and policy.
  */
@@ -13,7 +13,7 @@ import { Cgroup } from '../../src/cgroup/cgroup2';
 import { JobEgress, type DnsProxyAddress } from '../../src/enforce/egress';
 import { parseIp, type IpAddress } from '../../src/net/address';
 import { parsePolicy } from '../../src/policy/policy';
-import { AllowSource, EgressHook, LAYOUT, Verdict } from '../../src/sensor/layout';
+import { AllowSource, EgressHook, LAYOUT, Verdict } from '../../src/abi/layout';
 import { loadNative } from '../../src/sensor/native';
 import { allowed, cgroupKey, decodeJobPolicy, RecordingKernel, type KernelCall } from './enforce-kernel';
 
@@ -47,7 +47,7 @@ describe('JobEgress: the job policy entry', () => {
   it('block mode: the job cgroup maps to its policy id, with block set and the DNS proxy to redirect to', () => {
     const kernel = new RecordingKernel();
     const cgroup = jobCgroup();
-    const egress = new JobEgress(kernel, cgroup, policyOf('block', 'example.com'), PROXY);
+    const egress = new JobEgress(kernel.maps, cgroup, policyOf('block', 'example.com'), PROXY);
     const entries = kernel.held('job_policies');
     expect(entries).toHaveLength(1);
     expect(entries[0][0]).toEqual(cgroupKey(cgroup.id));
@@ -56,28 +56,28 @@ describe('JobEgress: the job policy entry', () => {
 
   it('audit mode: block is not set', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('audit', 'example.com'), PROXY);
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('audit', 'example.com'), PROXY);
     expect(decodeJobPolicy(kernel.held('job_policies')[0][1])).toEqual({ policyId: egress.policyId, block: 0, dnsPort: 5353, dnsIp4: '127.0.0.1', dnsIp6: '::1' });
   });
 
   it('without a DNS proxy: port 0, nothing is redirected', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     expect(decodeJobPolicy(kernel.held('job_policies')[0][1])).toEqual({ policyId: egress.policyId, block: 1, dnsPort: 0, dnsIp4: '0.0.0.0', dnsIp6: '::' });
   });
 
   it('attaches the egress programs to the job cgroup once, after its entries are in place', () => {
     const kernel = new RecordingKernel();
     const cgroup = jobCgroup();
-    new JobEgress(kernel, cgroup, policyOf('block', '192.0.2.7'));
+    new JobEgress(kernel.maps, cgroup, policyOf('block', '192.0.2.7'));
     expect(kernel.calls.filter((c) => c.op === 'attach')).toEqual([{ op: 'attach', path: cgroup.path }]);
     expect(kernel.calls.at(-1)).toEqual({ op: 'attach', path: cgroup.path });
   });
 
   it('gives each job a policy id of its own', () => {
     const kernel = new RecordingKernel();
-    const first = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
-    const second = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const first = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
+    const second = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     expect(second.policyId).not.toBe(first.policyId);
     const ids = kernel.held('job_policies').map(([, value]) => decodeJobPolicy(value).policyId);
     expect(ids).toEqual([first.policyId, second.policyId]);
@@ -87,7 +87,7 @@ describe('JobEgress: the job policy entry', () => {
 describe('JobEgress: allow entries from the policy', () => {
   it('each IP and CIDR entry on its port and on port 0, with its prefix, under the job’s policy id; names write nothing', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', '10.1.0.0/16:22', '192.0.2.7', '[2001:db8::/32]:8443', 'registry.npmjs.org:443'), PROXY);
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '10.1.0.0/16:22', '192.0.2.7', '[2001:db8::/32]:8443', 'registry.npmjs.org:443'), PROXY);
     expect(allowed(kernel, egress.policyId)).toEqual([
       `10.1.0.0/16 port 0 source ${POLICY}`,
       `10.1.0.0/16 port 22 source ${POLICY}`,
@@ -102,14 +102,14 @@ describe('JobEgress: allow entries from the policy', () => {
 
   it('two entries for one network on different ports share its port-0 entry, written once', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', '192.0.2.0/24:80', '192.0.2.0/24:443'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '192.0.2.0/24:80', '192.0.2.0/24:443'));
     expect(allowed(kernel, egress.policyId)).toEqual([`192.0.2.0/24 port 0 source ${POLICY}`, `192.0.2.0/24 port 443 source ${POLICY}`, `192.0.2.0/24 port 80 source ${POLICY}`]);
     expect(allowCalls(kernel.calls, 'update')).toHaveLength(3);
   });
 
   it('an audit policy’s IP entries are allowed the same way (its verdicts say audited, not allowed, otherwise)', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('audit', '198.51.100.0/24:53'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('audit', '198.51.100.0/24:53'));
     expect(allowed(kernel, egress.policyId)).toEqual([`198.51.100.0/24 port 0 source ${POLICY}`, `198.51.100.0/24 port 53 source ${POLICY}`]);
   });
 });
@@ -117,14 +117,14 @@ describe('JobEgress: allow entries from the policy', () => {
 describe('JobEgress.learn: addresses from allowed names’ answers', () => {
   it('allows the one address (/32) on the name’s ports and port 0, nothing more, as learned from DNS', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com:443', 'example.com:8080'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com:443', 'example.com:8080'));
     egress.learn(ip('203.0.113.5'), [443, 8080]);
     expect(allowed(kernel, egress.policyId)).toEqual([`203.0.113.5/32 port 0 source ${DNS}`, `203.0.113.5/32 port 443 source ${DNS}`, `203.0.113.5/32 port 8080 source ${DNS}`]);
   });
 
   it('an IPv6 answer is one address (/128) in allow6', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     egress.learn(ip('2001:db8::53'), [443]);
     expect(allowed(kernel, egress.policyId)).toEqual([`2001:db8::53/128 port 0 source ${DNS}`, `2001:db8::53/128 port 443 source ${DNS}`]);
     expect(kernel.held('allow4')).toEqual([]);
@@ -132,7 +132,7 @@ describe('JobEgress.learn: addresses from allowed names’ answers', () => {
 
   it('an address learned again, or with a port twice, is written once', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     egress.learn(ip('203.0.113.5'), [443, 443]);
     egress.learn(ip('203.0.113.5'), [443]);
     expect(allowCalls(kernel.calls, 'update')).toHaveLength(2);
@@ -141,15 +141,15 @@ describe('JobEgress.learn: addresses from allowed names’ answers', () => {
 
   it('an address the policy names itself stays a policy entry when a name also answers it', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', '192.0.2.7:443', 'example.com:443'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '192.0.2.7:443', 'example.com:443'));
     egress.learn(ip('192.0.2.7'), [443]);
     expect(allowed(kernel, egress.policyId)).toEqual([`192.0.2.7/32 port 0 source ${POLICY}`, `192.0.2.7/32 port 443 source ${POLICY}`]);
   });
 
   it('learns for its own job only: another job’s policy id gets nothing', () => {
     const kernel = new RecordingKernel();
-    const mine = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
-    const other = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const mine = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
+    const other = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     mine.learn(ip('203.0.113.5'), [443]);
     expect(allowed(kernel, other.policyId)).toEqual([]);
     expect(allowed(kernel, mine.policyId)).toHaveLength(2);
@@ -160,7 +160,7 @@ describe('JobEgress.remove', () => {
   it('detaches the programs and deletes every key it wrote: the kernel holds nothing of the job', () => {
     const kernel = new RecordingKernel();
     const cgroup = jobCgroup();
-    const egress = new JobEgress(kernel, cgroup, policyOf('block', '10.1.0.0/16:22', '[2001:db8::/32]:443', 'example.com'), PROXY);
+    const egress = new JobEgress(kernel.maps, cgroup, policyOf('block', '10.1.0.0/16:22', '[2001:db8::/32]:443', 'example.com'), PROXY);
     egress.learn(ip('203.0.113.5'), [443]);
     egress.learn(ip('2001:db8:1::5'), [443]);
     egress.remove();
@@ -172,8 +172,8 @@ describe('JobEgress.remove', () => {
 
   it('leaves another job’s entries alone', () => {
     const kernel = new RecordingKernel();
-    const other = new JobEgress(kernel, jobCgroup(), policyOf('block', '192.0.2.7'));
-    const mine = new JobEgress(kernel, jobCgroup(), policyOf('block', '192.0.2.7'));
+    const other = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '192.0.2.7'));
+    const mine = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '192.0.2.7'));
     mine.remove();
     expect(allowed(kernel, other.policyId)).toEqual([`192.0.2.7/32 port 0 source ${POLICY}`, `192.0.2.7/32 port 443 source ${POLICY}`]);
     expect(kernel.held('job_policies')).toHaveLength(1);
@@ -181,7 +181,7 @@ describe('JobEgress.remove', () => {
 
   it('a second remove does nothing', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', '192.0.2.7'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '192.0.2.7'));
     egress.remove();
     const calls = kernel.calls.length;
     egress.remove();
@@ -190,7 +190,7 @@ describe('JobEgress.remove', () => {
 
   it('an address learned after remove (an answer as the job ends) is not written, so none is left behind', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     egress.remove();
     const calls = kernel.calls.length;
     egress.learn(ip('203.0.113.5'), [443]);
@@ -203,7 +203,7 @@ describe('JobEgress.remove', () => {
     const kernel = new RecordingKernel();
     kernel.attachError = new Error('bpf_prog_attach: EBUSY');
     try {
-      new JobEgress(kernel, jobCgroup(), policyOf('block', '10.1.0.0/16:22', '[2001:db8::1]:443'));
+      new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '10.1.0.0/16:22', '[2001:db8::1]:443'));
     } catch (error) {
       expect((error as Error).message).toBe('bpf_prog_attach: EBUSY');
     }
@@ -216,7 +216,7 @@ describe('JobEgress.remove', () => {
     const kernel = new RecordingKernel();
     kernel.failUpdateAt = 4; // job_policies, then 10.1.0.0/16 on 22 and on 0, then the failing one
     try {
-      new JobEgress(kernel, jobCgroup(), policyOf('block', '10.1.0.0/16:22', '192.0.2.7'));
+      new JobEgress(kernel.maps, jobCgroup(), policyOf('block', '10.1.0.0/16:22', '192.0.2.7'));
     } catch (error) {
       expect((error as Error).message).toBe('bpf_map_update_elem allow4: E2BIG');
     }
@@ -251,7 +251,7 @@ function flow(policyId: number, address: string, port: number, folded: number): 
 describe('JobEgress.unrecordedRepeats', () => {
   it('reports its own flows’ folded repeats once, at the clock’s time, and forgets its flows; another job’s stay', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     const otherPolicyId = egress.policyId + 1000;
     const [foldedKey, foldedValue] = flow(egress.policyId, '198.51.100.9', 9999, 3);
     const [quietKey, quietValue] = flow(egress.policyId, '198.51.100.10', 9999, 0);
@@ -269,7 +269,7 @@ describe('JobEgress.unrecordedRepeats', () => {
 
   it('reads CLOCK_BOOTTIME from the addon when no clock is given', () => {
     const kernel = new RecordingKernel();
-    const egress = new JobEgress(kernel, jobCgroup(), policyOf('block', 'example.com'));
+    const egress = new JobEgress(kernel.maps, jobCgroup(), policyOf('block', 'example.com'));
     kernel.seed('egress_flows', ...flow(egress.policyId, '198.51.100.9', 9999, 2));
     const before = Number(loadNative().clocks().boottimeNs);
     const [repeat] = egress.unrecordedRepeats(0);

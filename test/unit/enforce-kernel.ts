@@ -1,15 +1,19 @@
 /**
- * A recording stand-in for the kernel handle (NativeSensorHandle) as
- * src/enforce uses it: map updates, deletes, lookups and entries, and the
- * egress programs' attach and detach. It keeps each map's contents, so a test
- * can ask what the kernel would hold, and every call in order, so it can ask
- * what was done. Everything else of the handle throws: src/enforce must not
- * need it. Also decoders of what src/enforce writes, from the offsets of
- * src/sensor/layout.ts (which test/unit/layout.test.ts checks against the BTF).
+ * A recording stand-in for what src/abi/maps.ts's KernelMaps drives of the
+ * addon's handle (MapHandle: map updates, deletes, lookups and entries, and
+ * the egress programs' attach and detach), so that tests run the real
+ * KernelMaps above it and see exactly the bytes that would reach the kernel.
+ * Like the addon, it refuses a map the BPF object does not have and a key or
+ * value of the wrong size for its map (src/abi/maps.ts's KERNEL_MAPS, whose
+ * types test/unit/abi-maps.test.ts checks against bpf/). It keeps each map's
+ * contents, so a test can ask what the kernel would hold, and every call in
+ * order, so it can ask what was done. Also decoders of what src/abi writes,
+ * from the offsets of src/abi/layout.ts (which test/unit/layout.test.ts
+ * checks against the BTF).
  */
 import { formatIp, type IpFamily } from '../../src/net/address';
-import { ALLOW_FIXED_BITS, LAYOUT } from '../../src/sensor/layout';
-import type { NativeSensorHandle } from '../../src/sensor/native';
+import { ALLOW_FIXED_BITS, COMM_LEN, LAYOUT } from '../../src/abi/layout';
+import { KERNEL_MAPS, KernelMaps, type MapHandle, type MapName } from '../../src/abi/maps';
 
 export type KernelCall =
   | { op: 'update'; map: string; key: Buffer; value: Buffer }
@@ -17,11 +21,18 @@ export type KernelCall =
   | { op: 'attach'; path: string }
   | { op: 'detach'; cgroupId: bigint };
 
-const unused = (name: string) => () => {
-  throw new Error(`src/enforce does not use the kernel handle's ${name}()`);
-};
+/** Bytes of a key or value type as bpf/ declares it. */
+export function sizeOfKernelType(type: string): number {
+  const scalar: Record<string, number> = { __u8: 1, __u16: 2, __u32: 4, __u64: 8, 'char[RF_COMM_LEN]': COMM_LEN };
+  if (type in scalar) return scalar[type];
+  const struct = /^struct (\w+)$/.exec(type)?.[1];
+  if (struct && struct in LAYOUT) return LAYOUT[struct as keyof typeof LAYOUT].size;
+  throw new Error(`no size known for ${type}`);
+}
 
-export class RecordingKernel implements NativeSensorHandle {
+export class RecordingKernel implements MapHandle {
+  /** The typed interface over this stand-in: what src/enforce is given. */
+  readonly maps = new KernelMaps(this);
   readonly calls: KernelCall[] = [];
   private readonly contents = new Map<string, Map<string, Buffer>>();
   /** Thrown by attachCgroup, when set. */
@@ -29,18 +40,6 @@ export class RecordingKernel implements NativeSensorHandle {
   /** Thrown by the update that would be number `failUpdateAt` (1 = the first), when set. */
   failUpdateAt?: number;
   private updates = 0;
-
-  track = unused('track');
-  untrack = unused('untrack');
-  counters = unused('counters');
-  start = unused('start');
-  stop = unused('stop');
-  drain = unused('drain');
-  readerStats = unused('readerStats');
-  programIds = unused('programIds');
-  destroy = unused('destroy');
-  agentGone = unused('agentGone');
-  pinDir = unused('pinDir');
 
   attachCgroup(path: string): bigint {
     if (this.attachError) throw this.attachError;
@@ -54,26 +53,32 @@ export class RecordingKernel implements NativeSensorHandle {
   }
 
   mapUpdate(map: string, key: Buffer, value: Buffer): void {
+    this.check(map, 'key', key);
+    this.check(map, 'value', value);
     if (++this.updates === this.failUpdateAt) throw new Error(`bpf_map_update_elem ${map}: E2BIG`);
     this.calls.push({ op: 'update', map, key: Buffer.from(key), value: Buffer.from(value) });
     this.mapOf(map).set(key.toString('hex'), Buffer.from(value));
   }
 
   mapDelete(map: string, key: Buffer): boolean {
+    this.check(map, 'key', key);
     this.calls.push({ op: 'delete', map, key: Buffer.from(key) });
     return this.mapOf(map).delete(key.toString('hex'));
   }
 
   mapLookup(map: string, key: Buffer): Buffer | null {
-    return this.contents.get(map)?.get(key.toString('hex')) ?? null;
+    this.check(map, 'key', key);
+    const value = this.contents.get(map)?.get(key.toString('hex'));
+    return value ? Buffer.from(value) : null;
   }
 
   mapEntries(map: string): [Buffer, Buffer][] {
-    return [...this.mapOf(map)].map(([key, value]) => [Buffer.from(key, 'hex'), value]);
+    this.check(map);
+    return [...this.mapOf(map)].map(([key, value]) => [Buffer.from(key, 'hex'), Buffer.from(value)]);
   }
 
   /** What the kernel would hold in `map`: [key, value] in insertion order. */
-  held(map: string): [Buffer, Buffer][] {
+  held(map: MapName): [Buffer, Buffer][] {
     return this.mapEntries(map);
   }
 
@@ -83,8 +88,18 @@ export class RecordingKernel implements NativeSensorHandle {
   }
 
   /** Puts an entry in as the BPF programs would (not recorded as a call). */
-  seed(map: string, key: Buffer, value: Buffer): void {
+  seed(map: MapName, key: Buffer, value: Buffer): void {
+    this.check(map, 'key', key);
+    this.check(map, 'value', value);
     this.mapOf(map).set(key.toString('hex'), value);
+  }
+
+  /** The addon's checks: a map of the object (MapNamed), a key or value of its size (CheckSize). */
+  private check(map: string, part?: 'key' | 'value', bytes?: Buffer): void {
+    if (!(map in KERNEL_MAPS)) throw new Error(`no map named ${map} in the sensor object`);
+    if (!part) return;
+    const size = sizeOfKernelType(KERNEL_MAPS[map as MapName][part]);
+    if (bytes!.length !== size) throw new Error(`${map}: a ${part} of ${bytes!.length} bytes, not ${size}`);
   }
 
   private mapOf(map: string): Map<string, Buffer> {
@@ -121,7 +136,7 @@ export function decodeAllowKey(key: Buffer): DecodedAllowKey {
 /** allow4 and allow6 as "address/prefix port source" lines, sorted, for the policy id given. */
 export function allowed(kernel: RecordingKernel, policyId: number): string[] {
   const lines: string[] = [];
-  for (const map of ['allow4', 'allow6']) {
+  for (const map of ['allow4', 'allow6'] as const) {
     for (const [key, value] of kernel.held(map)) {
       const entry = decodeAllowKey(key);
       if ((map === 'allow4') !== (entry.family === 4)) throw new Error(`an IPv${entry.family} key in ${map}`);

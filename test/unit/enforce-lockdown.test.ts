@@ -1,19 +1,18 @@
 /**
- * Lockdown in the kernel (src/enforce/lockdown.ts), on a recording stand-in
- * for the kernel handle: which detections a policy kills for, the
- * job_lockdown value as the kernel reads it (offsets from
- * src/sensor/layout.ts), the comm keys, and which processes are protected,
- * found in a /proc each case lays out for itself.
+ * Lockdown in the kernel (src/enforce/lockdown.ts), through src/abi's
+ * KernelMaps on a recording stand-in for the addon's handle: which detections
+ * a policy kills for, the job_lockdown value as the kernel reads it (offsets
+ * from src/abi/layout.ts), and which processes are protected, found in a
+ * /proc each case lays out for itself. The encoders themselves:
+ * test/unit/abi-records.test.ts.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  commKey,
   configureStdinShells,
   DEFAULT_PROTECTED_PROGRAMS,
-  encodeJobLockdown,
   JobLockdown,
   killedDetections,
   protectProcess,
@@ -22,7 +21,8 @@ import {
 } from '../../src/enforce/lockdown';
 import { parsePolicy } from '../../src/policy/policy';
 import type { DetectionName } from '../../src/sensor/events';
-import { COMM_LEN, DetectionId, LAYOUT } from '../../src/sensor/layout';
+import { DetectionId } from '../../src/abi/layout';
+import { commKey } from '../../src/abi/records';
 import { cgroupKey, decodeJobLockdown, RecordingKernel } from './enforce-kernel';
 
 /** RF_DETECT_BIT(d) of bpf/events.h: the bit the kernel tests for detection d. */
@@ -53,31 +53,10 @@ describe('killedDetections', () => {
   });
 });
 
-describe('encodeJobLockdown', () => {
-  it.each(Object.keys(DetectionId) as DetectionName[])('%s alone sets its bit and no other', (detection) => {
-    const value = encodeJobLockdown([detection]);
-    expect(value).toHaveLength(LAYOUT.rf_job_lockdown.size);
-    expect(decodeJobLockdown(value)).toEqual({ killMask: bit(detection), loopbackRemote: 0 });
-  });
-
-  it('several detections set each of their bits', () => {
-    expect(decodeJobLockdown(encodeJobLockdown(['Reverse-Shell', 'Agent-Tamper', 'Cgroup-Escape'])).killMask).toBe(bit('Reverse-Shell') + bit('Agent-Tamper') + bit('Cgroup-Escape'));
-  });
-
-  it('nothing to kill: an empty mask', () => {
-    expect(decodeJobLockdown(encodeJobLockdown([]))).toEqual({ killMask: 0, loopbackRemote: 0 });
-  });
-
-  it('loopbackIsRemote sets loopback_remote; false or absent leaves it clear', () => {
-    expect(decodeJobLockdown(encodeJobLockdown(['Reverse-Shell'], { loopbackIsRemote: true }))).toEqual({ killMask: bit('Reverse-Shell'), loopbackRemote: 1 });
-    expect(decodeJobLockdown(encodeJobLockdown(['Reverse-Shell'], { loopbackIsRemote: false })).loopbackRemote).toBe(0);
-  });
-});
-
 describe('JobLockdown', () => {
   it('writes the job’s kill mask under its cgroup id, and nothing else', () => {
     const kernel = new RecordingKernel();
-    new JobLockdown(kernel, 4242, ['Reverse-Shell', 'Cgroup-Escape'], { loopbackIsRemote: true });
+    new JobLockdown(kernel.maps, 4242, ['Reverse-Shell', 'Cgroup-Escape'], { loopbackIsRemote: true });
     expect(kernel.nonEmptyMaps()).toEqual(['job_lockdown']);
     const [[key, value]] = kernel.held('job_lockdown');
     expect(key).toEqual(cgroupKey(4242));
@@ -86,13 +65,13 @@ describe('JobLockdown', () => {
 
   it('without options, loopback peers are not remote', () => {
     const kernel = new RecordingKernel();
-    new JobLockdown(kernel, 4242, ['Reverse-Shell']);
+    new JobLockdown(kernel.maps, 4242, ['Reverse-Shell']);
     expect(decodeJobLockdown(kernel.held('job_lockdown')[0][1]).loopbackRemote).toBe(0);
   });
 
   it('kills(): the kernel’s count for this job, 0 before any', () => {
     const kernel = new RecordingKernel();
-    const lockdown = new JobLockdown(kernel, 4242, ['Reverse-Shell']);
+    const lockdown = new JobLockdown(kernel.maps, 4242, ['Reverse-Shell']);
     expect(lockdown.kills()).toBe(0);
     const count = Buffer.alloc(8);
     count.writeBigUInt64LE(3n);
@@ -105,8 +84,8 @@ describe('JobLockdown', () => {
 
   it('remove() deletes its settings and its kill count, once; another job’s stay', () => {
     const kernel = new RecordingKernel();
-    const other = new JobLockdown(kernel, 7, ['Agent-Tamper']);
-    const lockdown = new JobLockdown(kernel, 4242, ['Reverse-Shell']);
+    const other = new JobLockdown(kernel.maps, 7, ['Agent-Tamper']);
+    const lockdown = new JobLockdown(kernel.maps, 4242, ['Reverse-Shell']);
     kernel.seed('job_kills', cgroupKey(4242), Buffer.alloc(8, 1));
     lockdown.remove();
     expect(kernel.held('job_lockdown').map(([key]) => key)).toEqual([cgroupKey(7)]);
@@ -118,31 +97,10 @@ describe('JobLockdown', () => {
   });
 });
 
-describe('commKey', () => {
-  const expected = (bytes: Buffer) => Buffer.concat([bytes, Buffer.alloc(COMM_LEN - bytes.length)]);
-
-  it('a short name, NUL padded to the kernel’s comm size', () => {
-    expect(commKey('bash')).toEqual(expected(Buffer.from('bash')));
-  });
-
-  it('a name of exactly 15 bytes keeps all of them and its NUL', () => {
-    expect(commKey('Runner.Listener')).toEqual(expected(Buffer.from('Runner.Listener')));
-  });
-
-  it('a longer name is cut at 15 bytes, as the kernel cuts it', () => {
-    expect(commKey('containerd-shim-runc-v2')).toEqual(expected(Buffer.from('containerd-shim')));
-  });
-
-  it('counts bytes, not characters: a UTF-8 name is cut inside a character like the kernel does', () => {
-    const name = 'é'.repeat(8); // 16 bytes
-    expect(commKey(name)).toEqual(expected(Buffer.from(name).subarray(0, 15)));
-  });
-});
-
 describe('protected processes and shells', () => {
   it('protectProcess marks one tgid (a u32 key) protected', () => {
     const kernel = new RecordingKernel();
-    protectProcess(kernel, 70000);
+    protectProcess(kernel.maps, 70000);
     const key = Buffer.alloc(4);
     key.writeUInt32LE(70000);
     expect(kernel.held('protected_tgids')).toEqual([[key, Buffer.from([1])]]);
@@ -150,14 +108,14 @@ describe('protected processes and shells', () => {
 
   it('configureStdinShells names every stdin shell by comm', () => {
     const kernel = new RecordingKernel();
-    configureStdinShells(kernel);
+    configureStdinShells(kernel.maps);
     expect(kernel.held('stdin_shells')).toEqual(STDIN_SHELLS.map((shell) => [commKey(shell), Buffer.from([1])]));
     expect(STDIN_SHELLS).toEqual(['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'busybox']);
   });
 
   it('configureStdinShells takes another list', () => {
     const kernel = new RecordingKernel();
-    configureStdinShells(kernel, ['fish']);
+    configureStdinShells(kernel.maps, ['fish']);
     expect(kernel.held('stdin_shells')).toEqual([[commKey('fish'), Buffer.from([1])]]);
   });
 });
@@ -199,7 +157,7 @@ describe('protectRunnerProcesses', () => {
       [THREAD]: undefined,
       [NODE_IN_RUNNER_DIR]: '/home/runner/Runner.Worker/node',
     });
-    const now = protectRunnerProcesses(kernel, DEFAULT_PROTECTED_PROGRAMS, proc);
+    const now = protectRunnerProcesses(kernel.maps, DEFAULT_PROTECTED_PROGRAMS, proc);
     expect(now[0]).toBe(process.pid);
     expect(now.slice(1).sort()).toEqual([WORKER, LISTENER]);
     expect(tgids(kernel).sort()).toEqual([WORKER, LISTENER, process.pid].sort());
@@ -207,7 +165,7 @@ describe('protectRunnerProcesses', () => {
 
   it('names the programs by comm, so the kernel protects their later execs too', () => {
     const kernel = new RecordingKernel();
-    protectRunnerProcesses(kernel, DEFAULT_PROTECTED_PROGRAMS, fakeProc({}));
+    protectRunnerProcesses(kernel.maps, DEFAULT_PROTECTED_PROGRAMS, fakeProc({}));
     expect(kernel.held('protected_comms')).toEqual([
       [commKey('Runner.Worker'), Buffer.from([1])],
       [commKey('Runner.Listener'), Buffer.from([1])],
@@ -218,7 +176,7 @@ describe('protectRunnerProcesses', () => {
   it('only pid directories count: self, thread-self and names with digits in them are not processes', () => {
     const kernel = new RecordingKernel();
     const proc = fakeProc({ self: '/home/runner/bin/Runner.Worker', 'thread-self': '/home/runner/bin/Runner.Worker', net4: '/home/runner/bin/Runner.Worker', '4net': '/home/runner/bin/Runner.Worker' });
-    expect(protectRunnerProcesses(kernel, DEFAULT_PROTECTED_PROGRAMS, proc)).toEqual([process.pid]);
+    expect(protectRunnerProcesses(kernel.maps, DEFAULT_PROTECTED_PROGRAMS, proc)).toEqual([process.pid]);
     expect(tgids(kernel)).toEqual([process.pid]);
   });
 
@@ -226,20 +184,20 @@ describe('protectRunnerProcesses', () => {
     const kernel = new RecordingKernel();
     const proc = fakeProc({ [WORKER]: '/home/runner/bin/Runner.Worker', [LISTENER]: undefined });
     fs.writeFileSync(path.join(proc, String(LISTENER), 'exe'), 'Runner.Listener'); // not a link: readlink fails with EINVAL
-    expect(protectRunnerProcesses(kernel, DEFAULT_PROTECTED_PROGRAMS, proc)).toEqual([process.pid, WORKER]);
+    expect(protectRunnerProcesses(kernel.maps, DEFAULT_PROTECTED_PROGRAMS, proc)).toEqual([process.pid, WORKER]);
   });
 
   it('another list of programs replaces the default', () => {
     const kernel = new RecordingKernel();
     const proc = fakeProc({ [WORKER]: '/home/runner/bin/Runner.Worker', [SHELL]: '/usr/local/bin/vault-agent' });
-    expect(protectRunnerProcesses(kernel, ['vault-agent'], proc)).toEqual([process.pid, SHELL]);
+    expect(protectRunnerProcesses(kernel.maps, ['vault-agent'], proc)).toEqual([process.pid, SHELL]);
     expect(kernel.held('protected_comms')).toEqual([[commKey('vault-agent'), Buffer.from([1])]]);
   });
 
   it('reads /proc by default: this process is among those it sees', () => {
     const kernel = new RecordingKernel();
     const self = path.basename(fs.readlinkSync('/proc/self/exe'));
-    const now = protectRunnerProcesses(kernel, [self]);
+    const now = protectRunnerProcesses(kernel.maps, [self]);
     expect(now[0]).toBe(process.pid);
     expect(now.slice(1)).toContain(process.pid);
   });

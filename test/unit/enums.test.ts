@@ -1,10 +1,10 @@
 /**
  * The enums of bpf/events.h against the TypeScript constants that decode and
- * encode them (src/sensor/layout.ts): read from the BTF of the compiled
+ * encode them (src/abi/layout.ts): read from the BTF of the compiled
  * object, so that renumbering one side fails here, not in a swapped verdict.
  */
 import { describe, expect, it } from 'vitest';
-import { AgentGone, AllowSource, DetectionAction, DetectionHookNames, DetectionId, EgressHook, EventType, FdKind, SHELL_ON_IPC, Verdict } from '../../src/sensor/layout';
+import { AgentGone, AllowSource, DetectionAction, DetectionHookNames, DetectionId, EgressHook, EventType, FdKind, SHELL_ON_IPC, Verdict } from '../../src/abi/layout';
 import { loadNative } from '../../src/sensor/native';
 
 const btf = loadNative().eventEnums();

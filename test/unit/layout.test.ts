@@ -1,10 +1,10 @@
 /**
- * The decoder's offsets (src/sensor/layout.ts) against the BTF clang emitted
+ * The decoder's offsets (src/abi/layout.ts) against the BTF clang emitted
  * for bpf/events.h into the sensor object: the two cannot drift apart.
  * Needs no privileges: the object is only parsed, not loaded.
  */
 import { describe, expect, it } from 'vitest';
-import { LAYOUT, LAYOUT_VERSION } from '../../src/sensor/layout';
+import { LAYOUT, LAYOUT_VERSION } from '../../src/abi/layout';
 import { loadNative } from '../../src/sensor/native';
 
 const btf = loadNative().eventLayout();

@@ -1,13 +1,13 @@
 /**
  * The egress, detection and exec records decoded field by field. Every record
- * is built from scratch per case at the offsets of src/sensor/layout.ts, with
+ * is built from scratch per case at the offsets of src/abi/layout.ts, with
  * a distinct value in each field, so a swapped offset, enum value or flag bit
  * changes the decoded event. Enum values are literals of bpf/events.h: a
  * renumbered constant in layout.ts must not move the expectation with it.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeBatch } from '../../src/sensor/decode';
-import { EventType, ExecFlags, LAYOUT } from '../../src/sensor/layout';
+import { EventType, ExecFlags, LAYOUT } from '../../src/abi/layout';
 
 const H = LAYOUT.rf_event_header.fields;
 const S = LAYOUT.rf_sockaddr.fields;
