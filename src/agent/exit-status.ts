@@ -54,7 +54,7 @@ export const EXIT_STATUS_HELP = `Exit status, first that applies:
   ${EXIT.AGENT_FAILURE}  ringfence failed: it could not protect the job or lost part of its report
        (events or summary not written, sensor records dropped)
   128+N  ringfence ended the job on signal N (Ctrl-C: 130)
-  1    CMD exited 0 but the policy blocked a request
+  ${EXIT.BLOCKED}    CMD exited 0 but the policy blocked a request
   CMD's own status otherwise (128+N when a signal N ended CMD)
   ${EXIT.USAGE}  bad usage (flags, files, policy): nothing was started
   137  ringfence itself was SIGKILLed (it cannot report that; the job is ended in the kernel)`;

@@ -121,11 +121,8 @@ export function formatIp(address: IpAddress): string {
  */
 export function parseProcNetAddress(text: string, byteOrder: 'BE' | 'LE' = os.endianness()): { address: IpAddress; port: number } {
   const [hex, portHex] = text.split(':');
-  const bytes: number[] = [];
-  for (let word = 0; word < hex.length / 8; word++) {
-    const w = hex.slice(word * 8, word * 8 + 8);
-    const wordBytes = [0, 1, 2, 3].map((b) => parseInt(w.slice(b * 2, b * 2 + 2), 16));
-    bytes.push(...(byteOrder === 'LE' ? wordBytes.reverse() : wordBytes));
-  }
+  // the kernel prints whole 32-bit words (8 or 32 digits); a column header has no hex digits at all
+  const bytes = Buffer.from(hex, 'hex');
+  if (byteOrder === 'LE') bytes.swap32();
   return { address: { family: bytes.length === 4 ? 4 : 6, bytes: Uint8Array.from(bytes) }, port: parseInt(portHex, 16) };
 }

@@ -84,7 +84,8 @@ export class OidcVerifier implements JobIdentityVerifier {
       const reason = refusal(error);
       if (reason) throw new StoreError('UNAUTHENTICATED', `id-token refused: ${reason}`);
       // the issuer unreachable, a bad JWKS, a bug: the detail is for the operator, never for the client
-      this.options.log?.(`policy store: an id-token could not be verified: ${(error as Error)?.message ?? String(error)}`);
+      // jose and the JWKS fetch reject only with Error objects
+      this.options.log?.(`policy store: an id-token could not be verified: ${(error as Error).message}`);
       throw new StoreError('UNAUTHENTICATED', UNVERIFIABLE);
     }
     const fullName = claims.repository;

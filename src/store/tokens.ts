@@ -37,6 +37,8 @@ export async function revokeToken(repository: PolicyRepository, id: string): Pro
  * same agent is waste. This is also how long a revoked token may still work.
  */
 export const TOKEN_CACHE_MS = 30_000;
+/** The most callers kept per repository: a stream of distinct tokens cannot grow the cache without bound. */
+export const TOKEN_CACHE_SIZE = 10_000;
 const cache = new WeakMap<PolicyRepository, Map<string, { caller: Caller; until: number }>>();
 
 /** The caller a bearer token stands for; UNAUTHENTICATED when it is unknown. */
@@ -50,7 +52,7 @@ export async function callerForToken(repository: PolicyRepository, token: string
   if (!record) throw new StoreError('UNAUTHENTICATED', 'unknown or revoked token');
   // lowered here too: a row written by an older ringfence (schema 1) may still say Acme
   const caller: Caller = { org: record.org.toLowerCase(), role: record.role, subject: `token:${record.id}` };
-  if (known.size > 10_000) known.clear();
+  if (known.size >= TOKEN_CACHE_SIZE) known.clear();
   known.set(hash, { caller, until: Date.now() + TOKEN_CACHE_MS });
   return caller;
 }

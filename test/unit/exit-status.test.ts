@@ -35,6 +35,11 @@ describe('the exit status help (run --help, docs/cli.md)', () => {
     expect(at.every((index) => index > 0)).toBe(true);
     expect(at).toEqual([...at].sort((a, b) => a - b));
   });
+
+  it.each(Object.entries(EXIT))('names %s by its number, %i, at the start of a line', (_name, status) => {
+    const lines = EXIT_STATUS_HELP.split('\n');
+    expect(lines.filter((line) => line.trimStart().startsWith(`${status} `))).toHaveLength(1);
+  });
 });
 
 describe('RINGFENCE_INSTANCE', () => {

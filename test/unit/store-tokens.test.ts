@@ -10,7 +10,7 @@ import { StoreError } from '../../src/store/errors';
 import type { PolicyRepository, TokenRole } from '../../src/store/repository';
 import { PolicyService } from '../../src/store/service';
 import { SqliteRepository } from '../../src/store/sqlite';
-import { callerForToken, createToken, hashToken, listTokens, revokeToken, TOKEN_CACHE_MS } from '../../src/store/tokens';
+import { callerForToken, createToken, hashToken, listTokens, revokeToken, TOKEN_CACHE_MS, TOKEN_CACHE_SIZE } from '../../src/store/tokens';
 
 const opened: PolicyRepository[] = [];
 afterEach(async () => {
@@ -155,15 +155,19 @@ describe('callerForToken', () => {
     expect(await callerForToken(repository, 'rfa_old')).toEqual({ org: 'acme', role: 'admin', subject: 'token:old' });
   });
 
-  it('starts its cache over past 10,000 tokens, so that it cannot grow without end', async () => {
+  it('keeps at most TOKEN_CACHE_SIZE callers and starts over at the next one, so that it cannot grow without end', async () => {
     const repository = await store();
     const { token, record } = await createToken(repository, 'acme', 'agent');
-    await callerForToken(repository, token);
+    const caller = await callerForToken(repository, token);
     await revokeToken(repository, record.id);
-    for (let i = 0; i <= 10_000; i++) {
+    const another = async (i: number) => {
       await repository.createToken({ id: `t${i}`, org: 'acme', role: 'agent', description: '', createdAt: '2026-01-01T00:00:00.000Z' }, hashToken(`rfg_${i}`));
       await callerForToken(repository, `rfg_${i}`);
-    }
+    };
+    for (let i = 1; i < TOKEN_CACHE_SIZE; i++) await another(i);
+    // the cache is full (the revoked token and TOKEN_CACHE_SIZE - 1 others): the revoked one is still taken from it
+    expect(await callerForToken(repository, token)).toEqual(caller);
+    await another(TOKEN_CACHE_SIZE);
     // the revoked token was in the cache that was cleared: the database says no
     expect(await refusal(callerForToken(repository, token))).toEqual(['UNAUTHENTICATED', 'unknown or revoked token']);
   });
