@@ -33,6 +33,7 @@ export class OutputFile {
   /** The first write error, for the report at the end. */
   firstError: string | undefined;
   private closed = false;
+  private sink: ((text: string) => boolean) | undefined;
 
   private constructor(
     private fd: number | undefined,
@@ -40,6 +41,17 @@ export class OutputFile {
     readonly label: string,
     private readonly owned: boolean,
   ) {}
+
+  /**
+   * Text handed to `deliver` instead of a file (ringfenced streams a job's
+   * events to the `ringfence run` that writes them); `deliver` returning
+   * false is a lost line, counted like a failed write.
+   */
+  static stream(label: string, deliver: (text: string) => boolean): OutputFile {
+    const out = new OutputFile(undefined, label, false);
+    out.sink = deliver;
+    return out;
+  }
 
   /**
    * Opens (creates or truncates) `file` for `option`, or throws a usage
@@ -79,6 +91,11 @@ export class OutputFile {
 
   /** Writes all of `text`, or counts one loss per line in it and remembers why. */
   write(text: string): boolean {
+    if (this.sink) {
+      if (!this.closed && this.sink(text)) return true;
+      this.lose(text, this.closed ? undefined : new Error('the reader went away'));
+      return false;
+    }
     if (this.fd === undefined) {
       this.lose(text, undefined);
       return false;

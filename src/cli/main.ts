@@ -10,6 +10,7 @@ import path from 'node:path';
 import { PolicyError } from '../policy/policy';
 import { StoreError } from '../store/errors';
 import { run, type RunOptions } from './run';
+import { addDaemonCommands } from './daemon-commands';
 import { addStoreCommands } from './store';
 import { trace } from './trace';
 
@@ -109,6 +110,7 @@ export function buildProgram(): Command {
     });
 
   addStoreCommands(program);
+  addDaemonCommands(program);
   // bare `ringfence`: the help, on stdout, exit 0; a word that is no command: one line
   program.allowExcessArguments(true).action(() => {
     if (program.args.length) program.error(`error: unknown command '${program.args[0]}' (ringfence --help lists them)`);

@@ -6,7 +6,10 @@
  * else the policy store when RINGFENCE_SERVER is set (the job's identity
  * says whose policy); else audit mode. Identity flags never pick the source.
  */
+import fs from 'node:fs';
 import path from 'node:path';
+import { connectDaemon, enclosingJob, policyText, runViaDaemon } from '../agent/daemon-client';
+import { socketPath } from '../agent/local-api';
 import { loadServiceEndpoints } from '../agent/service-endpoints';
 import { parseUpstream, runJob } from '../agent/job';
 import { resolveCommand } from '../agent/command';
@@ -71,12 +74,15 @@ export async function run(command: string, args: string[], options: RunOptions, 
   if (options.summary !== undefined) OutputFile.check(options.summary, '--summary');
 
   let policy: Policy = AUDIT_POLICY;
+  /** What a ringfenced is handed: the policy as a policy file has it (undefined: the daemon's own). */
+  let policySource: { text: string; source: string } | undefined;
   let policyName: string | null = null;
   let policyVersion: number | undefined;
   const server = env.RINGFENCE_SERVER;
   if (options.policy !== undefined) {
     const loaded = readPolicyFile(options.policy, '--policy');
     policy = loaded.policy;
+    policySource = { text: fs.readFileSync(options.policy, 'utf8'), source: `--policy ${options.policy}` };
     for (const note of loaded.notes) process.stderr.write(`ringfence: note: ${note}\n`);
     policyName = policy.name ?? path.basename(options.policy).replace(/\.ya?ml$/, '');
     process.stderr.write(`ringfence: policy ${policyName} from ${options.policy}${server ? ' (--policy wins over RINGFENCE_SERVER)' : ''}\n`);
@@ -90,14 +96,40 @@ export async function run(command: string, args: string[], options: RunOptions, 
       namedPolicy: options.policyName,
     });
     if (fetched.policy) policy = fetched.policy;
+    policySource = { text: policyText(policy), source: `policy store: ${fetched.name ?? 'none attached (audit)'}` };
     policyName = fetched.name;
     policyVersion = fetched.version;
     process.stderr.write(`ringfence: policy ${policyDisplay({ name: fetched.name, version: fetched.version })} from the policy store (${fetched.scope} scope)\n`);
-  } else {
-    process.stderr.write('ringfence: audit mode (no --policy, and RINGFENCE_SERVER is not set): everything is recorded, nothing is refused\n');
+  }
+  // A running ringfenced takes the job (one sensor for every job of the machine); else it runs in this process.
+  const socket = socketPath(env);
+  const daemon = await connectDaemon(socket);
+  if (!daemon) {
+    const outer = enclosingJob();
+    if (outer) {
+      throw new RingfenceError(`this process runs inside ringfence job ${outer}, and no ringfenced answers at ${socket}: a job cannot start a fresh one (it would take CMD out of its job)`, 'RF_USAGE');
+    }
+    // with a ringfenced, its policy applies (policy-file, store): it says which once the job starts
+    if (options.policy === undefined && !server) process.stderr.write('ringfence: audit mode (no --policy, and RINGFENCE_SERVER is not set): everything is recorded, nothing is refused\n');
   }
   const events = options.events !== undefined ? OutputFile.open(options.events, '--events') : undefined;
   const summary = options.summary !== undefined ? OutputFile.open(options.summary, '--summary') : undefined;
+  if (daemon) {
+    const stderr = OutputFile.fd(2, 'stderr');
+    const handed = policySource
+      ? { text: policySource.text, source: policySource.source, name: policyName, ...(policyVersion !== undefined ? { version: policyVersion } : {}) }
+      : undefined;
+    const result = await runViaDaemon(daemon, command, args, {
+      policy: handed,
+      identity,
+      dnsUpstream: options.dnsUpstream,
+      serviceEndpoints,
+      events,
+      summary,
+      log: (line) => void stderr.write(line + '\n'),
+    });
+    return result.exitStatus;
+  }
   const result = await runJob(command, args, { policy, policyName, policyVersion, identity, events, summary, dnsUpstream, serviceEndpoints });
   return result.exitStatus;
 }

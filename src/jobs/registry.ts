@@ -105,6 +105,17 @@ export class JobRegistry {
     return record;
   }
 
+  /** Removes the pin and state directories when nothing is left in them (another ringfence's entries keep them). */
+  removeEmptyRoots(): void {
+    for (const dir of [this.paths.pinRoot, this.paths.stateDir]) {
+      try {
+        fs.rmdirSync(dir);
+      } catch {
+        // not empty (another ringfence runs), or gone already: either way nothing of ours is left in it
+      }
+    }
+  }
+
   /** Forgets a job that ended cleanly. */
   unregister(id: string): void {
     fs.rmSync(this.recordPath(id), { force: true });

@@ -27,6 +27,8 @@ export interface SupervisorOptions {
   registry?: JobRegistry;
   /** The sensor's tuning (ring buffer size…); pins and the agent are the supervisor's. */
   sensor?: Omit<SensorOptions, 'pinDir' | 'skipPreflight'>;
+  /** Sees every batch before it is routed (the daemon's metrics). */
+  observe?: (events: SensorEvent[]) => void;
 }
 
 /** What the supervisor runs for a job: a JobSession (run), a TraceSession (trace). */
@@ -57,6 +59,7 @@ export class Supervisor {
     readonly registry: JobRegistry,
     readonly sensor: Sensor,
     private readonly log: (line: string) => void,
+    private readonly observe: ((events: SensorEvent[]) => void) | undefined,
   ) {}
 
   /**
@@ -78,7 +81,7 @@ export class Supervisor {
       registry.unregister(id);
       throw error;
     }
-    const supervisor = new Supervisor(id, registry, sensor, options.log);
+    const supervisor = new Supervisor(id, registry, sensor, options.log, options.observe);
     sensor.on('events', (events) => supervisor.route(events));
     sensor.on('error', (error) => supervisor.sensorFailed(error));
     try {
@@ -95,6 +98,11 @@ export class Supervisor {
   /** Jobs running now. */
   get jobs(): SupervisedJob[] {
     return [...this.sessions.values()].map((s) => s.session);
+  }
+
+  /** Each running job's cgroup, relative to the cgroup2 mount (who a local API caller is: src/agent/caller.ts). */
+  jobCgroups(): { jobId: string; cgroups: string[] }[] {
+    return [...this.sessions.values()].map(({ session }) => ({ jobId: session.id, cgroups: [`${this.registry.jobsCgroup}/${session.id}`] }));
   }
 
   /**
@@ -168,6 +176,7 @@ export class Supervisor {
     }
     if (this.unroutedEvents) this.log(`ringfence: ${this.unroutedEvents} sensor record(s) of job cgroups no job owned (a job that had ended)`);
     this.registry.unregister(this.id);
+    this.registry.removeEmptyRoots();
   }
 
   private sessionDeps(cgroup: Cgroup): SessionDeps {
@@ -190,6 +199,7 @@ export class Supervisor {
 
   /** Each job's events to its session, in kernel order. */
   private route(events: SensorEvent[]): void {
+    this.observe?.(events);
     const byJob = new Map<number, SensorEvent[]>();
     for (const event of events) {
       const batch = byJob.get(event.jobCgroupId);

@@ -1,0 +1,259 @@
+/**
+ * ringfenced: the supervisor as a service (docs/ringfenced.md). One sensor
+ * for the machine's whole uptime, many jobs at once, handed over by
+ * `ringfence run` (and, later, the runner's job hooks) through the local API
+ * (src/agent/local-api.ts, methods in src/agent/job-api.ts).
+ *
+ * Who may do what is decided by what the caller is (src/agent/caller.ts), not
+ * by its uid alone: a process inside a job is that job, root or not, and a
+ * job may neither start a fresh job nor end or read another one.
+ */
+import type { Logger } from 'pino';
+import { parsePolicy, AUDIT_POLICY, PolicyError, type Policy } from '../policy/policy';
+import type { Endpoint } from '../policy/endpoint';
+import { Supervisor } from '../jobs/supervisor';
+import type { JobSession } from '../jobs/session';
+import { identifyCaller, type CallerIdentity } from './caller';
+import type { LoadedDaemonConfig } from './daemon-config';
+import { readStoreCredentials } from './daemon-config';
+import { API_ERRORS, JOB_API, JOB_NOTIFICATIONS, parseFinishParams, parseJobRef, parseServiceEndpointTexts, parseStartParams, type FinishReply, type JobInfo, type StartParams, type StartReply, type StatusReply } from './job-api';
+import { LocalApiServer, type LocalApiConnection, type PeerCredentials } from './local-api';
+import { DaemonMetrics, serveMetrics, type MetricsServer } from './metrics';
+import { OutputFile } from './output';
+import { parseUpstream, systemUpstream } from './job';
+import { loadServiceEndpoints } from './service-endpoints';
+import { fetchPolicy } from './store-policy';
+import { instanceName } from '../jobs/registry';
+import { RingfenceError } from '../util/errors';
+
+/** A local API peer, and what it is. */
+export interface DaemonCaller {
+  peer: PeerCredentials;
+  who: CallerIdentity;
+}
+
+interface RunningJob {
+  session: JobSession;
+  info: JobInfo;
+  starter: LocalApiConnection<DaemonCaller>;
+  ending?: Promise<FinishReply>;
+}
+
+const refused = (message: string, code: string = API_ERRORS.refused) => new RingfenceError(message, code);
+
+export class Daemon {
+  private readonly jobs = new Map<string, RunningJob>();
+  private readonly startedAt = new Date();
+  private stopping: Promise<void> | undefined;
+
+  private constructor(
+    readonly config: LoadedDaemonConfig,
+    private readonly logger: Logger,
+    readonly metrics: DaemonMetrics,
+    private readonly supervisor: Supervisor,
+    private readonly api: LocalApiServer<DaemonCaller>,
+    private readonly metricsServer: MetricsServer | undefined,
+  ) {}
+
+  /** Loads the sensor, then listens on the local API (and the metrics endpoint). What fails half-way is undone. */
+  static async start(config: LoadedDaemonConfig, logger: Logger): Promise<Daemon> {
+    const metrics = new DaemonMetrics();
+    for (const note of config.defaultPolicy?.notes ?? []) logger.warn({ policyFile: config.policyFile }, `policy-file: ${note}`);
+    const supervisor = await Supervisor.open({
+      log: (line) => logger.info(line.replace(/^ringfence: /, '')),
+      observe: (events) => {
+        for (const event of events) {
+          metrics.eventsSeen(event.type);
+          if (event.type === 'egress') metrics.verdict('network', event.verdict, event.count);
+          else if (event.type === 'detection') metrics.detection(event.detection, event.action);
+        }
+      },
+    });
+    let metricsServer: MetricsServer | undefined;
+    let api: LocalApiServer<DaemonCaller> | undefined;
+    try {
+      api = new LocalApiServer<DaemonCaller>({
+        log: (level, message, fields) => logger[level](fields ?? {}, message),
+        identify: (peer) => ({ peer, who: identifyCaller(peer, supervisor.jobCgroups()) }),
+        mode: config.socketGid !== undefined ? 0o660 : 0o600,
+        ...(config.socketGid !== undefined ? { group: config.socketGid } : {}),
+      });
+      if (config.metrics) {
+        metricsServer = await serveMetrics(config.metrics.listen, metrics.registry, {
+          ...(config.metricsGid !== undefined ? { gid: config.metricsGid } : {}),
+          onError: (error) => logger.error({ err: error }, 'metrics endpoint'),
+        });
+      }
+      const daemon = new Daemon(config, logger, metrics, supervisor, api, metricsServer);
+      daemon.register(api);
+      await api.listen(config.socket);
+      logger.info({ socket: config.socket, metrics: metricsServer?.address, sensor: supervisor.id, policy: config.defaultPolicy?.name ?? (config.store ? 'from the store' : 'audit') }, 'ringfenced ready');
+      return daemon;
+    } catch (error) {
+      await api?.close().catch(() => undefined);
+      await metricsServer?.close().catch(() => undefined);
+      await supervisor.close();
+      throw error;
+    }
+  }
+
+  /**
+   * Stops: no new jobs; jobs still running are ended (interrupted), each
+   * reported; the local API closes; the sensor is unloaded and unpinned
+   * (nothing of ringfence is left in the kernel).
+   */
+  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    this.stopping ??= (async () => {
+      this.logger.info({ jobs: this.jobs.size, signal }, 'ringfenced stopping');
+      await Promise.all([...this.jobs.values()].map((job) => this.end(job, { exitCode: null, signal: null, interrupted: signal }, `ringfenced stopped (${signal})`).catch(() => undefined)));
+      await this.api.close();
+      await this.metricsServer?.close().catch((error: Error) => this.logger.error({ err: error }, 'closing the metrics endpoint'));
+      await this.supervisor.close();
+      this.logger.info('ringfenced stopped');
+    })();
+    return this.stopping;
+  }
+
+  private register(api: LocalApiServer<DaemonCaller>): void {
+    api.handle(JOB_API.status, (_params, caller) => this.status(caller));
+    api.handle(JOB_API.jobs, (_params, caller) => {
+      this.hostOnly(caller, JOB_API.jobs);
+      return [...this.jobs.values()].map((job) => job.info);
+    });
+    api.handle(JOB_API.start, (params, caller, connection) => this.startJob(parseStartParams(params), caller, connection));
+    api.handle(JOB_API.finish, (params, caller, connection) => {
+      const end = parseFinishParams(params);
+      return this.end(this.ownJob(end.id, connection, JOB_API.finish), end, undefined);
+    });
+    api.handle(JOB_API.kill, (params, _caller, connection) => {
+      const job = this.ownJob(parseJobRef(JOB_API.kill, params).id, connection, JOB_API.kill);
+      job.session.endAll();
+      return { id: job.info.id };
+    });
+  }
+
+  private status(caller: DaemonCaller): StatusReply {
+    this.hostOnly(caller, JOB_API.status);
+    const stats = this.supervisor.sensor.stats();
+    return {
+      pid: process.pid,
+      instance: instanceName(),
+      startedAt: this.startedAt.toISOString(),
+      socket: this.config.socket,
+      jobs: this.jobs.size,
+      sensor: { delivered: stats.delivered, dropped: stats.dropped, unknownRecords: stats.unknownRecords, decodeErrors: stats.decodeErrors },
+      kernel: this.supervisor.sensor.kernelObjects(),
+    };
+  }
+
+  /** A job's processes may not read what the daemon runs (other jobs' repositories, commands). */
+  private hostOnly(caller: DaemonCaller, method: string): void {
+    if (caller.who.kind === 'job') throw refused(`${method}: refused to a process of job ${caller.who.jobId} (pid ${caller.peer.pid})`);
+  }
+
+  private ownJob(id: string, connection: LocalApiConnection<DaemonCaller>, method: string): RunningJob {
+    const job = this.jobs.get(id);
+    // a job that is not the caller's is as good as unknown to it: nothing is said about others' jobs
+    if (!job || job.starter !== connection) throw refused(`${method}: no job ${id} was started on this connection`, API_ERRORS.unknownJob);
+    return job;
+  }
+
+  private async startJob(params: StartParams, caller: DaemonCaller, connection: LocalApiConnection<DaemonCaller>): Promise<StartReply> {
+    if (this.stopping) throw refused(`${JOB_API.start}: ringfenced is stopping`);
+    if (caller.who.kind === 'job') {
+      // nested under a job: its processes are that job's, under its policy; a fresh session would be a way out of it
+      throw refused(`${JOB_API.start}: pid ${caller.peer.pid} runs inside job ${caller.who.jobId}: a job cannot start another (its commands are already under its policy)`, API_ERRORS.nested);
+    }
+    // socket-group members get their own, narrower rights with the runner integration (issue 16)
+    if (caller.who.uid !== 0) throw refused(`${JOB_API.start}: only root may start jobs (pid ${caller.peer.pid} is uid ${caller.who.uid})`);
+    const { policy, name, version, from } = await this.policyOf(params);
+    const identity = params.identity ? { ...params.identity, ...(this.config.cluster ? { cluster: this.config.cluster } : {}) } : undefined;
+    let serviceEndpoints: Endpoint[];
+    try {
+      serviceEndpoints = params.serviceEndpoints ? parseServiceEndpointTexts(params.serviceEndpoints) : loadServiceEndpoints('default');
+    } catch (error) {
+      throw refused((error as Error).message, API_ERRORS.badParams);
+    }
+    let dnsUpstream;
+    try {
+      dnsUpstream = params.dnsUpstream !== undefined ? parseUpstream(params.dnsUpstream) : (this.config.dnsUpstream ?? systemUpstream());
+    } catch (error) {
+      throw refused(`${JOB_API.start}: dnsUpstream: ${(error as Error).message}`, API_ERRORS.badParams);
+    }
+    let id = '';
+    const stream = (what: string, method: string) =>
+      OutputFile.stream(`the ${what} stream to pid ${caller.peer.pid}`, (text) => connection.notify(method, { id, text }));
+    const { session, cgroup } = await this.supervisor.startJob('run', {
+      command: params.command,
+      policy,
+      policyName: name,
+      policyVersion: version,
+      identity,
+      events: params.events ? stream('events', JOB_NOTIFICATIONS.events) : undefined,
+      summary: params.summary ? stream('summary', JOB_NOTIFICATIONS.summary) : undefined,
+      dnsUpstream,
+      serviceEndpoints,
+    });
+    id = session.id;
+    const info: JobInfo = { id, command: params.command, policy: name, mode: policy.egressPolicy, startedAt: new Date().toISOString(), starterPid: caller.peer.pid };
+    const job: RunningJob = { session, info, starter: connection };
+    this.jobs.set(id, job);
+    this.metrics.jobStarted();
+    this.metrics.jobsRunning(this.jobs.size);
+    this.logger.info({ job: id, command: params.command, policy: name, version, from, mode: policy.egressPolicy, starter: caller.peer.pid }, 'job started');
+    // Its starter gone (killed, crashed) before it said the job ended: nothing of the job runs on unwatched.
+    connection.onClose(() => {
+      if (this.jobs.get(id) === job && !job.ending) void this.end(job, { exitCode: null, signal: null, interrupted: 'SIGHUP' }, `its starter (pid ${caller.peer.pid}) went away`).catch(() => undefined);
+    });
+    return { id, cgroup: cgroup.path, policy: { name, ...(version !== undefined ? { version } : {}), mode: policy.egressPolicy, from } };
+  }
+
+  /** The request's policy; else the store's for the job's identity; else policy-file's; else audit. */
+  private async policyOf(params: StartParams): Promise<{ policy: Policy; name: string | null; version?: number; from: StartReply['policy']['from'] }> {
+    if (params.policy) {
+      try {
+        return { policy: parsePolicy(params.policy.text, params.policy.source), name: params.policy.name, version: params.policy.version, from: 'request' };
+      } catch (error) {
+        if (error instanceof PolicyError) throw refused(`${JOB_API.start}: ${error.message}`, API_ERRORS.badParams);
+        throw error;
+      }
+    }
+    if (this.config.store) {
+      const org = params.identity?.org;
+      if (!org) throw refused(`${JOB_API.start}: the policy comes from the store: the job's identity must name its org`, API_ERRORS.badParams);
+      const { token } = readStoreCredentials(this.config.store);
+      const fetched = await fetchPolicy(this.config.store.url, token, {
+        org,
+        repository: params.identity?.repo,
+        workflow: params.identity?.workflow,
+        job: params.identity?.jobName,
+        cluster: this.config.cluster,
+      });
+      return { policy: fetched.policy ?? AUDIT_POLICY, name: fetched.name, version: fetched.version, from: 'store' };
+    }
+    if (this.config.defaultPolicy) return { policy: this.config.defaultPolicy.policy, name: this.config.defaultPolicy.name, from: 'policy-file' };
+    return { policy: AUDIT_POLICY, name: null, from: 'audit' };
+  }
+
+  /** Ends a job once (a second ask gets the same result), and reports it. */
+  private end(job: RunningJob, end: { exitCode: number | null; signal: NodeJS.Signals | null; interrupted?: NodeJS.Signals }, why: string | undefined): Promise<FinishReply> {
+    job.ending ??= (async () => {
+      try {
+        const result = await this.supervisor.endJob(job.session, end);
+        if (why) result.agentFailures.push(`the job was ended because ${why}`);
+        this.metrics.jobEnded(result.reason);
+        for (const failure of result.agentFailures) this.logger.warn({ job: job.info.id }, failure);
+        this.logger.info({ job: job.info.id, exitStatus: result.exitStatus, reason: result.reason, blocked: result.blocked, killedBy: result.killedBy }, 'job ended');
+        return result;
+      } catch (error) {
+        this.metrics.agentFailure('job-end');
+        this.logger.error({ job: job.info.id, err: error }, 'ending the job failed');
+        throw error;
+      } finally {
+        this.jobs.delete(job.info.id);
+        this.metrics.jobsRunning(this.jobs.size);
+      }
+    })();
+    return job.ending;
+  }
+}
