@@ -56,8 +56,9 @@ export class Daemon {
   ) {}
 
   /** Loads the sensor, then listens on the local API (and the metrics endpoint). What fails half-way is undone. */
-  static async start(config: LoadedDaemonConfig, logger: Logger): Promise<Daemon> {
+  static async start(config: LoadedDaemonConfig, logger: Logger, onFatal: (why: string) => void = () => undefined): Promise<Daemon> {
     const metrics = new DaemonMetrics();
+    let tampered = false;
     for (const note of config.defaultPolicy?.notes ?? []) logger.warn({ policyFile: config.policyFile }, `policy-file: ${note}`);
     const supervisor = await Supervisor.open({
       log: (line) => logger.info(line.replace(/^ringfence: /, '')),
@@ -66,6 +67,13 @@ export class Daemon {
           metrics.eventsSeen(event.type);
           if (event.type === 'egress') metrics.verdict('network', event.verdict, event.count);
           else if (event.type === 'detection') metrics.detection(event.detection, event.action);
+          if (event.type === 'detection' && event.detection === 'Agent-Tamper' && !tampered) {
+            // agent_gone is one flag for the whole sensor: from now on every job process dies at its next
+            // syscall, new jobs' too. Say so and stop: systemd restarts a daemon with a fresh sensor.
+            tampered = true;
+            logger.fatal({ job: undefined, tgid: event.tgid, comm: event.comm }, 'Agent-Tamper: a job process acted on ringfenced; every job is ended, ringfenced stops');
+            setImmediate(() => onFatal('Agent-Tamper'));
+          }
         }
       },
     });

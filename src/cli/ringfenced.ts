@@ -12,6 +12,9 @@ import { guardStandardStreams } from '../agent/output';
 import { PolicyError } from '../policy/policy';
 import { RingfenceError } from '../util/errors';
 
+/** A daemon that had to stop (its sensor tampered with): not a clean exit, so systemd restarts it. */
+const EXIT_FATAL = 70;
+
 function fail(error: unknown): never {
   if (process.env.RINGFENCE_DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
   if (error instanceof DaemonConfigError) {
@@ -50,7 +53,8 @@ export async function main(argv: string[]): Promise<void> {
   try {
     const config = loadDaemonConfig(configFile);
     const logger = createLogger({ level: config.logLevel });
-    daemon = await Daemon.start(config, logger);
+    // the sensor can protect no job any more: stop, and exit non-zero so that systemd starts a fresh one
+    daemon = await Daemon.start(config, logger, () => void daemon.stop('SIGTERM').finally(() => process.exit(EXIT_FATAL)));
     const stop = (signal: NodeJS.Signals) => {
       daemon.stop(signal).then(
         () => process.exit(0),

@@ -191,6 +191,20 @@ describe('ringfenced', () => {
     expect(fs.existsSync(SOCKET)).toBe(false);
   }, 30_000);
 
+  it('a job that signals ringfenced is ended in the kernel, and ringfenced stops (exit 70) and leaves nothing', async () => {
+    const tamper = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
+    await until('the second ringfenced to be ready', () => tamper.log().includes('ringfenced ready'));
+    const programs = status().kernel.programs;
+    const marker = path.join(work, 'after-tamper');
+    const result = await run(['--', '/bin/bash', '-c', `kill -USR1 ${tamper.child.pid}; sleep 1; touch ${marker}`]).done;
+    expect(await tamper.exited).toBe(70);
+    expect(tamper.log()).toContain('Agent-Tamper: a job process acted on ringfenced');
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(result.code).not.toBe(0);
+    const left = programIds();
+    expect(programs.filter((id) => left.has(id))).toEqual([]);
+  }, 30_000);
+
   it('refuses a bad config with one line naming file, line and key, and starts nothing', async () => {
     const bad = startDaemon(`socket: ${SOCKET}\nsokcet: /tmp/x\n`);
     expect(await bad.exited).toBe(2);
