@@ -3,7 +3,7 @@
  * The records the sensor writes into its ring buffer.
  *
  * This header is the one contract between the kernel side (bpf/) and user space
- * (native/ copies records by their size, src/sensor/layout.ts decodes them).
+ * (native/ copies records by their size, src/abi/layout.ts decodes them).
  * test/unit/layout.test.ts compares the TypeScript offsets with the BTF that
  * clang emits for these structs, so the two cannot drift silently.
  *

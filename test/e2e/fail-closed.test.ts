@@ -198,16 +198,18 @@ describe('a job that kills its ringfence', () => {
   });
 });
 
-type Stop = { name: string; attack: string; via: string; target: Record<string, number> };
+/** `stops`: the attack leaves ringfence stopped (T) until something continues it. */
+type Stop = { name: string; attack: string; via: string; target: Record<string, number>; stops?: boolean };
 const STOPS: Stop[] = [
-  { name: 'kill -STOP (kill(2))', attack: 'kill -STOP $RF', via: 'signal', target: { signal: 19 } },
+  { name: 'kill -STOP (kill(2))', attack: 'kill -STOP $RF', via: 'signal', target: { signal: 19 }, stops: true },
   {
     name: 'tkill(2) SIGSTOP at one of its threads',
     attack: `python3 -c 'import ctypes,os,sys; t=[int(x) for x in os.listdir("/proc/"+sys.argv[1]+"/task") if x!=sys.argv[1]][0]; ctypes.CDLL(None).syscall(200, t, 19)' $RF`,
     via: 'signal',
     target: { signal: 19 },
+    stops: true,
   },
-  { name: 'pidfd_send_signal(2) SIGSTOP', attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.pidfd_open(int(sys.argv[1])), 19)' $RF`, via: 'signal', target: { signal: 19 } },
+  { name: 'pidfd_send_signal(2) SIGSTOP', attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.pidfd_open(int(sys.argv[1])), 19)' $RF`, via: 'signal', target: { signal: 19 }, stops: true },
   { name: 'SIGTERM (pkill -f)', attack: 'pkill -TERM -f "$RF_NAME"', via: 'signal', target: { signal: 15 } },
   { name: 'SIGUSR1 (would open the Node inspector)', attack: 'kill -USR1 $RF', via: 'signal', target: { signal: 10 } },
   {
@@ -216,14 +218,15 @@ const STOPS: Stop[] = [
     attack: `python3 -c 'import fcntl,os,sys; r,w=os.pipe(); fcntl.fcntl(r, fcntl.F_SETOWN, int(sys.argv[1])); fcntl.fcntl(r, 10, 19); fcntl.fcntl(r, fcntl.F_SETFL, os.O_ASYNC); os.write(w, b"x")' $RF`,
     via: 'signal',
     target: { signal: 19 },
+    stops: true,
   },
-  { name: 'ptrace attach', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(16, int(sys.argv[1]), 0, 0)' $RF`, via: 'ptrace', target: { ptraceRequest: 16 } },
+  { name: 'ptrace attach', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(16, int(sys.argv[1]), 0, 0)' $RF`, via: 'ptrace', target: { ptraceRequest: 16 }, stops: true },
   { name: 'ptrace seize', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(0x4206, int(sys.argv[1]), 0, 0)' $RF`, via: 'ptrace', target: { ptraceRequest: 0x4206 } },
   { name: "writing its memory (/proc/PID/mem), lockdown off", attack: `python3 -c 'import sys; f=open("/proc/%s/mem" % sys.argv[1], "r+b")' $RF`, via: 'proc_mem_open', target: {} },
 ];
 
 describe('a job that stops, signals or traces its ringfence', () => {
-  it.each(STOPS)('$name: the job ends in the kernel, and ringfence reports Agent-Tamper once it runs again', async ({ attack, via, target }) => {
+  it.each(STOPS)('$name: the job ends in the kernel, and ringfence reports Agent-Tamper once it runs again', async ({ attack, via, target, stops }) => {
     const marker = path.join(work, `marker-${++named}`);
     const events = path.join(work, `events-${named}.jsonl`);
     const before = listener.connections();
@@ -234,6 +237,8 @@ describe('a job that stops, signals or traces its ringfence', () => {
       const procs = fs.readFileSync(path.join(jobCgroup(id), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
       return procs.every((pid) => !alive(pid) || ['S', 'D'].includes(stateOf(pid) ?? '')) && procs.length <= 2 ? true : undefined;
     });
+    // the attack has happened (the job's processes may have looked ended before it, while they waited)
+    if (stops) await until('ringfence to be stopped', () => ['T', 't'].includes(stateOf(started.pid) ?? ''));
     await sleep(300);
     expect(fs.existsSync(marker), 'the job went on after stopping ringfence').toBe(false);
     expect(listener.connections()).toBe(before);
