@@ -58,6 +58,8 @@ export interface DnsProxyOptions {
   /** The job's processes: with it, each record says which of them asked (src/dns/socket-owner.ts). */
   clientPids?: () => number[];
   timeoutMs?: number;
+  /** How long a job's TCP connection may sit idle before the proxy ends it (default 30 s). */
+  tcpIdleMs?: number;
 }
 
 /** Where the proxy listens: loopback only (the egress hooks redirect there), the same port on both. */
@@ -85,6 +87,11 @@ export class DnsProxy {
     readonly port: number,
   ) {
     this.owners = options.clientPids ? new SocketOwners(options.clientPids) : undefined;
+  }
+
+  /** The job's TCP connections still open (each ends when the job hangs up, goes idle, or the proxy closes). */
+  get openConnections(): number {
+    return this.connections.size;
   }
 
   /** Resolves once the asker of every query recorded so far is known (or known to be unknown). */
@@ -136,17 +143,14 @@ export class DnsProxy {
     this.connections.add(socket);
     socket.on('close', () => this.connections.delete(socket));
     socket.on('error', () => undefined);
-    socket.setTimeout(30_000, () => socket.destroy());
-    let pending = Buffer.alloc(0);
+    socket.setTimeout(this.options.tcpIdleMs ?? 30_000, () => socket.destroy());
+    let pending: Buffer = Buffer.alloc(0);
     // set while the connection is open, as it is in its handler
     const client: DnsClient = { transport: 'tcp', address: socket.remoteAddress!, port: socket.remotePort! };
     socket.on('data', (chunk) => {
-      pending = Buffer.concat([pending, chunk]);
-      while (pending.length >= 2) {
-        const length = pending.readUInt16BE(0);
-        if (pending.length < 2 + length) break;
-        const message = pending.subarray(2, 2 + length);
-        pending = pending.subarray(2 + length);
+      const { messages, rest } = takeFrames(Buffer.concat([pending, chunk]));
+      pending = rest;
+      for (const message of messages) {
         void this.answer(message, 'tcp', client).then((response) => {
           if (!response || socket.destroyed) return;
           socket.write(tcpFramed(response));
@@ -208,6 +212,7 @@ export class DnsProxy {
     const upstream = this.upstreamSocket();
     const id = freeUpstreamId(this.nextUpstreamId, this.pendingUdp);
     if (id === undefined) return Promise.reject(new Error(`too many queries in flight to upstream ${host}:${port}`));
+    // Stryker disable next-line ArithmeticOperator: walking down (id - 1) gives the same guarantees, ids unique in flight and not reused until the 16 bits wrap
     this.nextUpstreamId = id + 1;
     const clientId = message.readUInt16BE(0);
     const outgoing = Buffer.from(message);
@@ -266,7 +271,8 @@ export class DnsProxy {
       socket.on('data', (chunk) => {
         received = Buffer.concat([received, chunk]);
         // the length prefix caps a message at 64 KiB: nothing else bounds it
-        if (received.length >= 2 && received.length >= 2 + received.readUInt16BE(0)) done(null, received.subarray(2, 2 + received.readUInt16BE(0)));
+        const [response] = takeFrames(received).messages;
+        if (response) done(null, response);
       });
     });
   }
@@ -292,6 +298,22 @@ export function freeUpstreamId(next: number, inFlight: { has(id: number): boolea
   let id = next & 0xffff;
   while (inFlight.has(id)) id = (id + 1) & 0xffff;
   return id;
+}
+
+/**
+ * The whole DNS-over-TCP frames at the start of `stream` (RFC 1035 §4.2.2:
+ * each message after its length in two bytes), and the bytes after them, a
+ * frame still arriving.
+ */
+export function takeFrames(stream: Buffer): { messages: Buffer[]; rest: Buffer } {
+  const messages: Buffer[] = [];
+  let rest = stream;
+  while (rest.length >= 2 && rest.length >= 2 + rest.readUInt16BE(0)) {
+    const end = 2 + rest.readUInt16BE(0);
+    messages.push(rest.subarray(2, end));
+    rest = rest.subarray(end);
+  }
+  return { messages, rest };
 }
 
 /** A DNS message as DNS over TCP sends it: its length in two bytes first (RFC 1035 §4.2.2). */

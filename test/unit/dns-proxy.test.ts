@@ -92,7 +92,7 @@ async function queryUdp(port: number, name: string, type: 'A' | 'AAAA' = 'A', ho
 
 /** Writes `chunks` to the proxy over TCP, one write each, and collects `count` framed replies. */
 async function tcpExchange(port: number, chunks: Buffer[], count: number, host = '127.0.0.1'): Promise<dnsPacket.Packet[]> {
-  const socket = net.connect(port, host);
+  const socket = net.connect(port, host).setNoDelay(true); // each write its own segment, as a split query arrives
   try {
     return await new Promise<dnsPacket.Packet[]>((resolve, reject) => {
       let received = Buffer.alloc(0);
