@@ -12,6 +12,7 @@ import { median } from './stats';
 import { REPO_ROOT } from '../src/util/paths';
 import { drain, flood, storm, type DrainResult, type FloodResult, type StormResult } from './sensor';
 import { gateCost } from './failclosed';
+import { daemonBench } from './daemon';
 
 
 function machine(): string {
@@ -70,6 +71,38 @@ interface Section {
 }
 
 const SECTIONS: Section[] = [
+  {
+    name: 'daemon',
+    async run({ quick, log }) {
+      const options = quick ? { jobs: 200, rounds: 2, stormCount: 500, idleSeconds: 5 } : { jobs: 1000, rounds: 5, stormCount: 2000, idleSeconds: 30 };
+      log(`ringfenced: ${options.rounds} CPU rounds, ${options.jobs} jobs…`);
+      const d = await daemonBench(options, log);
+      return `## ringfenced: one sensor for every job
+
+The real daemon (bin/ringfenced, bench/daemon.ts), jobs handed to it through
+the local API as \`ringfence run\` does (start, the command in the job's
+cgroup, finish), each job on a connection of its own.
+
+**CPU, 4 concurrent jobs.** Each of ${d.cpu.rounds} rounds runs the same 4 concurrent
+jobs (${d.cpu.storm}: fork + exec of /bin/true, one after the other) first under one
+ringfenced, then as 4 separate in-process \`ringfence run\`s (each loading its own
+sensor), side by side; busy CPU of the whole machine (/proc/stat) from the first
+request to the last job's end, medians: **${fmt(d.cpu.daemonMs)} ms under ringfenced,
+${fmt(d.cpu.separateMs)} ms as 4 runs, ratio ${fmt(d.cpu.ratio, 3)}**. (The daemon's start,
+sensor load included, is outside its window, as it is once per boot; each
+separate run pays its own.)
+
+**Idle.** The daemon's own CPU over ${d.idleSeconds} s with no job: ${fmt(d.idleCpuPct, 2)} % of one core.
+
+**Start → enforced**, over ${fmt(d.jobs)} jobs one after the other: the job.start
+request to its reply (the policy is in the kernel by then) p50 **${fmt(d.enforcedMs.p50, 1)} ms**,
+p99 ${fmt(d.enforcedMs.p99, 1)} ms; to the job's first connect refused with EPERM (a
+connect_to to a host in a test network namespace, spawn included) p50
+${fmt(d.firstRefusedMs.p50, 1)} ms, p99 ${fmt(d.firstRefusedMs.p99, 1)} ms.
+
+**Memory.** The daemon's resident set after start: ${fmt(d.rssMiB.start, 1)} MiB; ${d.rssMiB.points.map((p) => `after ${fmt(p.jobs)} jobs ${fmt(p.mib, 1)} MiB`).join(', ')}.`;
+    },
+  },
   {
     name: 'failclosed',
     async run({ quick, log }) {
