@@ -11,7 +11,7 @@ import type { StdioOptions } from 'node:child_process';
 import { Cgroup } from '../cgroup/cgroup2';
 import type { JobResult } from '../jobs/session';
 import { EXIT, exitStatusOf } from './exit-status';
-import { JOB_API, JOB_NOTIFICATIONS, type PolicySource, type StartParams, type StartReply } from './job-api';
+import { JOB_API, JOB_NOTIFICATIONS, type PolicySource, type StartParams, type StartReply, type TraceFinishReply, type TraceStartReply } from './job-api';
 import { API_CODES, LocalApiClient, LocalApiError } from './local-api';
 import { OutputFile, standardStreamFailures } from './output';
 import { instanceName } from '../jobs/registry';
@@ -19,6 +19,7 @@ import type { Endpoint } from '../policy/endpoint';
 import type { Policy } from '../policy/policy';
 import type { JobIdentity } from '../jobs/identity';
 import { RingfenceError } from '../util/errors';
+import { signalNumber } from '../util/signals';
 
 /** The running ringfenced at `socket`, or undefined when none listens there (then the job runs in-process). */
 export async function connectDaemon(socket: string): Promise<LocalApiClient | undefined> {
@@ -140,6 +141,68 @@ export async function runViaDaemon(client: LocalApiClient, command: string, args
       ({ status: result.exitStatus, reason: result.reason } = exitStatusOf({ exitCode, signal, blocked: 0, interrupted, lockedDown: false, agentFailures: result.agentFailures }));
     }
     return result;
+  } finally {
+    process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('SIGHUP', onSignal);
+    client.close();
+  }
+}
+
+export interface DaemonTraceOptions {
+  out: OutputFile;
+  json: boolean;
+  identity?: JobIdentity;
+  log: (line: string) => void;
+}
+
+/** `ringfence trace` under ringfenced: the same exit statuses as in-process (src/cli/trace.ts). */
+export async function traceViaDaemon(client: LocalApiClient, command: string, args: string[], options: DaemonTraceOptions): Promise<number> {
+  const { out, log } = options;
+  client.on('notification', (method: string, params: { text?: unknown }) => {
+    if (method === JOB_NOTIFICATIONS.events && typeof params?.text === 'string') out.write(params.text);
+  });
+  let started: TraceStartReply;
+  try {
+    started = await client.call<TraceStartReply>(JOB_API.trace, { command: [command, ...args], json: options.json, ...(options.identity ? { identity: options.identity } : {}) }, { timeoutMs: 60_000 });
+  } catch (error) {
+    client.close();
+    out.close();
+    throw asRingfenceError(error, client.socketPath);
+  }
+  const { id } = started;
+  let interrupted: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    client.call(JOB_API.kill, { id }).catch((error: Error) => log(`ringfence: asking ringfenced to end job ${id}: ${error.message}`));
+  };
+  process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
+  try {
+    const child = new Cgroup(started.cgroup).spawn(command, args, { stdio: 'inherit', detached: true });
+    const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+      child.on('error', (error) => {
+        log(`ringfence: cannot start ${command}: ${error.message}`);
+        resolve([127, null]);
+      });
+      child.on('exit', (code, sig) => resolve([code, sig]));
+    });
+    let result: TraceFinishReply;
+    try {
+      result = await client.call<TraceFinishReply>(JOB_API.finish, { id, exitCode, signal, ...(interrupted ? { interrupted } : {}) }, { timeoutMs: FINISH_TIMEOUT_MS });
+    } catch (error) {
+      log(`ringfence: job ${id}: ${(error as Error).message}; the job's report is ringfenced's (its log, once it runs again)`);
+      return EXIT.AGENT_FAILURE;
+    } finally {
+      out.close();
+    }
+    const failures = [...result.failures];
+    if (out.lost > 0) failures.push(`${out.lost} events could not be written to ${out.label} (${out.firstError})`);
+    for (const failure of failures) log(`ringfence: ${failure}`);
+    if (result.tampered) {
+      log(`ringfence: CMD was killed in the kernel: a process of it tampered with ringfence (Agent-Tamper, exit ${EXIT.LOCKDOWN})`);
+      return EXIT.LOCKDOWN;
+    }
+    if (interrupted) return 128 + signalNumber(interrupted);
+    if (failures.length) return EXIT.AGENT_FAILURE;
+    return exitCode ?? 128 + (signal ? signalNumber(signal) : 0);
   } finally {
     process.off('SIGINT', onSignal).off('SIGTERM', onSignal).off('SIGHUP', onSignal);
     client.close();

@@ -13,10 +13,11 @@ import { parsePolicy, AUDIT_POLICY, PolicyError, type Policy } from '../policy/p
 import type { Endpoint } from '../policy/endpoint';
 import { Supervisor } from '../jobs/supervisor';
 import type { JobSession } from '../jobs/session';
+import { TraceSession } from '../jobs/trace-session';
 import { identifyCaller, type CallerIdentity } from './caller';
 import type { LoadedDaemonConfig } from './daemon-config';
 import { readStoreCredentials } from './daemon-config';
-import { API_ERRORS, JOB_API, JOB_NOTIFICATIONS, parseFinishParams, parseJobRef, parseServiceEndpointTexts, parseStartParams, type FinishReply, type JobInfo, type StartParams, type StartReply, type StatusReply } from './job-api';
+import { API_ERRORS, JOB_API, JOB_NOTIFICATIONS, parseFinishParams, parseJobRef, parseServiceEndpointTexts, parseStartParams, parseTraceParams, type FinishParams, type FinishReply, type JobInfo, type StartParams, type StartReply, type StatusReply, type TraceFinishReply, type TraceParams, type TraceStartReply } from './job-api';
 import { LocalApiServer, type LocalApiConnection, type PeerCredentials } from './local-api';
 import { DaemonMetrics, serveMetrics, type MetricsServer } from './metrics';
 import { OutputFile } from './output';
@@ -32,12 +33,10 @@ export interface DaemonCaller {
   who: CallerIdentity;
 }
 
-interface RunningJob {
-  session: JobSession;
+type RunningJob = {
   info: JobInfo;
   starter: LocalApiConnection<DaemonCaller>;
-  ending?: Promise<FinishReply>;
-}
+} & ({ kind: 'run'; session: JobSession; ending?: Promise<FinishReply> } | { kind: 'trace'; session: TraceSession; ending?: Promise<TraceFinishReply> });
 
 const refused = (message: string, code: string = API_ERRORS.refused) => new RingfenceError(message, code);
 
@@ -113,7 +112,7 @@ export class Daemon {
   stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ jobs: this.jobs.size, signal }, 'ringfenced stopping');
-      await Promise.all([...this.jobs.values()].map((job) => this.end(job, { exitCode: null, signal: null, interrupted: signal }, `ringfenced stopped (${signal})`).catch(() => undefined)));
+      await Promise.all([...this.jobs.values()].map((job) => this.finish(job, { exitCode: null, signal: null, interrupted: signal }, `ringfenced stopped (${signal})`).catch(() => undefined)));
       await this.api.close();
       await this.metricsServer?.close().catch((error: Error) => this.logger.error({ err: error }, 'closing the metrics endpoint'));
       await this.supervisor.close();
@@ -129,9 +128,10 @@ export class Daemon {
       return [...this.jobs.values()].map((job) => job.info);
     });
     api.handle(JOB_API.start, (params, caller, connection) => this.startJob(parseStartParams(params), caller, connection));
+    api.handle(JOB_API.trace, (params, caller, connection) => this.startTrace(parseTraceParams(params), caller, connection));
     api.handle(JOB_API.finish, (params, caller, connection) => {
       const end = parseFinishParams(params);
-      return this.end(this.ownJob(end.id, connection, JOB_API.finish), end, undefined);
+      return this.finish(this.ownJob(end.id, connection, JOB_API.finish), end, undefined);
     });
     api.handle(JOB_API.kill, (params, _caller, connection) => {
       const job = this.ownJob(parseJobRef(JOB_API.kill, params).id, connection, JOB_API.kill);
@@ -166,14 +166,49 @@ export class Daemon {
     return job;
   }
 
-  private async startJob(params: StartParams, caller: DaemonCaller, connection: LocalApiConnection<DaemonCaller>): Promise<StartReply> {
-    if (this.stopping) throw refused(`${JOB_API.start}: ringfenced is stopping`);
+  /** Who may start a job: root on the host; never a job's process (a fresh job would be a way out of its own). */
+  private mayStart(caller: DaemonCaller, method: string): void {
+    if (this.stopping) throw refused(`${method}: ringfenced is stopping`);
     if (caller.who.kind === 'job') {
       // nested under a job: its processes are that job's, under its policy; a fresh session would be a way out of it
-      throw refused(`${JOB_API.start}: pid ${caller.peer.pid} runs inside job ${caller.who.jobId}: a job cannot start another (its commands are already under its policy)`, API_ERRORS.nested);
+      throw refused(`${method}: pid ${caller.peer.pid} runs inside job ${caller.who.jobId}: a job cannot start another (its commands are already under its policy)`, API_ERRORS.nested);
     }
     // socket-group members get their own, narrower rights with the runner integration (issue 16)
-    if (caller.who.uid !== 0) throw refused(`${JOB_API.start}: only root may start jobs (pid ${caller.peer.pid} is uid ${caller.who.uid})`);
+    if (caller.who.uid !== 0) throw refused(`${method}: only root may start jobs (pid ${caller.peer.pid} is uid ${caller.who.uid})`);
+  }
+
+  /** Watches the starter: gone (killed, crashed) before it said the job ended, the job ends; nothing of it runs on unwatched. */
+  private watchStarter(job: RunningJob, pid: number): void {
+    job.starter.onClose(() => {
+      if (this.jobs.get(job.info.id) === job && !job.ending) void this.finish(job, { exitCode: null, signal: null, interrupted: 'SIGHUP' }, `its starter (pid ${pid}) went away`).catch(() => undefined);
+    });
+  }
+
+  private async startTrace(params: TraceParams, caller: DaemonCaller, connection: LocalApiConnection<DaemonCaller>): Promise<TraceStartReply> {
+    this.mayStart(caller, JOB_API.trace);
+    let id = '';
+    const out = OutputFile.stream(`the trace stream to pid ${caller.peer.pid}`, (text) => connection.notify(JOB_NOTIFICATIONS.events, { id, text }));
+    const { session, cgroup } = await this.supervisor.startTrace(
+      (jobId, jobCgroup, sensor) =>
+        new TraceSession({ id: jobId, command: params.command, out, json: params.json, identity: params.identity }, jobCgroup, {
+          tree: sensor.tree,
+          tampered: () => sensor.agentGone().includes('tampered'),
+          droppedRecords: () => sensor.stats().dropped,
+          now: () => new Date(),
+        }),
+    );
+    id = session.id;
+    const job: RunningJob = { kind: 'trace', session, starter: connection, info: { id, command: params.command, policy: null, mode: 'audit', startedAt: new Date().toISOString(), starterPid: caller.peer.pid } };
+    this.jobs.set(id, job);
+    this.metrics.jobStarted();
+    this.metrics.jobsRunning(this.jobs.size);
+    this.logger.info({ job: id, command: params.command, starter: caller.peer.pid }, 'trace started');
+    this.watchStarter(job, caller.peer.pid);
+    return { id, cgroup: cgroup.path };
+  }
+
+  private async startJob(params: StartParams, caller: DaemonCaller, connection: LocalApiConnection<DaemonCaller>): Promise<StartReply> {
+    this.mayStart(caller, JOB_API.start);
     const { policy, name, version, from } = await this.policyOf(params);
     const identity = params.identity ? { ...params.identity, ...(this.config.cluster ? { cluster: this.config.cluster } : {}) } : undefined;
     let serviceEndpoints: Endpoint[];
@@ -204,15 +239,12 @@ export class Daemon {
     });
     id = session.id;
     const info: JobInfo = { id, command: params.command, policy: name, mode: policy.egressPolicy, startedAt: new Date().toISOString(), starterPid: caller.peer.pid };
-    const job: RunningJob = { session, info, starter: connection };
+    const job: RunningJob = { kind: 'run', session, info, starter: connection };
     this.jobs.set(id, job);
     this.metrics.jobStarted();
     this.metrics.jobsRunning(this.jobs.size);
     this.logger.info({ job: id, command: params.command, policy: name, version, from, mode: policy.egressPolicy, starter: caller.peer.pid }, 'job started');
-    // Its starter gone (killed, crashed) before it said the job ended: nothing of the job runs on unwatched.
-    connection.onClose(() => {
-      if (this.jobs.get(id) === job && !job.ending) void this.end(job, { exitCode: null, signal: null, interrupted: 'SIGHUP' }, `its starter (pid ${caller.peer.pid}) went away`).catch(() => undefined);
-    });
+    this.watchStarter(job, caller.peer.pid);
     return { id, cgroup: cgroup.path, policy: { name, ...(version !== undefined ? { version } : {}), mode: policy.egressPolicy, from } };
   }
 
@@ -244,24 +276,40 @@ export class Daemon {
   }
 
   /** Ends a job once (a second ask gets the same result), and reports it. */
-  private end(job: RunningJob, end: { exitCode: number | null; signal: NodeJS.Signals | null; interrupted?: NodeJS.Signals }, why: string | undefined): Promise<FinishReply> {
-    job.ending ??= (async () => {
-      try {
-        const result = await this.supervisor.endJob(job.session, end);
-        if (why) result.agentFailures.push(`the job was ended because ${why}`);
-        this.metrics.jobEnded(result.reason);
-        for (const failure of result.agentFailures) this.logger.warn({ job: job.info.id }, failure);
-        this.logger.info({ job: job.info.id, exitStatus: result.exitStatus, reason: result.reason, blocked: result.blocked, killedBy: result.killedBy }, 'job ended');
+  private finish(job: RunningJob, end: Omit<FinishParams, 'id'>, why: string | undefined): Promise<FinishReply | TraceFinishReply> {
+    if (job.kind === 'trace') {
+      job.ending ??= this.ending(job, async () => {
+        const result = await this.supervisor.endTrace(job.session, (drain) => job.session.finish(end, drain));
+        if (why) result.failures.push(`the job was ended because ${why}`);
+        this.metrics.jobEnded(result.tampered ? 'lockdown' : result.failures.length ? 'agent-failure' : 'command');
+        for (const failure of result.failures) this.logger.warn({ job: job.info.id }, failure);
+        this.logger.info({ job: job.info.id, tampered: result.tampered }, 'trace ended');
         return result;
-      } catch (error) {
-        this.metrics.agentFailure('job-end');
-        this.logger.error({ job: job.info.id, err: error }, 'ending the job failed');
-        throw error;
-      } finally {
-        this.jobs.delete(job.info.id);
-        this.metrics.jobsRunning(this.jobs.size);
-      }
-    })();
+      });
+      return job.ending;
+    }
+    job.ending ??= this.ending(job, async () => {
+      const result = await this.supervisor.endJob(job.session, end);
+      if (why) result.agentFailures.push(`the job was ended because ${why}`);
+      this.metrics.jobEnded(result.reason);
+      for (const failure of result.agentFailures) this.logger.warn({ job: job.info.id }, failure);
+      this.logger.info({ job: job.info.id, exitStatus: result.exitStatus, reason: result.reason, blocked: result.blocked, killedBy: result.killedBy }, 'job ended');
+      return result;
+    });
     return job.ending;
+  }
+
+  /** A job's end, whatever its kind: logged when it fails, and the job forgotten either way. */
+  private async ending<R>(job: RunningJob, end: () => Promise<R>): Promise<R> {
+    try {
+      return await end();
+    } catch (error) {
+      this.metrics.agentFailure('job-end');
+      this.logger.error({ job: job.info.id, err: error }, 'ending the job failed');
+      throw error;
+    } finally {
+      this.jobs.delete(job.info.id);
+      this.metrics.jobsRunning(this.jobs.size);
+    }
   }
 }

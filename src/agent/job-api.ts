@@ -15,6 +15,8 @@ export const JOB_API = {
   jobs: 'jobs',
   /** Makes the job (cgroup, policy in the kernel); the caller starts its first process in the returned cgroup. */
   start: 'job.start',
+  /** Makes a traced job (`ringfence trace`): every event of it streamed back (job.events), nothing enforced. */
+  trace: 'trace.start',
   /** The job's first process ended: end the job, reply its result. */
   finish: 'job.finish',
   /** Kill every process of the job now (the starter was interrupted). */
@@ -75,6 +77,24 @@ export interface FinishParams {
 }
 
 export type FinishReply = JobResult;
+
+export interface TraceParams {
+  command: string[];
+  /** Job events (JSON lines) instead of text lines. */
+  json: boolean;
+  identity?: JobIdentity;
+}
+
+export interface TraceStartReply {
+  id: string;
+  cgroup: string;
+}
+
+/** A traced job's end: what failed or was lost, and whether the kernel ended it for tampering. */
+export interface TraceFinishReply {
+  failures: string[];
+  tampered: boolean;
+}
 
 export interface JobInfo {
   id: string;
@@ -152,6 +172,18 @@ export function parseStartParams(params: unknown): StartParams {
     events,
     summary,
   };
+}
+
+/** A trace.start request. */
+export function parseTraceParams(params: unknown): TraceParams {
+  const m = JOB_API.trace;
+  if (!isObject(params)) throw bad(m, 'expected an object');
+  checkKeys(m, params, ['command', 'json', 'identity']);
+  const { command, json, identity } = params;
+  // the same checks as job.start's, for the fields they share
+  const shared = parseStartParams({ command, events: false, summary: false, ...(identity !== undefined ? { identity } : {}) });
+  if (typeof json !== 'boolean') throw bad(m, "'json' must be a boolean");
+  return { command: shared.command, json, ...(shared.identity ? { identity: shared.identity } : {}) };
 }
 
 /** Service endpoints of a request, each a policy entry; a bad one names itself. */

@@ -9,7 +9,10 @@ import { resolveCommand } from '../agent/command';
 import { EXIT } from '../agent/exit-status';
 import { OutputFile } from '../agent/output';
 import { identityFrom } from '../jobs/identity';
+import { connectDaemon, enclosingJob, traceViaDaemon } from '../agent/daemon-client';
+import { socketPath } from '../agent/local-api';
 import { Supervisor } from '../jobs/supervisor';
+import { RingfenceError } from '../util/errors';
 import { TraceSession } from '../jobs/trace-session';
 import { signalNumber } from '../util/signals';
 
@@ -24,6 +27,15 @@ export async function trace(command: string, args: string[], options: TraceOptio
   const out = options.output !== undefined ? OutputFile.open(options.output, '--output') : OutputFile.fd(2, 'stderr');
   const stderr = OutputFile.fd(2, 'stderr');
   const log = (line: string) => void stderr.write(line + '\n');
+  // A running ringfenced traces the job under its sensor; else it is traced in this process.
+  const socket = socketPath();
+  const daemon = await connectDaemon(socket);
+  if (daemon) return traceViaDaemon(daemon, command, args, { out, json: options.json ?? false, identity: options.json ? traceIdentity(stderr) : undefined, log });
+  const outer = enclosingJob();
+  if (outer) {
+    out.close();
+    throw new RingfenceError(`this process runs inside ringfence job ${outer}, and no ringfenced answers at ${socket}: a job cannot start a fresh one (it would take CMD out of its job)`, 'RF_USAGE');
+  }
   let supervisor: Supervisor;
   try {
     // pinned like a run: a killed trace leaves nothing of CMD running on

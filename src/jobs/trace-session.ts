@@ -66,6 +66,11 @@ export class TraceSession {
     this.failures.push(what);
   }
 
+  /** Kills the job's processes (its starter was interrupted), without waiting. */
+  endAll(): void {
+    this.cgroup.kill().catch((error: Error) => this.failures.push(`killing the job: ${error.message}`));
+  }
+
   /** Ends the job after its command ended: kills what it left running, waits for its last records, writes the end. */
   async finish(end: CommandEnd, drain: () => Promise<void>): Promise<TraceResult> {
     if (this.finished) throw new Error(`job ${this.id} has already finished`);

@@ -182,6 +182,21 @@ describe('ringfenced', () => {
     expect(result.code, result.stderr).toBe(0);
   }, 30_000);
 
+  it('traces a job handed over by ringfence trace, on the same sensor', async () => {
+    const file = path.join(work, 'trace.jsonl');
+    const child = spawn(process.execPath, [RINGFENCE, 'trace', '--json', '-o', file, '--', '/bin/bash', '-c', '/bin/ls / >/dev/null; exit 3'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (d) => (stderr += d));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code, stderr).toBe(3);
+    const written = events(file);
+    expect(written[0]).toMatchObject({ kind: 'job', phase: 'started', command: ['/bin/bash', '-c', '/bin/ls / >/dev/null; exit 3'] });
+    expect(written.filter((e) => e.kind === 'process').map((e) => (e.process as { exe: string }).exe)).toEqual(['/bin/bash', '/bin/ls']);
+    expect(written.at(-1)).toMatchObject({ kind: 'job', phase: 'completed', status: { exitCode: 3 } });
+    expect(new Set(written.map((e) => e.job)).size).toBe(1);
+    expect(status().kernel.programs).toEqual(sensorPrograms);
+  }, 30_000);
+
   it('stopped with SIGTERM while no job runs, leaves nothing in the kernel', async () => {
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
