@@ -256,29 +256,28 @@ function listenOn(server: http.Server, options: net.ListenOptions, where: string
 }
 
 /**
- * A unix socket that nobody but root (and `gid`) can connect to from its
- * first moment: the umask is narrowed around the bind (which Node does
- * synchronously inside listen()), then the mode is set for certain.
+ * A unix socket that only root (and `gid`) can connect to at its path: bound
+ * under a temporary name beside it, given its owner and mode, then renamed
+ * into place (process.umask() would do it in one step, but it is
+ * process-wide and not allowed in worker threads).
  */
 async function listenUnix(server: http.Server, socketPath: string, gid: number | undefined): Promise<void> {
   await removeStaleSocket(socketPath);
   fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o755 });
   const mode = gid === undefined ? 0o600 : 0o660;
-  const umask = process.umask(0o777 & ~mode);
-  let listening: Promise<void>;
+  const temporary = path.join(path.dirname(socketPath), `.m${process.pid}-${Date.now().toString(36)}.sock`);
+  await listenOn(server, { path: temporary }, socketPath);
   try {
-    listening = listenOn(server, { path: socketPath }, socketPath);
-  } finally {
-    process.umask(umask);
-  }
-  await listening;
-  try {
-    if (gid !== undefined) fs.chownSync(socketPath, 0, gid);
-    fs.chmodSync(socketPath, mode);
+    if (gid !== undefined) fs.chownSync(temporary, 0, gid);
+    fs.chmodSync(temporary, mode);
+    fs.renameSync(temporary, socketPath);
   } catch (error) {
     server.close();
+    fs.rmSync(temporary, { force: true });
     throw new RingfenceError(`metrics listen '${socketPath}': cannot set its owner and mode: ${(error as Error).message}`, 'RF_LISTEN');
   }
+  // the server unlinks the name it bound (renamed away) when it closes: the socket at our path goes with it
+  server.once('close', () => fs.rmSync(socketPath, { force: true }));
 }
 
 /** A socket file left by a daemon that died goes; a live one, or anything that is not a socket, is refused. */

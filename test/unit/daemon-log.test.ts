@@ -114,15 +114,18 @@ describe('daemon log destination', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  it('writes the lines to its descriptor (stdout by default)', () => {
+  it('writes the lines to its descriptor (stdout by default)', async () => {
     const file = path.join(dir, 'out.jsonl');
     const fd = fs.openSync(file, 'w');
     const destination = logDestination({ fd }) as SonicBoom;
     const logger = createLogger({ level: 'info', destination });
     logger.info({ job: 'run-1' }, 'one');
     logger.warn('two');
-    destination.flushSync();
-    destination.destroy();
+    // end() writes what is buffered after any write in flight (flushSync beside an async write could overtake it)
+    await new Promise<void>((resolve) => {
+      destination.once('close', () => resolve());
+      destination.end();
+    });
     const lines = fs.readFileSync(file, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(lines.map((l) => [l.level, l.job, l.msg])).toEqual([
       ['info', 'run-1', 'one'],
