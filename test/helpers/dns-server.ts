@@ -44,10 +44,25 @@ function answer(zone: Zone, query: dnsPacket.Packet): Buffer {
   });
 }
 
+/**
+ * UDP takes an ephemeral port first, then TCP asks for the same one. That
+ * port may already be held on TCP (a client's ephemeral port, another test's
+ * server), so on EADDRINUSE both are let go and another port is tried.
+ */
 export async function startDnsServer(zone: Zone, host = '127.0.0.1'): Promise<TestDnsServer> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(zone, host);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw error;
+    }
+  }
+}
+
+async function startOnce(zone: Zone, host: string): Promise<TestDnsServer> {
   const queries: string[] = [];
   const udp = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
-  await new Promise<void>((resolve) => udp.bind(0, host, () => resolve()));
+  await new Promise<void>((resolve, reject) => udp.once('error', reject).bind(0, host, () => resolve()));
   const port = udp.address().port;
   udp.on('message', (message, from) => {
     const query = dnsPacket.decode(message);
@@ -67,7 +82,12 @@ export async function startDnsServer(zone: Zone, host = '127.0.0.1'): Promise<Te
       }
     });
   });
-  await new Promise<void>((resolve) => tcp.listen(port, host, () => resolve()));
+  try {
+    await new Promise<void>((resolve, reject) => tcp.once('error', reject).listen(port, host, () => resolve()));
+  } catch (error) {
+    udp.close();
+    throw error;
+  }
   return {
     host,
     port,
