@@ -47,3 +47,16 @@ describe('exec arguments when args_len and the record size disagree', () => {
     expect(argvOf(exec(X.args.offset + args.length, args, 300))).toEqual(['a'.repeat(299)]);
   });
 });
+
+describe('the layout facts that decode.ts\'s Stryker disables rest on', () => {
+  // decode.ts disables the `+ offset` to `- offset` mutants of these fields as
+  // equivalent because each offset is 0: if a struct is reordered they are not,
+  // and the disables must go.
+  it.each([
+    ['rf_sockaddr', 'family'],
+    ['rf_fd_info', 'kind'],
+    ['rf_event_header', 'size'],
+  ] as const)('%s.%s is at offset 0', (struct, field) => {
+    expect((LAYOUT[struct].fields as Record<string, { offset: number }>)[field].offset).toBe(0);
+  });
+});
