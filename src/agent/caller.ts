@@ -77,7 +77,9 @@ export function jobOfCgroup(cgroup: string, jobs: Iterable<JobCgroups>): string 
       if (jobCgroup === '') throw new RingfenceError(`job ${job.jobId}: its cgroup is the cgroup2 root`, 'RF_INTERNAL');
       // Whole segments only: ringfence/jobs/run-10 is not below ringfence/jobs/run-1.
       if (cgroup !== jobCgroup && !cgroup.startsWith(`${jobCgroup}/`)) continue;
-      const depth = jobCgroup.split('/').length;
+      // Every cgroup that matched is `cgroup` or a whole-segment prefix of it,
+      // so the longer of two is the deeper one.
+      const depth = jobCgroup.length;
       if (!best || depth > best.depth) best = { jobId: job.jobId, depth };
     }
   }
@@ -124,6 +126,7 @@ export function parseStatFacts(text: string): StatFacts | undefined {
   if (close < 0) return undefined;
   // comm (field 2) may hold spaces and parentheses: fields are counted from its last ')'
   const fields = text.slice(close + 2).trim().split(' ');
+  // Stryker disable next-line ConditionalExpression: a shorter line has no fields[19]; Number(undefined) fails the integer check below as well
   if (fields.length < 20) return undefined;
   const ppid = Number(fields[1]);
   const startTime = Number(fields[19]);
@@ -131,10 +134,15 @@ export function parseStatFacts(text: string): StatFacts | undefined {
   return { ppid, startTime };
 }
 
+/** Reads a whole file as UTF-8 text; throws as fs does (an errno `code`). */
+export type ProcReader = (file: string) => string;
+
+const readUtf8: ProcReader = (file) => fs.readFileSync(file, 'utf8');
+
 /** A /proc file of a process, or undefined when the process is gone. */
-function readProcFile(proc: string, pid: number, file: string): string | undefined {
+function readProcFile(read: ProcReader, proc: string, pid: number, file: string): string | undefined {
   try {
-    return fs.readFileSync(path.join(proc, String(pid), file), 'utf8');
+    return read(path.join(proc, String(pid), file));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ESRCH') return undefined;
@@ -143,8 +151,8 @@ function readProcFile(proc: string, pid: number, file: string): string | undefin
 }
 
 /** The stat facts of `pid`, or undefined when it is gone; a garbled line refuses. */
-function readStat(proc: string, pid: number, where: string): StatFacts | undefined {
-  const text = readProcFile(proc, pid, 'stat');
+function readStat(read: ProcReader, proc: string, pid: number, where: string): StatFacts | undefined {
+  const text = readProcFile(read, proc, pid, 'stat');
   if (text === undefined) return undefined;
   const facts = parseStatFacts(text);
   if (!facts) throw new CallerRefusedError(`${where}: /proc/${pid}/stat is not a stat line`);
@@ -154,6 +162,8 @@ function readStat(proc: string, pid: number, where: string): StatFacts | undefin
 export interface IdentifyOptions {
   /** Where /proc is (tests pass a directory of their own). */
   procRoot?: string;
+  /** How its files are read (tests pass one that fails as the kernel does for an exiting process, ESRCH, or whose answer changes between two reads). */
+  readFile?: ProcReader;
 }
 
 /**
@@ -165,11 +175,12 @@ export interface IdentifyOptions {
  */
 export function identifyCaller(peer: CallerPeer, jobs: Iterable<JobCgroups>, options: IdentifyOptions = {}): CallerIdentity {
   const proc = options.procRoot ?? '/proc';
+  const read = options.readFile ?? readUtf8;
   const where = `caller pid ${peer.pid}`;
   const gone = () => new CallerRefusedError(`${where} exited before it could be identified`);
-  const cgroup = readProcFile(proc, peer.pid, 'cgroup');
+  const cgroup = readProcFile(read, proc, peer.pid, 'cgroup');
   if (cgroup === undefined) throw gone();
-  const stat = readStat(proc, peer.pid, where);
+  const stat = readStat(read, proc, peer.pid, where);
   if (!stat) throw gone();
   if (stat.startTime !== peer.startTime) throw new CallerRefusedError(`${where} exited before it could be identified (the pid now names another process)`);
 
@@ -178,11 +189,11 @@ export function identifyCaller(peer: CallerPeer, jobs: Iterable<JobCgroups>, opt
   while (child.ppid > 1) {
     if (ancestors.length === MAX_ANCESTRY) throw new CallerRefusedError(`${where}: more than ${MAX_ANCESTRY} ancestors`);
     const pid = child.ppid;
-    const before = readStat(proc, pid, where);
+    const before = readStat(read, proc, pid, where);
     // A parent starts before its child: a later start means the parent exited and its pid was reused.
     if (!before || before.startTime > child.startTime) break;
-    const text = readProcFile(proc, pid, 'cgroup');
-    const after = readStat(proc, pid, where);
+    const text = readProcFile(read, proc, pid, 'cgroup');
+    const after = readStat(read, proc, pid, where);
     if (text === undefined || !after || after.startTime !== before.startTime) break;
     ancestors.push(text);
     child = before;

@@ -181,7 +181,10 @@ export function parseTraceParams(params: unknown): TraceParams {
   checkKeys(m, params, ['command', 'json', 'identity']);
   const { command, json, identity } = params;
   // the same checks as job.start's, for the fields they share
-  const shared = parseStartParams({ command, events: false, summary: false, ...(identity !== undefined ? { identity } : {}) });
+  // (an absent identity is passed as undefined, which job.start takes as absent; its
+  // events and summary flags are required there but unused here)
+  // Stryker disable next-line BooleanLiteral: only command and identity of the result are read
+  const shared = parseStartParams({ command, identity, events: false, summary: false });
   if (typeof json !== 'boolean') throw bad(m, "'json' must be a boolean");
   return { command: shared.command, json, ...(shared.identity ? { identity: shared.identity } : {}) };
 }

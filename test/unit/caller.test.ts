@@ -29,6 +29,7 @@ function refusal(run: () => unknown): string {
   } catch (error) {
     expect(error).toBeInstanceOf(CallerRefusedError);
     expect((error as CallerRefusedError).code).toBe('RF_CALLER_UNKNOWN');
+    expect((error as Error).name).toBe('CallerRefusedError');
     return (error as Error).message;
   }
   throw new Error('expected a refusal');
@@ -43,6 +44,13 @@ describe('cgroupV2Path', () => {
   it('skips the cgroup v1 lines of a hybrid layout', () => {
     const text = '12:pids:/user.slice/user-0.slice\n1:name=systemd:/ringfence/jobs/run-9\n0::/system.slice/ssh.service\n';
     expect(cgroupV2Path(text, 'x')).toBe('system.slice/ssh.service');
+  });
+
+  it('takes only hierarchy 0 with no controllers as the v2 line', () => {
+    // a named v1 hierarchy may have no controllers; a v1 line may not claim hierarchy 0
+    expect(cgroupV2Path('3::/ringfence/jobs/run-9\n0::/user.slice\n', 'x')).toBe('user.slice');
+    expect(cgroupV2Path('0:pids:/ringfence/jobs/run-9\n0::/user.slice\n', 'x')).toBe('user.slice');
+    expect(refusal(() => cgroupV2Path('3::/ringfence/jobs/run-9\n0:pids:/ringfence/jobs/run-9\n', 'w'))).toBe('w: no cgroup v2 line (0::PATH)');
   });
 
   it('keeps a colon inside the path', () => {
@@ -60,6 +68,14 @@ describe('cgroupV2Path', () => {
   it('refuses a garbled line, even next to a good one', () => {
     expect(refusal(() => cgroupV2Path('0::/ringfence/jobs/run-1\ngarbage\n', 'w'))).toBe('w: not a cgroup line: "garbage"');
     expect(refusal(() => cgroupV2Path('x::/a\n', 'w'))).toBe('w: not a cgroup line: "x::/a"');
+    // the whole line must be one: nothing before the hierarchy id, no line break inside the path
+    expect(refusal(() => cgroupV2Path('x0::/a\n', 'w'))).toBe('w: not a cgroup line: "x0::/a"');
+    expect(refusal(() => cgroupV2Path('0::/a\rb\n', 'w'))).toBe('w: not a cgroup line: "0::/a\\rb"');
+  });
+
+  it('quotes at most 80 characters of a garbled line', () => {
+    const long = 'x'.repeat(200);
+    expect(refusal(() => cgroupV2Path(`${long}\n`, 'w'))).toBe(`w: not a cgroup line: "${'x'.repeat(80)}"`);
   });
 
   it('refuses two cgroup v2 lines', () => {
@@ -75,6 +91,12 @@ describe('cgroupV2Path', () => {
     expect(refusal(() => cgroupV2Path('0::/../../ringfence/jobs/run-1\n', 'w'))).toBe(
       'w: cgroup "/../../ringfence/jobs/run-1" is outside this daemon\'s cgroup namespace',
     );
+    // '.' segments are refused too: such a path is not one the kernel writes, so it is not placed
+    expect(refusal(() => cgroupV2Path('0::/ringfence/./jobs/run-1\n', 'w'))).toBe(
+      'w: cgroup "/ringfence/./jobs/run-1" is outside this daemon\'s cgroup namespace',
+    );
+    // empty segments are not '.': a doubled slash is the same path
+    expect(cgroupV2Path('0::/ringfence//jobs/run-1\n', 'w')).toBe('ringfence/jobs/run-1');
   });
 
   it('refuses a removed cgroup', () => {
@@ -124,7 +146,21 @@ describe('jobOfCgroup', () => {
   });
 
   it('throws for a job whose cgroup is the root (it would hold every caller)', () => {
-    expect(() => jobOfCgroup('system.slice', jobs(['run-1', '/']))).toThrow('job run-1: its cgroup is the cgroup2 root');
+    let thrown: unknown;
+    try {
+      jobOfCgroup('system.slice', jobs(['run-1', '/']));
+    } catch (error) {
+      thrown = error;
+    }
+    // an internal error, not a refusal of the caller
+    expect(thrown).not.toBeInstanceOf(CallerRefusedError);
+    expect(thrown).toMatchObject({ message: 'job run-1: its cgroup is the cgroup2 root', code: 'RF_INTERNAL' });
+  });
+
+  it('gives a cgroup two jobs claim to the first one listed (a later one of the same depth does not take it over)', () => {
+    const list = jobs(['first', 'ringfence/jobs/shared'], ['second', 'ringfence/jobs/shared']);
+    expect(jobOfCgroup('ringfence/jobs/shared/x', list)).toBe('first');
+    expect(jobOfCgroup('ringfence/jobs/shared/x', [...list].reverse())).toBe('second');
   });
 });
 
@@ -173,10 +209,39 @@ describe('parseStatFacts', () => {
     expect(parseStatFacts(statLine(42, 7, 123456, 'a) b (c'))).toEqual({ ppid: 7, startTime: 123456 });
   });
 
+  it('reads a ppid of 0 (pid 1 and kernel threads have it)', () => {
+    expect(parseStatFacts(statLine(1, 0, 5))).toEqual({ ppid: 0, startTime: 5 });
+  });
+
+  it('needs fields 3 to 22 and nothing after them', () => {
+    const fields = statLine(42, 7, 99).trim().split(' ');
+    // pid, comm, then fields 3..22: the line ends at the start time
+    expect(fields[21]).toBe('99');
+    expect(parseStatFacts(`${fields.slice(0, 22).join(' ')}\n`)).toEqual({ ppid: 7, startTime: 99 });
+    // one field short, trailing blank or not: no start time
+    expect(parseStatFacts(`${fields.slice(0, 21).join(' ')}\n`)).toBeUndefined();
+    expect(parseStatFacts(`${fields.slice(0, 21).join(' ')} \n`)).toBeUndefined();
+  });
+
+  it('counts fields from the last ")", wherever it is', () => {
+    const afterComm = statLine(42, 7, 99).slice('42 (sh)'.length);
+    expect(parseStatFacts(`)${afterComm}`)).toEqual({ ppid: 7, startTime: 99 });
+    // no ')' at all: not a stat line, even if what follows would parse
+    expect(parseStatFacts(`X${afterComm}`)).toBeUndefined();
+  });
+
   it('is undefined for what is not a stat line', () => {
     expect(parseStatFacts('42 sh S 7 0 0')).toBeUndefined();
     expect(parseStatFacts('42 (sh) S 7 0 0')).toBeUndefined();
     expect(parseStatFacts(statLine(42, 7, 1).replace(' 7 ', ' x '))).toBeUndefined();
+    expect(parseStatFacts(statLine(42, 7, 1).replace(' 7 ', ' -1 '))).toBeUndefined();
+    expect(parseStatFacts(statLine(42, 7, 1).replace(' 7 ', ' 1.5 '))).toBeUndefined();
+    // an empty start time (two blanks before it) is not 0
+    const fields = statLine(42, 7, 1).trim().split(' ');
+    fields[21] = '';
+    expect(parseStatFacts(`${fields.join(' ')}\n`)).toBeUndefined();
+    fields[21] = '1e400';
+    expect(parseStatFacts(`${fields.join(' ')}\n`)).toBeUndefined();
   });
 });
 
@@ -260,6 +325,12 @@ describe('identifyCaller (a /proc of our own)', () => {
     expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc })).toEqual({ kind: 'host', uid: 0 });
   });
 
+  it('follows a parent that started in the same clock tick as its child', () => {
+    processAt(100, 60, 500, '0::/\n');
+    processAt(60, 1, 500, '0::/ringfence/jobs/run-1\n');
+    expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc })).toEqual({ kind: 'job', jobId: 'run-1' });
+  });
+
   it('ends the ancestry at a parent pid that was reused (it started after its child)', () => {
     processAt(100, 60, 500, '0::/\n');
     processAt(60, 1, 900, '0::/ringfence/jobs/run-1\n');
@@ -271,6 +342,58 @@ describe('identifyCaller (a /proc of our own)', () => {
     processAt(60, 50, 450, undefined);
     processAt(50, 1, 400, '0::/ringfence/jobs/run-1\n');
     expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc })).toEqual({ kind: 'host', uid: 0 });
+  });
+
+  /** ESRCH, as the kernel answers a read of /proc/PID/FILE of a process that is exiting. */
+  const esrch = (file: string) => Object.assign(new Error(`ESRCH: no such process, open '${file}'`), { code: 'ESRCH' });
+
+  it('is refused when reading the caller answers ESRCH (it is exiting)', () => {
+    processAt(100, 1, 500, '0::/\n');
+    const readFile = (file: string) => {
+      if (file === path.join(proc, '100', 'cgroup')) throw esrch(file);
+      return fs.readFileSync(file, 'utf8');
+    };
+    expect(refusal(() => identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc, readFile }))).toBe(
+      'caller pid 100 exited before it could be identified',
+    );
+  });
+
+  it("ends the ancestry at a parent whose cgroup answers ESRCH", () => {
+    processAt(100, 50, 500, '0::/\n');
+    processAt(50, 1, 400, '0::/ringfence/jobs/run-1\n');
+    const readFile = (file: string) => {
+      if (file === path.join(proc, '50', 'cgroup')) throw esrch(file);
+      return fs.readFileSync(file, 'utf8');
+    };
+    expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc, readFile })).toEqual({ kind: 'host', uid: 0 });
+    // the same /proc read straight: the parent is the job
+    expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc })).toEqual({ kind: 'job', jobId: 'run-1' });
+  });
+
+  /** A reader whose answer for `file` changes from its second read on (the process exited, its pid maybe reused). */
+  function changingAfterFirstRead(file: string, then: () => string) {
+    let reads = 0;
+    return (name: string) => {
+      if (name === file && ++reads > 1) return then();
+      return fs.readFileSync(name, 'utf8');
+    };
+  }
+
+  it("ends the ancestry at a parent whose pid was reused while its cgroup was read (the cgroup is not taken)", () => {
+    processAt(100, 50, 500, '0::/\n');
+    processAt(50, 1, 400, '0::/ringfence/jobs/run-1\n');
+    const readFile = changingAfterFirstRead(path.join(proc, '50', 'stat'), () => statLine(50, 1, 450));
+    expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc, readFile })).toEqual({ kind: 'host', uid: 0 });
+  });
+
+  it('ends the ancestry at a parent that exited while its cgroup was read', () => {
+    processAt(100, 50, 500, '0::/\n');
+    processAt(50, 1, 400, '0::/ringfence/jobs/run-1\n');
+    const file = path.join(proc, '50', 'stat');
+    const readFile = changingAfterFirstRead(file, () => {
+      throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), { code: 'ENOENT' });
+    });
+    expect(identifyCaller({ pid: 100, uid: 0, startTime: 500 }, list, { procRoot: proc, readFile })).toEqual({ kind: 'host', uid: 0 });
   });
 
   it(`refuses an ancestry longer than ${MAX_ANCESTRY} (a job hiding below it)`, () => {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseFinishParams, parseJobRef, parseServiceEndpointTexts, parseStartParams } from '../../src/agent/job-api';
+import { API_ERRORS, parseFinishParams, parseJobRef, parseServiceEndpointTexts, parseStartParams, parseTraceParams } from '../../src/agent/job-api';
 import { enclosingJob, policyText } from '../../src/agent/daemon-client';
 import { parsePolicy } from '../../src/policy/policy';
 
@@ -15,7 +15,12 @@ const START = { command: ['/bin/true'], events: false, summary: true };
 
 describe('job.start requests', () => {
   it('keep what was sent, and only that', () => {
-    expect(parseStartParams(START)).toEqual(START);
+    // toStrictEqual: an absent field stays absent (no key holding undefined)
+    expect(parseStartParams(START)).toStrictEqual(START);
+    const unversioned = { ...START, policy: { text: '', source: '--policy p.yml', name: null } };
+    expect(parseStartParams(unversioned)).toStrictEqual(unversioned);
+    const identified = { ...START, identity: { host: 'vm', runAttempt: 1 } };
+    expect(parseStartParams(identified)).toStrictEqual(identified);
     const full = {
       ...START,
       policy: { text: 'egress-policy: block\n', source: '--policy p.yml', name: 'p', version: 3 },
@@ -23,7 +28,11 @@ describe('job.start requests', () => {
       dnsUpstream: '127.0.0.1:53',
       serviceEndpoints: ['store.example.net:8443'],
     };
-    expect(parseStartParams(full)).toEqual(full);
+    expect(parseStartParams(full)).toStrictEqual(full);
+  });
+
+  it('refuse with the bad-params code', () => {
+    expect(() => parseStartParams({ ...START, events: 1 })).toThrow(expect.objectContaining({ code: API_ERRORS.badParams }));
   });
 
   it.each([
@@ -37,17 +46,25 @@ describe('job.start requests', () => {
     [{ ...START, policy: 'egress-policy: block' }, "job.start: 'policy' must be an object {text, source, name}"],
     [{ ...START, policy: { text: 1, source: 's', name: null } }, "job.start: 'policy.text' must be a string"],
     [{ ...START, policy: { text: '', source: '', name: null } }, "job.start: 'policy.source' must be a non-empty string"],
+    [{ ...START, policy: { text: '', source: 5, name: null } }, "job.start: 'policy.source' must be a non-empty string"],
     [{ ...START, policy: { text: '', source: 's', name: 4 } }, "job.start: 'policy.name' must be a string or null"],
     [{ ...START, policy: { text: '', source: 's', name: null, version: 0 } }, "job.start: 'policy.version' must be a positive integer"],
+    [{ ...START, policy: { text: '', source: 's', name: null, version: 1.5 } }, "job.start: 'policy.version' must be a positive integer"],
+    [{ ...START, policy: { text: '', source: 's', name: null, version: '3' } }, "job.start: 'policy.version' must be a positive integer"],
     [{ ...START, policy: { text: '', source: 's', name: null, mode: 'audit' } }, "job.start policy: unknown field 'mode' (known: text, source, name, version)"],
     [{ ...START, identity: 'acme' }, "job.start: 'identity' must be an object"],
     [{ ...START, identity: { org: 1, host: 'vm' } }, "job.start: 'identity.org' must be a string"],
     [{ ...START, identity: { runAttempt: '2', host: 'vm' } }, "job.start: 'identity.runAttempt' must be a positive integer"],
+    [{ ...START, identity: { runAttempt: 0, host: 'vm' } }, "job.start: 'identity.runAttempt' must be a positive integer"],
+    [{ ...START, identity: { runAttempt: -1, host: 'vm' } }, "job.start: 'identity.runAttempt' must be a positive integer"],
+    [{ ...START, identity: { runAttempt: 1.5, host: 'vm' } }, "job.start: 'identity.runAttempt' must be a positive integer"],
+    [{ ...START, identity: { host: 7 } }, "job.start: 'identity.host' must be a string"],
     [{ ...START, identity: { org: 'acme' } }, "job.start: 'identity.host' must be a string"],
     [{ ...START, identity: { org: 'acme', host: 'vm', token: 'x' } }, "job.start identity: unknown field 'token' (known: org, repo, workflow, jobName, runId, runAttempt, runner, host, cluster)"],
     [{ ...START, dnsUpstream: 53 }, "job.start: 'dnsUpstream' must be a string (ADDRESS[:PORT])"],
     [{ ...START, serviceEndpoints: 'a.com' }, "job.start: 'serviceEndpoints' must be an array of endpoint strings"],
     [{ ...START, serviceEndpoints: [1] }, "job.start: 'serviceEndpoints' must be an array of endpoint strings"],
+    [{ ...START, serviceEndpoints: ['a.example.com:443', 1] }, "job.start: 'serviceEndpoints' must be an array of endpoint strings"],
     [{ command: ['/bin/true'], summary: true }, "job.start: 'events' and 'summary' must be booleans"],
     [{ command: ['/bin/true'], events: true, summary: 'yes' }, "job.start: 'events' and 'summary' must be booleans"],
   ])('refuses %j: %s', (params, message) => {
@@ -60,10 +77,40 @@ describe('job.start requests', () => {
   });
 });
 
+describe('trace.start requests', () => {
+  const TRACE = { command: ['/bin/sh', '-c', 'true'], json: true };
+
+  it('keep what was sent, and only that', () => {
+    expect(parseTraceParams(TRACE)).toStrictEqual(TRACE);
+    expect(parseTraceParams({ ...TRACE, json: false })).toStrictEqual({ ...TRACE, json: false });
+    const identified = { ...TRACE, identity: { org: 'acme', host: 'vm', runAttempt: 3 } };
+    expect(parseTraceParams(identified)).toStrictEqual(identified);
+  });
+
+  it.each([
+    [null, 'trace.start: expected an object'],
+    [['/bin/true'], 'trace.start: expected an object'],
+    [{ command: ['/bin/true'], json: true, events: true }, "trace.start: unknown field 'events' (known: command, json, identity)"],
+    [{ command: ['/bin/true'], json: true, policy: { text: '', source: 's', name: null } }, "trace.start: unknown field 'policy' (known: command, json, identity)"],
+    [{ command: ['/bin/true'] }, "trace.start: 'json' must be a boolean"],
+    [{ command: ['/bin/true'], json: 'yes' }, "trace.start: 'json' must be a boolean"],
+  ])('refuses %j: %s', (params, message) => {
+    expect(() => parseTraceParams(params)).toThrow(message);
+  });
+
+  it("check the fields they share with job.start as job.start does (the same messages)", () => {
+    expect(() => parseTraceParams({ command: [], json: true })).toThrow("job.start: 'command' must be a non-empty array of strings");
+    expect(() => parseTraceParams({ json: true })).toThrow("job.start: 'command' must be a non-empty array of strings");
+    expect(() => parseTraceParams({ command: ['/bin/true'], json: true, identity: { org: 'acme' } })).toThrow("job.start: 'identity.host' must be a string");
+    expect(() => parseTraceParams({ command: ['/bin/true'], json: true, identity: null })).toThrow("job.start: 'identity' must be an object");
+  });
+});
+
 describe('job.finish requests', () => {
   it('take an exit code, or a signal, and the interrupting signal', () => {
-    expect(parseFinishParams({ id: 'run-1', exitCode: 0, signal: null })).toEqual({ id: 'run-1', exitCode: 0, signal: null });
-    expect(parseFinishParams({ id: 'run-1', exitCode: null, signal: 'SIGKILL', interrupted: 'SIGINT' })).toEqual({ id: 'run-1', exitCode: null, signal: 'SIGKILL', interrupted: 'SIGINT' });
+    expect(parseFinishParams({ id: 'run-1', exitCode: 0, signal: null })).toStrictEqual({ id: 'run-1', exitCode: 0, signal: null });
+    expect(parseFinishParams({ id: 'run-1', exitCode: null, signal: 'SIGKILL', interrupted: 'SIGINT' })).toStrictEqual({ id: 'run-1', exitCode: null, signal: 'SIGKILL', interrupted: 'SIGINT' });
+    expect(parseFinishParams({ id: 'run-1', exitCode: 1, signal: 'SIGRTMIN1' })).toStrictEqual({ id: 'run-1', exitCode: 1, signal: 'SIGRTMIN1' });
     expect(parseFinishParams({ id: 'run-1', exitCode: 255, signal: null }).exitCode).toBe(255);
   });
 
@@ -73,7 +120,23 @@ describe('job.finish requests', () => {
     [{ id: 'run-1', exitCode: 256, signal: null }, "job.finish: 'exitCode' must be 0-255 or null"],
     [{ id: 'run-1', exitCode: -1, signal: null }, "job.finish: 'exitCode' must be 0-255 or null"],
     [{ id: 'run-1', exitCode: 1.5, signal: null }, "job.finish: 'exitCode' must be 0-255 or null"],
+    [null, 'job.finish: expected an object'],
+    [{ id: 7, exitCode: 0, signal: null }, "job.finish: 'id' must be a job id"],
+    [{ id: 'run-1', exitCode: '0', signal: null }, "job.finish: 'exitCode' must be 0-255 or null"],
+    [{ id: 'run-1', signal: 'SIGTERM' }, "job.finish: 'exitCode' must be 0-255 or null"],
     [{ id: 'run-1', exitCode: null, signal: 'KILL' }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    // a whole signal name: nothing before SIG, nothing after the name
+    [{ id: 'run-1', exitCode: null, signal: 'XSIGKILL' }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    [{ id: 'run-1', exitCode: null, signal: 'SIGKILL; rm' }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    [{ id: 'run-1', exitCode: null, signal: 'SIG' }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    [{ id: 'run-1', exitCode: null, signal: 9 }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    // an array would read as its one element were it not checked to be a string
+    [{ id: 'run-1', exitCode: null, signal: ['SIGKILL'] }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    [{ id: 'run-1', exitCode: 0, signal: null, interrupted: ['SIGINT'] }, "job.finish: 'interrupted' must be a signal name"],
+    [{ id: 'run-1', exitCode: 0 }, "job.finish: 'signal' must be a signal name (SIGTERM) or null"],
+    [{ id: 'run-1', exitCode: 0, signal: null, interrupted: 'XSIGINT' }, "job.finish: 'interrupted' must be a signal name"],
+    [{ id: 'run-1', exitCode: 0, signal: null, interrupted: 'SIGINTx' }, "job.finish: 'interrupted' must be a signal name"],
+    [{ id: 'run-1', exitCode: 0, signal: null, interrupted: null }, "job.finish: 'interrupted' must be a signal name"],
     [{ id: 'run-1', exitCode: null, signal: null }, "job.finish: one of 'exitCode' and 'signal' must be set"],
     [{ id: 'run-1', exitCode: 0, signal: null, interrupted: 'int' }, "job.finish: 'interrupted' must be a signal name"],
     [{ id: 'run-1', exitCode: 0, signal: null, status: 0 }, "job.finish: unknown field 'status'"],
@@ -82,8 +145,12 @@ describe('job.finish requests', () => {
   });
 
   it('a job reference is {id} and nothing else', () => {
-    expect(parseJobRef('job.kill', { id: 'run-1' })).toEqual({ id: 'run-1' });
+    expect(parseJobRef('job.kill', { id: 'run-1' })).toStrictEqual({ id: 'run-1' });
     expect(() => parseJobRef('job.kill', { id: 7 })).toThrow("job.kill: 'id' must be a job id");
+    expect(() => parseJobRef('job.kill', { id: '' })).toThrow("job.kill: 'id' must be a job id");
+    expect(() => parseJobRef('job.kill', {})).toThrow("job.kill: 'id' must be a job id");
+    expect(() => parseJobRef('job.kill', null)).toThrow('job.kill: expected an object {id}');
+    expect(() => parseJobRef('job.kill', ['run-1'])).toThrow('job.kill: expected an object {id}');
     expect(() => parseJobRef('job.kill', { id: 'run-1', all: true })).toThrow("job.kill: unknown field 'all'");
     expect(() => parseJobRef('job.kill', 'run-1')).toThrow('job.kill: expected an object {id}');
   });
