@@ -15,11 +15,44 @@
         "bpf",
         "bpf/.output"
       ],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter"],
-      "libraries": ["-lbpf", "-lelf", "-lz"]
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_CPP_EXCEPTIONS"
+      ],
+      "cflags!": [
+        "-fno-exceptions"
+      ],
+      "cflags_cc!": [
+        "-fno-exceptions"
+      ],
+      "cflags_cc": [
+        "-std=c++17",
+        "-Wall",
+        "-Wextra",
+        "-Wno-missing-field-initializers",
+        "-Wno-unused-parameter"
+      ],
+      "libraries": [
+        "-lbpf",
+        "-lelf",
+        "-lz"
+      ]
+    },
+    {
+      "target_name": "ringfence_seal",
+      "type": "executable",
+      "sources": [
+        "native/seal.c"
+      ],
+      "cflags": [
+        "-std=gnu11",
+        "-Wall",
+        "-Wextra",
+        "-Werror"
+      ],
+      "libraries": [
+        "-l:libseccomp.a"
+      ]
     }
   ]
 }

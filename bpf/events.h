@@ -318,6 +318,15 @@ enum rf_detection_hook {
 	RF_DHOOK_CGROUP_OPEN = 6,   /* open of a cgroup.procs/cgroup.threads file for writing */
 	RF_DHOOK_CLONE_INTO = 7,    /* clone3 with CLONE_INTO_CGROUP */
 	RF_DHOOK_SIGNAL = 8,        /* a signal sent to the agent: ptrace_request holds its number */
+	RF_DHOOK_SECCOMP = 9,       /* refused by the job's seccomp filter (native/seal.c): the syscall's number, */
+	                            /* | RF_SECCOMP_I386 for the i386 ABI (x32's carry bit 30 of their own) */
+};
+
+#define RF_SECCOMP_I386 (1LL << 32)
+
+/* A detection's hdr.flags. */
+enum rf_detection_flags {
+	RF_DETECTION_REFUSED = 1 << 0,  /* the act was refused (seccomp): it never took effect */
 };
 
 /*

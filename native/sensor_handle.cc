@@ -253,6 +253,9 @@ Napi::Value SensorHandle::Untrack(const Napi::CallbackInfo& info) {
   sensor* skel = Loaded(info.Env());
   uint64_t cgroup_id = BigIntArg(info, 0, "cgroup id");
   int err = bpf_map__delete_elem(skel->maps.tracked_cgroups, &cgroup_id, sizeof(cgroup_id), 0);
+  // a doomed job (bpf/lib/agent.h) is over once untracked: the gate stops looking it up
+  if (bpf_map__delete_elem(skel->maps.doomed_jobs, &cgroup_id, sizeof(cgroup_id), 0) == 0)
+    __atomic_fetch_sub(&skel->bss->jobs_doomed, 1, __ATOMIC_SEQ_CST);
   BumpGeneration();
   return Napi::Boolean::New(info.Env(), err == 0);
 }

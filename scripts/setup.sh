@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev make g++ iproute2 util-linux libcap2-bin
+PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libseccomp-dev make g++ iproute2 util-linux libcap2-bin
   python3 perl strace ncat socat netcat-traditional sudo postgresql)
 
 missing=()

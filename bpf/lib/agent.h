@@ -27,13 +27,28 @@ static __always_inline void rf_mark_agent_gone(__u64 why)
 }
 
 /*
- * A job process acted on the agent: it dies now, the agent counts as gone
- * (so the rest of the job dies at its next syscall), and the act is recorded.
- * `detail_value` is the signal number or the ptrace request.
+ * A job process acted on the agent: it dies now, and the act is recorded
+ * (once per process). When the act `reached` the agent (a signal it got, a
+ * trace), the agent counts as gone, so the rest of every job dies at its
+ * next syscall; an act that was refused (the job's seccomp filter) leaves
+ * the agent whole and ends only this job: in the kernel at once (each of
+ * its processes dies at its next syscall), and by user space, which ends a
+ * job at its first kill. `detail_value` is the signal number, the ptrace request or
+ * the refused syscall's number.
  */
-static __always_inline void rf_agent_tampered(__u64 job, __u8 hook, __s64 detail_value)
+/* Job `job` is ended in the kernel: each of its processes dies at its next syscall. */
+static __always_inline void rf_doom_job(__u64 job)
+{
+	__u8 one = 1;
+
+	if (bpf_map_update_elem(&doomed_jobs, &job, &one, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&jobs_doomed, 1);
+}
+
+static __always_inline void rf_tampered(__u64 job, __u8 hook, __s64 detail_value, bool reached)
 {
 	struct rf_detection_event d = {
+		.hdr.flags = reached ? 0 : RF_DETECTION_REFUSED,
 		.detection = RF_DETECT_AGENT_TAMPER,
 		.hook = hook,
 		.target_tgid = cfg_agent_tgid,
@@ -43,13 +58,22 @@ static __always_inline void rf_agent_tampered(__u64 job, __u8 hook, __s64 detail
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	__u8 one = 1;
 
-	rf_mark_agent_gone(RF_AGENT_TAMPERED);
+	if (reached)
+		rf_mark_agent_gone(RF_AGENT_TAMPERED);
+	else
+		rf_doom_job(job);
 	if (bpf_map_lookup_elem(&tamperers, &tgid)) {
 		bpf_send_signal(RF_SIGKILL);
 		return;
 	}
 	bpf_map_update_elem(&tamperers, &tgid, &one, BPF_ANY);
 	rf_answer(job, &d, true);
+}
+
+/* A job process signalled, stopped or traced the agent. */
+static __always_inline void rf_agent_tampered(__u64 job, __u8 hook, __s64 detail_value)
+{
+	rf_tampered(job, hook, detail_value, true);
 }
 
 /* The agent's thread bookkeeping at fork: a new thread of the agent is the agent too. */

@@ -68,6 +68,7 @@ static __always_inline void rf_submit_detection(struct rf_detection_event *e, co
 {
 	*e = *detail;
 	rf_fill_header(&e->hdr, RF_EVENT_DETECTION, sizeof(*e), job);
+	e->hdr.flags = detail->hdr.flags; /* enum rf_detection_flags */
 	e->action = action;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
 	rf_count(cnt, emitted);

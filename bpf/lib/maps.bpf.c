@@ -35,3 +35,4 @@ enum rf_detection_action rf_btf_detection_action __attribute__((unused));
 enum rf_stdio_ipc rf_btf_stdio_ipc __attribute__((unused));
 enum rf_detection_hook rf_btf_detection_hook __attribute__((unused));
 enum rf_agent_gone rf_btf_agent_gone __attribute__((unused));
+enum rf_detection_flags rf_btf_detection_flags __attribute__((unused));

@@ -133,10 +133,26 @@ RF_SHARED struct {
 	__type(value, __u8);
 } tamperers SEC(".maps");
 
+/*
+ * Jobs ended in the kernel (job cgroup id -> 1): a process of theirs acted on
+ * the agent and was refused; every other process of the job dies at its next
+ * syscall (bpf/agent.bpf.c) while user space ends the job. Untracking a job
+ * takes it out (native/sensor_handle.cc), and jobs_doomed counts the entries,
+ * so that the gate looks a job up only while one is doomed.
+ */
+RF_SHARED struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u8);
+} doomed_jobs SEC(".maps");
+
 /* Written by user space through the skeleton's mmap of .bss. */
 RF_SHARED volatile __u64 tracked_generation;
 /* enum rf_agent_gone bits; set by the probes, read by user space (and by the next agent). */
 RF_SHARED volatile __u64 agent_gone;
+/* Entries of doomed_jobs; added to by the probes, taken from by user space. */
+RF_SHARED volatile __u64 jobs_doomed;
 
 /* Set by the loader before load. */
 RF_SHARED const volatile __u32 cfg_init_mntns_inum;  /* mount ns of PID 1 */

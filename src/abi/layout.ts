@@ -195,7 +195,7 @@ export const SHELL_ON_IPC = 4;
 /** enum rf_detection_action */
 export const DetectionAction = { KILLED: 1, AUDITED: 2, HELD: 3 } as const;
 /** enum rf_detection_hook */
-export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into' | 'signal'> = {
+export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into' | 'signal' | 'seccomp'> = {
   1: 'dup',
   2: 'exec',
   3: 'proc_mem_open',
@@ -204,7 +204,39 @@ export const DetectionHookNames: Record<number, 'dup' | 'exec' | 'proc_mem_open'
   6: 'cgroup_open',
   7: 'clone_into',
   8: 'signal',
+  9: 'seccomp',
 };
+/**
+ * The syscalls the job's seccomp seal kills for (native/seal.c), by number
+ * on each ABI, as a seccomp Agent-Tamper record names them (bpf/agent.bpf.c:
+ * RF_SECCOMP_I386 marks the i386 ABI, X32_SYSCALL_BIT the x32 one).
+ */
+export const SEALED_SYSCALLS = {
+  x86_64: { 62: 'kill', 200: 'tkill', 234: 'tgkill', 129: 'rt_sigqueueinfo', 297: 'rt_tgsigqueueinfo', 101: 'ptrace', 310: 'process_vm_readv', 311: 'process_vm_writev', 434: 'pidfd_open', 302: 'prlimit64', 141: 'setpriority', 251: 'ioprio_set', 144: 'sched_setscheduler', 142: 'sched_setparam', 203: 'sched_setaffinity', 314: 'sched_setattr' },
+  i386: { 37: 'kill', 238: 'tkill', 270: 'tgkill', 178: 'rt_sigqueueinfo', 335: 'rt_tgsigqueueinfo', 26: 'ptrace', 347: 'process_vm_readv', 348: 'process_vm_writev', 434: 'pidfd_open', 340: 'prlimit64', 97: 'setpriority', 289: 'ioprio_set', 156: 'sched_setscheduler', 154: 'sched_setparam', 241: 'sched_setaffinity', 351: 'sched_setattr' },
+  /** x32's own numbers; its others are x86_64's with X32_SYSCALL_BIT */
+  x32: { 521: 'ptrace', 524: 'rt_sigqueueinfo', 536: 'rt_tgsigqueueinfo', 539: 'process_vm_readv', 540: 'process_vm_writev' },
+} as const;
+export const SECCOMP_I386 = 2 ** 32;
+export const X32_SYSCALL_BIT = 0x4000_0000;
+
+/** A seccomp record's syscall, named with its ABI when that is not x86_64's: `kill`, `kill (i386)`; its number when unknown. */
+export function sealedSyscallName(detail: number): string {
+  const table = (abi: keyof typeof SEALED_SYSCALLS, nr: number) => (SEALED_SYSCALLS[abi] as Record<number, string>)[nr];
+  if (detail >= SECCOMP_I386) {
+    const nr = detail - SECCOMP_I386;
+    return table('i386', nr) ? `${table('i386', nr)} (i386)` : `syscall ${nr} (i386)`;
+  }
+  if (detail & X32_SYSCALL_BIT) {
+    const nr = detail - X32_SYSCALL_BIT;
+    const name = table('x32', nr) ?? table('x86_64', nr);
+    return name ? `${name} (x32)` : `syscall ${nr} (x32)`;
+  }
+  return table('x86_64', detail) ?? `syscall ${detail}`;
+}
+
+/** enum rf_detection_flags (a detection's header flags) */
+export const DetectionFlags = { REFUSED: 1 << 0 } as const;
 /** enum rf_agent_gone */
 export const AgentGone = { EXITED: 1 << 0, TAMPERED: 1 << 1 } as const;
 

@@ -15,6 +15,7 @@ import { JOB_API, JOB_NOTIFICATIONS, type PolicySource, type StartParams, type S
 import { API_CODES, LocalApiClient, LocalApiError } from './local-api';
 import { OutputFile, standardStreamFailures } from './output';
 import { instanceName } from '../jobs/registry';
+import { processGroupOf, sealPrefix, type SealTargets } from '../jobs/seal';
 import type { Endpoint } from '../policy/endpoint';
 import type { Policy } from '../policy/policy';
 import type { JobIdentity } from '../jobs/identity';
@@ -111,7 +112,8 @@ export async function runViaDaemon(client: LocalApiClient, command: string, args
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
   try {
     // a session of its own: kill(0, …) and the terminal's signals stay inside the job
-    const child = new Cgroup(started.cgroup).spawn(command, args, { stdio: options.stdio ?? 'inherit', detached: true });
+    // sealed against ringfenced and against this process, whose going away ends the job
+    const child = new Cgroup(started.cgroup).spawn(command, args, { stdio: options.stdio ?? 'inherit', detached: true }, sealPrefix(sealTargets(started.agent)));
     const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       child.on('error', (error) => {
         log(`ringfence: cannot start ${command}: ${error.message}`);
@@ -176,7 +178,7 @@ export async function traceViaDaemon(client: LocalApiClient, command: string, ar
   };
   process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
   try {
-    const child = new Cgroup(started.cgroup).spawn(command, args, { stdio: 'inherit', detached: true });
+    const child = new Cgroup(started.cgroup).spawn(command, args, { stdio: 'inherit', detached: true }, sealPrefix(sealTargets(started.agent)));
     const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
       child.on('error', (error) => {
         log(`ringfence: cannot start ${command}: ${error.message}`);
@@ -210,6 +212,12 @@ export async function traceViaDaemon(client: LocalApiClient, command: string, ar
 }
 
 /** A daemon's refusal as the CLI reports it (one line; a bad request is a usage error). */
+/** ringfenced and this process (whose going away ends the job), with their process groups. */
+function sealTargets(agent: { pid: number; group: number }): SealTargets {
+  const group = processGroupOf('self');
+  return { agents: [agent.pid, process.pid], groups: [agent.group, ...(group !== undefined ? [group] : [])] };
+}
+
 function asRingfenceError(error: unknown, socket: string): RingfenceError {
   if (error instanceof LocalApiError) {
     const usage = error.code === 'RF_API_BAD_PARAMS' || error.code === 'RF_API_NESTED';

@@ -25,6 +25,7 @@ import { parseUpstream, systemUpstream } from './job';
 import { loadServiceEndpoints } from './service-endpoints';
 import { fetchPolicy } from './store-policy';
 import { instanceName } from '../jobs/registry';
+import { processGroupOf } from '../jobs/seal';
 import { RingfenceError } from '../util/errors';
 
 /** A local API peer, and what it is. */
@@ -66,7 +67,10 @@ export class Daemon {
           metrics.eventsSeen(event.type);
           if (event.type === 'egress') metrics.verdict('network', event.verdict, event.count);
           else if (event.type === 'detection') metrics.detection(event.detection, event.action);
-          if (event.type === 'detection' && event.detection === 'Agent-Tamper' && !tampered) {
+          if (event.type === 'detection' && event.detection === 'Agent-Tamper' && event.refused) {
+            // refused (the job's seccomp filter): ringfenced is whole; the offender's session ends its job, the others go on
+            logger.warn({ tgid: event.tgid, comm: event.comm, syscall: event.ptraceRequest }, 'Agent-Tamper refused: a job process aimed a syscall at ringfenced; its job is ended');
+          } else if (event.type === 'detection' && event.detection === 'Agent-Tamper' && !tampered) {
             // agent_gone is one flag for the whole sensor: from now on every job process dies at its next
             // syscall, new jobs' too. Say so and stop: systemd restarts a daemon with a fresh sensor.
             tampered = true;
@@ -204,7 +208,12 @@ export class Daemon {
     this.metrics.jobsRunning(this.jobs.size);
     this.logger.info({ job: id, command: params.command, starter: caller.peer.pid }, 'trace started');
     this.watchStarter(job, caller.peer.pid);
-    return { id, cgroup: cgroup.path };
+    return { id, cgroup: cgroup.path, agent: this.agentRef() };
+  }
+
+  /** Whom a job's seal refuses signals to: this process and its group. */
+  private agentRef(): { pid: number; group: number } {
+    return { pid: process.pid, group: processGroupOf('self') ?? process.pid };
   }
 
   private async startJob(params: StartParams, caller: DaemonCaller, connection: LocalApiConnection<DaemonCaller>): Promise<StartReply> {
@@ -245,7 +254,7 @@ export class Daemon {
     this.metrics.jobsRunning(this.jobs.size);
     this.logger.info({ job: id, command: params.command, policy: name, version, from, mode: policy.egressPolicy, starter: caller.peer.pid }, 'job started');
     this.watchStarter(job, caller.peer.pid);
-    return { id, cgroup: cgroup.path, policy: { name, ...(version !== undefined ? { version } : {}), mode: policy.egressPolicy, from } };
+    return { id, cgroup: cgroup.path, policy: { name, ...(version !== undefined ? { version } : {}), mode: policy.egressPolicy, from }, agent: this.agentRef() };
   }
 
   /** The request's policy; else the store's for the job's identity; else policy-file's; else audit. */

@@ -67,6 +67,14 @@ export interface StartReply {
   /** The job's cgroup directory: its first process is started in it. */
   cgroup: string;
   policy: { name: string | null; version?: number; mode: 'audit' | 'block'; from: 'request' | 'store' | 'policy-file' | 'audit' };
+  /** ringfenced itself: the job is sealed against its pid and process group (src/jobs/seal.ts). */
+  agent: AgentRef;
+}
+
+/** The daemon's pid and process group, which a job's seal refuses signals to. */
+export interface AgentRef {
+  pid: number;
+  group: number;
 }
 
 export interface FinishParams {
@@ -88,6 +96,7 @@ export interface TraceParams {
 export interface TraceStartReply {
   id: string;
   cgroup: string;
+  agent: AgentRef;
 }
 
 /** A traced job's end: what failed or was lost, and whether the kernel ended it for tampering. */

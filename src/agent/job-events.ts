@@ -12,6 +12,7 @@ import type { JobIdentity } from '../jobs/identity';
 import type { DetectionEvent, EgressEvent, ExecEvent, FdInfo, SensorEvent, ShellOnIpcEvent } from '../sensor/events';
 import type { Relay } from './relay';
 import { readProcFs, type ProcessTree } from '../sensor/process-tree';
+import { sealedSyscallName } from '../abi/layout';
 
 export type Verdict = 'allowed' | 'blocked' | 'audited';
 
@@ -103,8 +104,12 @@ export interface DetectionJobEvent extends Base {
 
 /** What a detection was about (docs/events.md lists which detection has which). */
 export type DetectionTarget =
-  /** Runner-Worker-Memory-Read: the protected process; Agent-Tamper: ringfence itself, and the signal or ptrace request sent to it. */
-  | { pid: number; exe?: string; argv?: string[]; signal?: number; ptraceRequest?: number }
+  /**
+   * Runner-Worker-Memory-Read: the protected process; Agent-Tamper: ringfence
+   * itself, the signal or ptrace request sent to it or the refused syscall,
+   * and whether it was refused (never took effect).
+   */
+  | { pid: number; exe?: string; argv?: string[]; signal?: number; ptraceRequest?: number; syscall?: string; refused?: boolean }
   /** Reverse-Shell: the socket's remote end. */
   | { ip: string; port: number; fd: number }
   /** Privileged-Container. */
@@ -348,8 +353,10 @@ export function detectionEvent(job: string, policy: string | null, tree: Process
     const info = tree.get(detection.targetTgid) ?? readProcFs(detection.targetTgid);
     target = { pid: detection.targetTgid, exe: info?.exe, argv: info?.argv };
     if (detection.detection === 'Agent-Tamper') {
+      target.refused = detection.refused;
       if (detection.hook === 'signal') target.signal = detection.ptraceRequest;
       else if (detection.hook === 'ptrace') target.ptraceRequest = detection.ptraceRequest;
+      else if (detection.hook === 'seccomp') target.syscall = sealedSyscallName(detection.ptraceRequest);
     }
   } else if (detection.detection === 'Reverse-Shell') {
     target = { ip: detection.peer.address, port: detection.peer.port, fd: detection.fd };

@@ -14,6 +14,7 @@ import { Supervisor } from '../jobs/supervisor';
 import { exitStatusOf } from './exit-status';
 import { OutputFile, standardStreamFailures } from './output';
 import { resolveCommand } from './command';
+import { sealPrefix, selfTargets } from '../jobs/seal';
 
 export interface JobOptions {
   policy: Policy;
@@ -99,7 +100,8 @@ export async function runJob(command: string, args: string[], options: JobOption
     process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
     try {
       // a session of its own: kill(0, …) and the terminal's signals stay inside the job
-      const child = cgroup.spawn(command, args, { stdio: options.stdio ?? 'inherit', detached: true });
+      // sealed against this process, the job's agent (src/jobs/seal.ts)
+      const child = cgroup.spawn(command, args, { stdio: options.stdio ?? 'inherit', detached: true }, sealPrefix(selfTargets()));
       const [exitCode, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
         child.on('error', (error) => {
           log(`ringfence: cannot start ${command}: ${error.message}`);

@@ -116,9 +116,10 @@ export class JobSummary {
       const t = d.target as { pid: number; exe?: string };
       target = ` reading the memory of ${t.exe ?? 'process'} (pid ${t.pid})`;
     } else if (d.detection === 'Agent-Tamper') {
-      const t = d.target as { pid: number; signal?: number; ptraceRequest?: number };
-      const how = t.signal !== undefined ? `sending ${signalName(t.signal)} to` : t.ptraceRequest !== undefined ? 'ptrace-attaching' : 'tampering with';
-      target = ` ${how} ringfence (pid ${t.pid})`;
+      const t = d.target as { pid: number; signal?: number; ptraceRequest?: number; syscall?: string; refused?: boolean };
+      const how =
+        t.signal !== undefined ? `sending ${signalName(t.signal)} to` : t.ptraceRequest !== undefined ? 'ptrace-attaching' : t.syscall !== undefined ? `${t.syscall} aimed at` : 'tampering with';
+      target = ` ${how} ringfence (pid ${t.pid})${t.refused ? ', refused' : ''}`;
     } else if (d.detection === 'Reverse-Shell') {
       const t = d.target as { ip: string; port: number; fd: number };
       target = d.relay ? ` whose fd ${t.fd} goes through ${d.relay.exe} (pid ${d.relay.pid}) to ${t.ip}:${t.port}` : ` with fd ${t.fd} a socket to ${t.ip}:${t.port}`;

@@ -140,10 +140,13 @@ export class Cgroup {
   /**
    * Starts command inside this cgroup. A shell moves itself in and then execs
    * the command, so the command and everything it starts are in the cgroup
-   * from their first instruction.
+   * from their first instruction. `prefix` (a program and its arguments that
+   * exec the rest, like the job's seal) runs first, before the cgroup: the
+   * job's first exec inside it is the command's.
    */
-  spawn(command: string, args: string[], options: SpawnOptions = {}): ChildProcess {
+  spawn(command: string, args: string[], options: SpawnOptions = {}, prefix: string[] = []): ChildProcess {
     const script = 'echo $$ > "$0/cgroup.procs" && exec "$@"';
-    return spawn('/bin/sh', ['-c', script, this.path, command, ...args], options);
+    const argv = [...prefix, '/bin/sh', '-c', script, this.path, command, ...args];
+    return spawn(argv[0], argv.slice(1), options);
   }
 }

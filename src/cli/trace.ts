@@ -14,6 +14,7 @@ import { socketPath } from '../agent/local-api';
 import { Supervisor } from '../jobs/supervisor';
 import { RingfenceError } from '../util/errors';
 import { TraceSession } from '../jobs/trace-session';
+import { sealPrefix, selfTargets } from '../jobs/seal';
 import { signalNumber } from '../util/signals';
 
 export interface TraceOptions {
@@ -63,7 +64,8 @@ export async function trace(command: string, args: string[], options: TraceOptio
     };
     process.on('SIGINT', onSignal).on('SIGTERM', onSignal).on('SIGHUP', onSignal);
     try {
-      const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true });
+      // sealed against this process, the job's agent (src/jobs/seal.ts)
+      const child = cgroup.spawn(command, args, { stdio: 'inherit', detached: true }, sealPrefix(selfTargets()));
       const end = await new Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; status: number }>((resolve) => {
         child.on('error', (error) => {
           stderr.write(`ringfence: cannot start ${command}: ${error.message}\n`);

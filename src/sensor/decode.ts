@@ -2,7 +2,7 @@
  * Decodes the batches the native reader hands over (one Buffer, many records)
  * into typed events, with DataView reads at the offsets of layout.ts.
  */
-import { ARGS_MAX, DetectionAction, DetectionId, SHELL_ON_IPC, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from '../abi/layout';
+import { ARGS_MAX, DetectionAction, DetectionFlags, DetectionId, SHELL_ON_IPC, DetectionHookNames, EgressHook, EventType, Verdict, ExecFlags, FdKind, FILENAME_MAX, LAYOUT, ProcMemFlags, RECORD_ALIGN, VmAccessFlags } from '../abi/layout';
 import { formatIp } from '../net/address';
 import type { AddressFamily, DetectionEvent, DetectionName, EgressEvent, EgressVerdict, EventBase, FdInfo, SensorEvent, ShellOnIpcEvent, SocketPeer } from './events';
 
@@ -329,6 +329,7 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, type: numbe
         type: 'detection' as const,
         detection: nameOf(DETECTION_NAMES, detectionId, 'detection', 'rf_detection'),
         action: nameOf(DETECTION_ACTIONS, action, 'detection action', 'rf_detection_action'),
+        refused: (view.getUint16(at + H.flags.offset, true) & DetectionFlags.REFUSED) !== 0,
         hook: nameOf(DetectionHookNames, view.getUint8(at + DETECTION.hook.offset), 'detection hook', 'rf_detection_hook'),
         targetTgid: view.getUint32(at + DETECTION.target_tgid.offset, true),
         ptraceRequest: Number(view.getBigInt64(at + DETECTION.ptrace_request.offset, true)),

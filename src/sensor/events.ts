@@ -166,13 +166,15 @@ export interface DetectionEvent extends EventBase {
   detection: DetectionName;
   /** killed: SIGKILL in the offending syscall; audited: recorded only. */
   action: 'killed' | 'audited';
+  /** The act was refused (the job's seccomp filter): it never took effect. */
+  refused: boolean;
   /** What gave the offender away. */
-  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into' | 'signal';
+  hook: 'dup' | 'exec' | 'proc_mem_open' | 'process_vm' | 'ptrace' | 'cgroup_open' | 'clone_into' | 'signal' | 'seccomp';
   /** Cgroup escape: the cgroup it tried to reach. */
   targetCgroupId: number;
   /** Memory read: the protected process (initial pid namespace); Agent-Tamper: the agent. */
   targetTgid: number;
-  /** The ptrace request; for hook 'signal' (Agent-Tamper) the signal number. */
+  /** The ptrace request; for hook 'signal' (Agent-Tamper) the signal number, for 'seccomp' the refused syscall's. */
   ptraceRequest: number;
   /** Reverse shell: the descriptor and its remote end. */
   fd: number;

@@ -197,6 +197,21 @@ describe('ringfenced', () => {
     expect(status().kernel.programs).toEqual(sensorPrograms);
   }, 30_000);
 
+  it('a job that signals ringfenced is refused by its seal: it is ended and reported, ringfenced and the other jobs go on', async () => {
+    const other = path.join(work, 'other-job');
+    const bystander = run(['--', '/bin/bash', '-c', `sleep 1.5; echo done > ${other}`]);
+    const marker = path.join(work, 'after-refusal');
+    const result = await run(['--', '/bin/bash', '-c', `kill -USR1 ${daemon.child.pid}; sleep 0.5; touch ${marker}`]).done;
+    expect(result.code, result.stderr).toBe(EXIT.LOCKDOWN);
+    expect(result.stderr).toContain(`kill aimed at ringfence (pid ${daemon.child.pid}), refused (via seccomp)`);
+    expect(fs.existsSync(marker)).toBe(false);
+    expect(daemon.child.exitCode).toBeNull();
+    expect(daemon.log()).toContain('Agent-Tamper refused: a job process aimed a syscall at ringfenced; its job is ended');
+    expect((await bystander.done).code).toBe(0);
+    expect(fs.readFileSync(other, 'utf8')).toBe('done\n');
+    expect(status().kernel.programs).toEqual(sensorPrograms);
+  }, 30_000);
+
   it('stopped with SIGTERM while no job runs, leaves nothing in the kernel', async () => {
     daemon.child.kill('SIGTERM');
     expect(await daemon.exited).toBe(0);
@@ -206,12 +221,13 @@ describe('ringfenced', () => {
     expect(fs.existsSync(SOCKET)).toBe(false);
   }, 30_000);
 
-  it('a job that signals ringfenced is ended in the kernel, and ringfenced stops (exit 70) and leaves nothing', async () => {
+  it('a signal that reaches ringfenced (through a /proc descriptor) ends every job in the kernel; ringfenced stops (exit 70) and leaves nothing', async () => {
     const tamper = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
     await until('the second ringfenced to be ready', () => tamper.log().includes('ringfenced ready'));
     const programs = status().kernel.programs;
     const marker = path.join(work, 'after-tamper');
-    const result = await run(['--', '/bin/bash', '-c', `kill -USR1 ${tamper.child.pid}; sleep 1; touch ${marker}`]).done;
+    const signal = `python3 -c 'import os,signal; signal.pidfd_send_signal(os.open("/proc/${tamper.child.pid}", os.O_RDONLY), signal.SIGUSR1)'`;
+    const result = await run(['--', '/bin/bash', '-c', `${signal}; sleep 1; touch ${marker}`]).done;
     expect(await tamper.exited).toBe(70);
     expect(tamper.log()).toContain('Agent-Tamper: a job process acted on ringfenced');
     expect(fs.existsSync(marker)).toBe(false);
@@ -219,6 +235,33 @@ describe('ringfenced', () => {
     const left = programIds();
     expect(programs.filter((id) => left.has(id))).toEqual([]);
   }, 30_000);
+
+  it('killed with SIGKILL mid-job: nothing of the job runs on, its address stays refused, and the restarted ringfenced ends and reports it', async () => {
+    const killed = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
+    await until('the third ringfenced to be ready', () => killed.log().includes('ringfenced ready'));
+    const ready = path.join(work, 'killed-ready');
+    const marker = path.join(work, 'killed-went-on');
+    const r = run(['--policy', policy('nothing'), '--', '/bin/bash', '-c', `touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; ${CONNECT()}`]);
+    await until('the job to start', () => fs.existsSync(ready));
+    const jobs = path.join(findCgroup2Mount()!, ROOT, 'jobs');
+    const id = await until('its cgroup', () => fs.readdirSync(jobs).find((name) => name.startsWith('run-')));
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    fs.writeFileSync(`${ready}.go`, '');
+    const result = await r.done;
+    expect(result.code).toBe(EXIT.AGENT_FAILURE);
+    expect(result.stderr).toContain(`the job's report is ringfenced's`);
+    await sleep(300);
+    expect(fs.existsSync(marker)).toBe(false);
+    // the hooks stay attached while nobody has ended the job
+    expect(execFileSync('bpftool', ['cgroup', 'show', path.join(jobs, id)], { encoding: 'utf8' })).toMatch(/connect4/);
+    const restarted = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
+    await until('ringfenced to be ready again', () => restarted.log().includes('ringfenced ready'));
+    expect(restarted.log()).toContain(`ended job ${id} left by a ringfence that is gone`);
+    expect(fs.existsSync(path.join(jobs, id))).toBe(false);
+    restarted.child.kill('SIGTERM');
+    expect(await restarted.exited).toBe(0);
+  }, 40_000);
 
   it('refuses a bad config with one line naming file, line and key, and starts nothing', async () => {
     const bad = startDaemon(`socket: ${SOCKET}\nsokcet: /tmp/x\n`);

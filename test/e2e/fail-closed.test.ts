@@ -1,9 +1,12 @@
 /**
- * A job that turns on its ringfence (kills it, stops it, by any signal
- * syscall) cannot go on unwatched: the kernel kills the sender at once and
- * every other job process at its next syscall, the egress hooks stay
- * attached (pinned), and the next ringfence ends what is left. A job that
- * leaves ringfence alone is untouched.
+ * A job that turns on its ringfence cannot go on unwatched. What its seccomp
+ * seal can judge (a signal, a trace, a limit aimed at ringfence's pid) is
+ * refused: the attacker dies in that syscall, the rest of the job at its next
+ * one, and ringfence reports the job. What reaches ringfence anyway (a
+ * signal through a /proc descriptor, SIGIO, or a kill from outside the job)
+ * is answered by the kernel: every job process dies at its next syscall, the
+ * egress hooks stay attached (pinned), and the next ringfence ends what is
+ * left. A job that leaves ringfence alone is untouched.
  *
  * Each ringfence runs under a name of its own (a symlink), in a process
  * group of its own, so that `pkill -f NAME` and `kill -- -PGID` from a job
@@ -155,63 +158,105 @@ function attackScript(attack: string, marker: string): string {
   return `RF=$(pgrep -of -- "$RF_NAME"); sleep 30 & ${attack}; touch ${marker}; exec 3<>/dev/tcp/${host.ip4}/${PORT}`;
 }
 
-const ATTACKS: { name: string; attack: string }[] = [
-  { name: 'pkill -9 -f (kill(2))', attack: 'pkill -9 -f "$RF_NAME"' },
-  { name: 'kill -9 of its process group', attack: 'kill -9 -- -$RF' },
-  {
-    name: 'tkill(2) of one of its threads',
-    attack: `python3 -c 'import ctypes,os,sys; t=[int(x) for x in os.listdir("/proc/"+sys.argv[1]+"/task") if x!=sys.argv[1]][0]; ctypes.CDLL(None).syscall(200, t, 9)' $RF`,
-  },
-  { name: 'pidfd_send_signal(2)', attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.pidfd_open(int(sys.argv[1])), 9)' $RF` },
+const PY_TKILL = (signal: number) =>
+  `python3 -c 'import ctypes,os,sys; t=[int(x) for x in os.listdir("/proc/"+sys.argv[1]+"/task") if x!=sys.argv[1]][0]; ctypes.CDLL(None).syscall(200, t, ${signal})' $RF`;
+const KILL32 = path.resolve(__dirname, '../fixtures/bin/kill32');
+
+/** What the job's seccomp seal refuses (native/seal.c): `syscall` as the event names it. */
+const REFUSED: { name: string; attack: string; syscall: string }[] = [
+  { name: 'pkill -9 -f (kill(2))', attack: 'pkill -9 -f "$RF_NAME"', syscall: 'kill' },
+  { name: 'kill -9 of its process group', attack: 'kill -9 -- -$RF', syscall: 'kill' },
+  { name: 'kill -9 -1 (every process it may signal)', attack: 'kill -9 -1', syscall: 'kill' },
+  { name: 'kill -STOP', attack: 'kill -STOP $RF', syscall: 'kill' },
+  { name: 'SIGTERM (pkill -f)', attack: 'pkill -TERM -f "$RF_NAME"', syscall: 'kill' },
+  { name: 'SIGUSR1 (would open the Node inspector)', attack: 'kill -USR1 $RF', syscall: 'kill' },
+  { name: 'tkill(2) of one of its threads', attack: PY_TKILL(9), syscall: 'tkill' },
+  { name: 'tkill(2) SIGSTOP at one of its threads', attack: PY_TKILL(19), syscall: 'tkill' },
+  { name: 'tgkill(2)', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).syscall(234, int(sys.argv[1]), int(sys.argv[1]), 9)' $RF`, syscall: 'tgkill' },
+  { name: 'rt_sigqueueinfo(2)', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).syscall(129, int(sys.argv[1]), 19, ctypes.create_string_buffer(128))' $RF`, syscall: 'rt_sigqueueinfo' },
+  { name: 'kill(2) through the i386 ABI (int 0x80)', attack: `${KILL32} $RF 9`, syscall: 'kill (i386)' },
+  { name: 'pidfd_open(2), for pidfd_send_signal or pidfd_getfd', attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.pidfd_open(int(sys.argv[1])), 9)' $RF`, syscall: 'pidfd_open' },
+  { name: 'ptrace attach', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(16, int(sys.argv[1]), 0, 0)' $RF`, syscall: 'ptrace' },
+  { name: 'ptrace seize', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(0x4206, int(sys.argv[1]), 0, 0)' $RF`, syscall: 'ptrace' },
+  { name: 'process_vm_readv(2) of its memory', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).syscall(310, int(sys.argv[1]), 0, 0, 0, 0, 0)' $RF`, syscall: 'process_vm_readv' },
+  { name: 'renice', attack: 'renice -n 19 -p $RF', syscall: 'setpriority' },
+  { name: 'prlimit (no descriptors left)', attack: 'prlimit --pid $RF --nofile=0:0', syscall: 'prlimit64' },
+  { name: 'taskset', attack: 'taskset -p 1 $RF', syscall: 'sched_setaffinity' },
+  { name: 'chrt (idle scheduling)', attack: 'chrt -i -p 0 $RF', syscall: 'sched_setscheduler' },
+  { name: 'ionice (idle I/O)', attack: 'ionice -c 3 -p $RF', syscall: 'ioprio_set' },
 ];
 
-describe('a job that kills its ringfence', () => {
-  it.each(ATTACKS)('$name: makes no progress, reaches nothing, and the next ringfence ends what is left', async ({ attack }) => {
+function detectionsIn(events: string): { detection: string }[] {
+  return fs
+    .readFileSync(events, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .filter((e) => e.kind === 'detection');
+}
+
+describe('a job that turns on its ringfence is refused by its seccomp seal', () => {
+  it.each(REFUSED)('$name: refused, the job ends at once and is reported, ringfence is untouched', async ({ attack, syscall }) => {
     const marker = path.join(work, `marker-${++named}`);
+    const events = path.join(work, `events-${named}.jsonl`);
     const before = listener.connections();
-    const started = startRingfence(['run', '--policy', policyFile(), '--', '/bin/bash', '-c', attackScript(attack, marker)]);
+    const started = startRingfence(['run', '--policy', policyFile(), '--events', events, '--', '/bin/bash', '-c', attackScript(attack, marker)]);
+    let stopped = false;
+    const watch = setInterval(() => (stopped ||= ['T', 't'].includes((alive(started.pid) && stateOf(started.pid)) || '')), 5);
     const result = await started.done;
-    // ringfence itself was SIGKILLed: nobody could report, the shell's 137
-    expect(result.signal, result.stderr).toBe('SIGKILL');
-    await sleep(300);
-    expect(fs.existsSync(marker), 'the job went on after killing ringfence').toBe(false);
+    clearInterval(watch);
+    // ringfence lived through it, never stopped, and reported the job itself
+    expect(result.signal, result.stderr).toBeNull();
+    expect(stopped, 'ringfence was stopped').toBe(false);
+    expect(result.code, result.stderr).toBe(EXIT.LOCKDOWN);
+    expect(result.stderr).toContain(`KILLED Agent-Tamper: `);
+    expect(result.stderr).toContain(`${syscall} aimed at ringfence (pid ${started.pid}), refused (via seccomp)`);
+    // the job went no further: the shell after the attacker died at its next syscall
+    expect(fs.existsSync(marker), 'the job went on after the refusal').toBe(false);
     expect(listener.connections()).toBe(before);
-
-    const id = jobIdOf(started.pid)!;
-    expect(id).toBeDefined();
-    // the job's processes are gone (the sender at once, `sleep 30` at its next syscall is later: it is parked)
-    const left = fs.readFileSync(path.join(jobCgroup(id), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
-    for (const pid of left) expect(['S', 'D'], `job process ${pid} runs on`).toContain(stateOf(pid));
-    // egress stays enforced: the hooks are still attached to the job's cgroup
-    const hooks = execFileSync('bpftool', ['cgroup', 'show', jobCgroup(id)], { encoding: 'utf8' });
-    expect(hooks).toMatch(/connect4/);
-    expect(sensorPinsOf(started.pid)).toHaveLength(1);
-
-    // the next ringfence ends it: processes killed, cgroup and pins removed
-    const next = startRingfence(['run', '--', '/bin/true']);
-    const after = await next.done;
-    expect(after.code, after.stderr).toBe(0);
-    expect(after.stderr).toContain(`ringfence: ended job ${id} left by a ringfence that is gone`);
-    expect(fs.existsSync(jobCgroup(id))).toBe(false);
+    const detections = detectionsIn(events);
+    expect(detections).toHaveLength(1);
+    expect(detections[0]).toMatchObject({ detection: 'Agent-Tamper', action: 'killed', via: 'seccomp', target: { pid: started.pid, syscall, refused: true } });
+    expect(jobIdOf(started.pid)).toBeUndefined();
     expect(sensorPinsOf(started.pid)).toEqual([]);
-    for (const pid of left) expect(alive(pid), `job process ${pid} survived the sweep`).toBe(false);
+  });
+
+  it('bpf(2) that takes or detaches BPF objects by id or pin fails with EPERM; the job goes on', async () => {
+    // map 1, prog 1, link 1 by id, a pin, and a link detach: none may reach ringfence's objects
+    const script = `python3 -c '
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+out = []
+for cmd in (14, 13, 30, 7, 34, 29, 9, 19):
+    attr = ctypes.create_string_buffer(128)
+    r = libc.syscall(321, cmd, attr, 128)
+    out.append("%d:%s" % (cmd, errno.errorcode.get(ctypes.get_errno(), "ok") if r < 0 else "ok"))
+print(" ".join(out))
+'`;
+    const out = path.join(work, `bpf-${++named}.txt`);
+    const started = startRingfence(['run', '--', '/bin/bash', '-c', `${script} > ${out}`]);
+    const result = await started.done;
+    expect(result.code, result.stderr).toBe(0);
+    expect(fs.readFileSync(out, 'utf8').trim()).toBe('14:EPERM 13:EPERM 30:EPERM 7:EPERM 34:EPERM 29:EPERM 9:EPERM 19:EPERM');
   });
 });
 
-/** `stops`: the attack leaves ringfence stopped (T) until something continues it. */
-type Stop = { name: string; attack: string; via: string; target: Record<string, number>; stops?: boolean };
-const STOPS: Stop[] = [
-  { name: 'kill -STOP (kill(2))', attack: 'kill -STOP $RF', via: 'signal', target: { signal: 19 }, stops: true },
+/** What the seal cannot judge (a descriptor, or no signal syscall at all): it reaches ringfence, and the kernel fails closed. */
+const REACHING: { name: string; attack: string; via: string; target: Record<string, number>; stops?: boolean; kills?: boolean }[] = [
   {
-    name: 'tkill(2) SIGSTOP at one of its threads',
-    attack: `python3 -c 'import ctypes,os,sys; t=[int(x) for x in os.listdir("/proc/"+sys.argv[1]+"/task") if x!=sys.argv[1]][0]; ctypes.CDLL(None).syscall(200, t, 19)' $RF`,
+    name: 'pidfd_send_signal(2) SIGKILL on a /proc/PID descriptor',
+    attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.open("/proc/"+sys.argv[1], os.O_RDONLY), 9)' $RF`,
+    via: 'signal',
+    target: { signal: 9 },
+    kills: true,
+  },
+  {
+    name: 'pidfd_send_signal(2) SIGSTOP on a /proc/PID descriptor',
+    attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.open("/proc/"+sys.argv[1], os.O_RDONLY), 19)' $RF`,
     via: 'signal',
     target: { signal: 19 },
     stops: true,
   },
-  { name: 'pidfd_send_signal(2) SIGSTOP', attack: `python3 -c 'import os,signal,sys; signal.pidfd_send_signal(os.pidfd_open(int(sys.argv[1])), 19)' $RF`, via: 'signal', target: { signal: 19 }, stops: true },
-  { name: 'SIGTERM (pkill -f)', attack: 'pkill -TERM -f "$RF_NAME"', via: 'signal', target: { signal: 15 } },
-  { name: 'SIGUSR1 (would open the Node inspector)', attack: 'kill -USR1 $RF', via: 'signal', target: { signal: 10 } },
   {
     // no signal syscall at all: the kernel sends SIGIO-as-SIGSTOP to the pipe's owner when the job writes to it
     name: 'F_SETOWN + F_SETSIG + O_ASYNC on a pipe, then a write',
@@ -220,13 +265,21 @@ const STOPS: Stop[] = [
     target: { signal: 19 },
     stops: true,
   },
-  { name: 'ptrace attach', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(16, int(sys.argv[1]), 0, 0)' $RF`, via: 'ptrace', target: { ptraceRequest: 16 }, stops: true },
-  { name: 'ptrace seize', attack: `python3 -c 'import ctypes,sys; ctypes.CDLL(None).ptrace(0x4206, int(sys.argv[1]), 0, 0)' $RF`, via: 'ptrace', target: { ptraceRequest: 0x4206 } },
-  { name: "writing its memory (/proc/PID/mem), lockdown off", attack: `python3 -c 'import sys; f=open("/proc/%s/mem" % sys.argv[1], "r+b")' $RF`, via: 'proc_mem_open', target: {} },
+  { name: 'writing its memory (/proc/PID/mem), lockdown off', attack: `python3 -c 'import sys; f=open("/proc/%s/mem" % sys.argv[1], "r+b")' $RF`, via: 'proc_mem_open', target: {} },
 ];
 
-describe('a job that stops, signals or traces its ringfence', () => {
-  it.each(STOPS)('$name: the job ends in the kernel, and ringfence reports Agent-Tamper once it runs again', async ({ attack, via, target, stops }) => {
+describe('a job that reaches its ringfence where the seal cannot judge', () => {
+  it.each(REACHING.filter((r) => r.kills))('$name: makes no progress, reaches nothing, and the next ringfence ends what is left', async ({ attack }) => {
+    const marker = path.join(work, `marker-${++named}`);
+    const before = listener.connections();
+    const started = startRingfence(['run', '--policy', policyFile(), '--', '/bin/bash', '-c', attackScript(attack, marker)]);
+    const result = await started.done;
+    // ringfence itself was SIGKILLed: nobody could report
+    expect(result.signal, result.stderr).toBe('SIGKILL');
+    await expectEndedInKernel(started, marker, before);
+  });
+
+  it.each(REACHING.filter((r) => !r.kills))('$name: the job ends in the kernel, and ringfence reports Agent-Tamper once it runs again', async ({ attack, via, target, stops }) => {
     const marker = path.join(work, `marker-${++named}`);
     const events = path.join(work, `events-${named}.jsonl`);
     const before = listener.connections();
@@ -243,25 +296,62 @@ describe('a job that stops, signals or traces its ringfence', () => {
     expect(fs.existsSync(marker), 'the job went on after stopping ringfence').toBe(false);
     expect(listener.connections()).toBe(before);
     try {
-      process.kill(started.pid, 'SIGCONT'); // the stopped ones go on; a ptrace-stopped one is let go by its tracer's death
+      process.kill(started.pid, 'SIGCONT');
     } catch {
-      /* it ended already (SIGTERM) */
+      /* it ended already */
     }
     const result = await started.done;
     expect(result.code, result.stderr).toBe(EXIT.LOCKDOWN);
     expect(result.stderr).toMatch(/killed by lockdown: Agent-Tamper by \S+ \(pid \d+\)/);
-    const detections = fs
-      .readFileSync(events, 'utf8')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line))
-      .filter((e) => e.kind === 'detection');
+    const detections = detectionsIn(events);
     expect(detections).toHaveLength(1);
-    expect(detections[0]).toMatchObject({ detection: 'Agent-Tamper', action: 'killed', via, target: { pid: started.pid, ...target } });
+    expect(detections[0]).toMatchObject({ detection: 'Agent-Tamper', action: 'killed', via, target: { pid: started.pid, refused: false, ...target } });
     expect(fs.existsSync(jobCgroup(id))).toBe(false);
     expect(sensorPinsOf(started.pid)).toEqual([]);
   });
+});
 
+describe('a ringfence killed from outside its job (an operator, the OOM killer, a crash)', () => {
+  it('SIGKILL mid-job: the job makes no progress, reaches nothing, and the next ringfence ends what is left', async () => {
+    const marker = path.join(work, `marker-${++named}`);
+    const ready = path.join(work, `ready-${named}`);
+    const before = listener.connections();
+    const script = `sleep 30 & touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; exec 3<>/dev/tcp/${host.ip4}/${PORT}`;
+    const started = startRingfence(['run', '--policy', policyFile(), '--', '/bin/bash', '-c', script]);
+    await until('the job to run', () => fs.existsSync(ready));
+    process.kill(started.pid, 'SIGKILL');
+    const result = await started.done;
+    expect(result.signal).toBe('SIGKILL');
+    fs.writeFileSync(`${ready}.go`, '');
+    await expectEndedInKernel(started, marker, before);
+  });
+});
+
+/** The job of a ringfence that was killed: nothing of it ran on, its hooks stayed, and the next ringfence ends it. */
+async function expectEndedInKernel(started: Started, marker: string, connectionsBefore: number): Promise<void> {
+  await sleep(300);
+  expect(fs.existsSync(marker), 'the job went on after ringfence was killed').toBe(false);
+  expect(listener.connections()).toBe(connectionsBefore);
+  const id = jobIdOf(started.pid)!;
+  expect(id).toBeDefined();
+  // the job's processes are gone, or parked in a syscall they will die leaving
+  const left = fs.readFileSync(path.join(jobCgroup(id), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number);
+  for (const pid of left) expect(['S', 'D'], `job process ${pid} runs on`).toContain(stateOf(pid));
+  // egress stays enforced: the hooks are still attached to the job's cgroup
+  const hooks = execFileSync('bpftool', ['cgroup', 'show', jobCgroup(id)], { encoding: 'utf8' });
+  expect(hooks).toMatch(/connect4/);
+  expect(sensorPinsOf(started.pid)).toHaveLength(1);
+  // the next ringfence ends it: processes killed, cgroup and pins removed
+  const next = startRingfence(['run', '--', '/bin/true']);
+  const after = await next.done;
+  expect(after.code, after.stderr).toBe(0);
+  expect(after.stderr).toContain(`ringfence: ended job ${id} left by a ringfence that is gone`);
+  expect(fs.existsSync(jobCgroup(id))).toBe(false);
+  expect(sensorPinsOf(started.pid)).toEqual([]);
+  for (const pid of left) expect(alive(pid), `job process ${pid} survived the sweep`).toBe(false);
+}
+
+describe('a job that leaves ringfence alone', () => {
   it('a job that leaves ringfence alone is untouched: signal 0, and signals to its own processes and process group', async () => {
     const events = path.join(work, `events-${++named}.jsonl`);
     const before = listener.connections();

@@ -4,7 +4,7 @@
  * object, so that renumbering one side fails here, not in a swapped verdict.
  */
 import { describe, expect, it } from 'vitest';
-import { AgentGone, AllowSource, DetectionAction, DetectionHookNames, DetectionId, EgressHook, EventType, FdKind, SHELL_ON_IPC, Verdict } from '../../src/abi/layout';
+import { AgentGone, AllowSource, DetectionAction, DetectionFlags, DetectionHookNames, DetectionId, EgressHook, EventType, FdKind, SHELL_ON_IPC, Verdict } from '../../src/abi/layout';
 import { loadNative } from '../../src/sensor/native';
 
 const btf = loadNative().eventEnums();
@@ -21,6 +21,7 @@ describe('enums of bpf/events.h', () => {
     { enum: 'rf_allow_source', ts: prefixed('RF_ALLOW_', AllowSource) },
     { enum: 'rf_detection_action', ts: prefixed('RF_ACTION_', DetectionAction) },
     { enum: 'rf_agent_gone', ts: prefixed('RF_AGENT_', AgentGone) },
+    { enum: 'rf_detection_flags', ts: prefixed('RF_DETECTION_', DetectionFlags) },
   ])('$enum matches the TypeScript constants, every enumerator', ({ enum: name, ts }) => {
     expect(btf[name]).toEqual(ts);
   });
@@ -47,6 +48,7 @@ describe('enums of bpf/events.h', () => {
       cgroup_open: 'RF_DHOOK_CGROUP_OPEN',
       clone_into: 'RF_DHOOK_CLONE_INTO',
       signal: 'RF_DHOOK_SIGNAL',
+      seccomp: 'RF_DHOOK_SECCOMP',
     };
     expect(btf.rf_detection_hook).toEqual(Object.fromEntries(Object.entries(DetectionHookNames).map(([value, name]) => [byEventName[name], Number(value)])));
   });

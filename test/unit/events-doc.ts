@@ -90,7 +90,7 @@ function base(pid: number): EventBase {
 }
 
 function detection(name: DetectionEvent['detection'], hook: DetectionEvent['hook'], extra: Partial<DetectionEvent> = {}): DetectionEvent {
-  return { ...base(101), type: 'detection', detection: name, action: 'killed', hook, targetCgroupId: 0, targetTgid: 0, ptraceRequest: 0, fd: 0, peer: { family: 'inet', address: '', port: 0 }, capEffective: 0n, pidnsLevel: 0, ...extra };
+  return { ...base(101), type: 'detection', detection: name, action: 'killed', refused: false, hook, targetCgroupId: 0, targetTgid: 0, ptraceRequest: 0, fd: 0, peer: { family: 'inet', address: '', port: 0 }, capEffective: 0n, pidnsLevel: 0, ...extra };
 }
 
 /** One sensor record of every type, and of every shape a field can take. */
@@ -115,6 +115,7 @@ export function sensorRecords(): SensorEvent[] {
     detection('Cgroup-Escape', 'cgroup_open', { targetCgroupId: 1 }),
     detection('Agent-Tamper', 'signal', { targetTgid: AGENT_PID, ptraceRequest: 19 }),
     detection('Agent-Tamper', 'ptrace', { targetTgid: AGENT_PID, ptraceRequest: 16 }),
+    detection('Agent-Tamper', 'seccomp', { targetTgid: AGENT_PID, ptraceRequest: 62, refused: true }),
   ];
 }
 

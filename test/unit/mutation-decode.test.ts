@@ -180,6 +180,7 @@ describe('detection record', () => {
     peer: { family: 'inet', address: '203.0.113.9', port: 4444 },
     capEffective: 0x1_0000_003fn,
     targetCgroupId: 0x1_0000_003f,
+    refused: false,
     pidnsLevel: 3,
   });
 
@@ -194,6 +195,18 @@ describe('detection record', () => {
 
   it.each(DETECTIONS)('detection %s (%i), killed', (name, id) => {
     expect(decodeOne(detection(id, 1, 2))).toEqual(expected(name, 'killed', 'exec'));
+  });
+
+  // enum rf_detection_flags: a refused act (the job's seccomp filter) says so in the header's flags
+  it.each([
+    [1, true],
+    [0, false],
+    [2, false],
+    [3, true],
+  ])('header flags %i: refused is %s', (flags, refused) => {
+    const bytes = detection(6, 1, 9);
+    new DataView(bytes.buffer, bytes.byteOffset).setUint16(LAYOUT.rf_event_header.fields.flags.offset, flags, true);
+    expect(decodeOne(bytes)).toMatchObject({ detection: 'Agent-Tamper', hook: 'seccomp', refused });
   });
 
   it.each(DETECTIONS)('detection %s (%i), audited', (name, id) => {
@@ -225,10 +238,10 @@ describe('detection record', () => {
     expectUnknown(detection(1, action, 2), `detection action ${action} is unknown (rf_detection_action: 1 killed, 2 audited)`);
   });
 
-  it.each([0, 9])('hook %i of a detection is counted unknown, not taken for exec', (hook) => {
+  it.each([0, 10])('hook %i of a detection is counted unknown, not taken for exec', (hook) => {
     expectUnknown(
       detection(3, 1, hook),
-      `detection hook ${hook} is unknown (rf_detection_hook: 1 dup, 2 exec, 3 proc_mem_open, 4 process_vm, 5 ptrace, 6 cgroup_open, 7 clone_into, 8 signal)`,
+      `detection hook ${hook} is unknown (rf_detection_hook: 1 dup, 2 exec, 3 proc_mem_open, 4 process_vm, 5 ptrace, 6 cgroup_open, 7 clone_into, 8 signal, 9 seccomp)`,
     );
   });
 

@@ -303,7 +303,7 @@ describe('resumeAfterPtraceKill', () => {
 
 describe('which detections and what the summary says', () => {
   const detection = (over: Partial<DetectionEvent>): DetectionEvent => ({
-    type: 'detection', detection: 'Runner-Worker-Memory-Read', action: 'killed', hook: 'ptrace', targetCgroupId: 0, targetTgid: TARGET, ptraceRequest: 16,
+    type: 'detection', detection: 'Runner-Worker-Memory-Read', action: 'killed', refused: false, hook: 'ptrace', targetCgroupId: 0, targetTgid: TARGET, ptraceRequest: 16,
     fd: -1, peer: { family: 'inet', address: '', port: 0 } as DetectionEvent['peer'], capEffective: 0n, pidnsLevel: 0, ktimeNs: 0, timeMs: 0, cgroupId: 1, jobCgroupId: 1, pid: OFFENDER, tgid: OFFENDER, ppid: 1, uid: 0, comm: 'gdb',
     ...over,
   }) as DetectionEvent;
