@@ -6,7 +6,8 @@
  *    (raw_syscalls:sys_enter): once the agent has exited, been killed, or
  *    been signalled, stopped or traced by a job process, the caller gets
  *    SIGKILL before the syscall runs, so the job makes no further progress
- *    unwatched. The same for the processes of a doomed job (doomed_jobs: one
+ *    unwatched; and once the agent's heartbeat is overdue (watchdog_deadline:
+ *    it was stopped from outside, frozen, or hangs). The same for the processes of a doomed job (doomed_jobs: one
  *    of its processes was refused an act on the agent). While the agent is fine this costs one load of a global per
  *    syscall: the job lookup happens only after something went wrong.
  *  - A job process its seccomp filter killed (native/seal.c: SIGSYS in a
@@ -27,15 +28,21 @@
 SEC("raw_tp/sys_enter")
 int BPF_PROG(handle_sys_enter_gate, struct pt_regs *regs, long id)
 {
+	__u64 deadline = watchdog_deadline;
 	struct rf_counter *cnt;
+	bool stalled;
 	__u64 job;
 
-	if (!agent_gone && !jobs_doomed)
+	/* one clock read per syscall while a watchdog is set (bench/failclosed.ts measures the gate) */
+	stalled = deadline && bpf_ktime_get_ns() > deadline;
+	if (!agent_gone && !jobs_doomed && !stalled)
 		return 0;
 	job = rf_current_job();
 	if (!job)
 		return 0;
-	if (!agent_gone && !bpf_map_lookup_elem(&doomed_jobs, &job))
+	if (stalled)
+		rf_mark_agent_gone(RF_AGENT_STALLED);
+	else if (!agent_gone && !bpf_map_lookup_elem(&doomed_jobs, &job))
 		return 0;
 	bpf_send_signal(RF_SIGKILL);
 	cnt = rf_counter_of(RF_PROBE_AGENT);

@@ -337,6 +337,7 @@ enum rf_detection_flags {
 enum rf_agent_gone {
 	RF_AGENT_EXITED = 1 << 0,    /* the agent's last thread exited (it died, or was killed) */
 	RF_AGENT_TAMPERED = 1 << 1,  /* a job process signalled, stopped or traced it */
+	RF_AGENT_STALLED = 1 << 2,   /* its heartbeat stopped (stopped, frozen, hung) while a job ran: watchdog_deadline */
 };
 
 /*

@@ -22,6 +22,9 @@ namespace {
 
 constexpr size_t kVerifierTailLines = 15;
 constexpr uint32_t kDefaultRingBytes = 16u << 20;
+// The agent counts as stalled once its heartbeat is this late (bpf/agent.bpf.c); it beats every kHeartbeatEveryMs.
+constexpr uint32_t kDefaultWatchdogMs = 3000;
+constexpr uint32_t kHeartbeatEveryMs = 100;
 
 // An Error with a stable `code` for the TypeScript side to explain, and the
 // tail of libbpf's log (the verifier's last lines on a rejected program).
@@ -146,6 +149,43 @@ SensorHandle::SensorHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Se
     Teardown();
     throw LoaderError(env, "RF_PIN", "pinning the BPF programs under " + pin_dir_ + " failed", err);
   }
+  uint32_t watchdog_ms = OptionalUint(options, "watchdogMs", kDefaultWatchdogMs);
+  if (watchdog_ms) StartHeartbeat(uint64_t{watchdog_ms} * 1000000);
+}
+
+namespace {
+uint64_t MonotonicNs() {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);  // bpf_ktime_get_ns()'s clock
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000 + static_cast<uint64_t>(now.tv_nsec);
+}
+}  // namespace
+
+// A thread of its own, not the ring reader (which may wait on a busy JS thread)
+// nor the JS thread (a long GC is no stall): it beats while the process runs,
+// and stops beating only when the whole process is stopped, frozen or gone.
+void SensorHandle::StartHeartbeat(uint64_t timeout_ns) {
+  volatile __u64* deadline = &skel_->bss->watchdog_deadline;
+  __atomic_store_n(deadline, MonotonicNs() + timeout_ns, __ATOMIC_SEQ_CST);
+  heartbeat_ = std::thread([this, deadline, timeout_ns] {
+    std::unique_lock<std::mutex> lock(heartbeat_mutex_);
+    while (!heartbeat_stop_) {
+      __atomic_store_n(deadline, MonotonicNs() + timeout_ns, __ATOMIC_SEQ_CST);
+      heartbeat_wake_.wait_for(lock, std::chrono::milliseconds(kHeartbeatEveryMs));
+    }
+  });
+}
+
+void SensorHandle::StopHeartbeat() {
+  if (!heartbeat_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(heartbeat_mutex_);
+    heartbeat_stop_ = true;
+  }
+  heartbeat_wake_.notify_all();
+  heartbeat_.join();
+  // an agent that unloads on purpose is not a stalled one
+  if (skel_) __atomic_store_n(&skel_->bss->watchdog_deadline, 0, __ATOMIC_SEQ_CST);
 }
 
 namespace {
@@ -203,6 +243,7 @@ void SensorHandle::UnpinAll() {
 SensorHandle::~SensorHandle() { Teardown(); }
 
 void SensorHandle::Teardown() {
+  StopHeartbeat();
   if (reader_) {
     reader_->Disown();
     reader_->Abort();

@@ -5,8 +5,12 @@
 
 #include <napi.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
+#include <mutex>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -54,6 +58,9 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
   int PinAll();
   void UnpinAll();
   std::string CgroupPinDir(uint64_t cgroup_id) const;
+  // The watchdog's heartbeat (bpf/lib/maps.h watchdog_deadline): started at load, stopped (and the deadline cleared) at teardown.
+  void StartHeartbeat(uint64_t timeout_ns);
+  void StopHeartbeat();
 
   sensor* skel_ = nullptr;
   RingReader* reader_ = nullptr;  // freed by itself (see RingReader::Start)
@@ -62,6 +69,10 @@ class SensorHandle : public Napi::ObjectWrap<SensorHandle>, public ReaderOwner {
   std::map<uint64_t, std::vector<struct bpf_link*>> cgroup_links_;
   // Where everything is pinned, so that it outlives this process (bpffs); empty: not pinned.
   std::string pin_dir_;
+  std::thread heartbeat_;
+  std::mutex heartbeat_mutex_;
+  std::condition_variable heartbeat_wake_;
+  bool heartbeat_stop_ = false;
 };
 
 }  // namespace ringfence

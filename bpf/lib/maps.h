@@ -151,6 +151,13 @@ RF_SHARED struct {
 RF_SHARED volatile __u64 tracked_generation;
 /* enum rf_agent_gone bits; set by the probes, read by user space (and by the next agent). */
 RF_SHARED volatile __u64 agent_gone;
+/*
+ * The agent's watchdog: CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) by which its next
+ * heartbeat is due (a thread of the agent's addon moves it on every 100 ms;
+ * native/sensor_handle.cc); 0: no watchdog. Past it, the agent counts as
+ * gone (RF_AGENT_STALLED) at the next syscall of a job process.
+ */
+RF_SHARED volatile __u64 watchdog_deadline;
 /* Entries of doomed_jobs; added to by the probes, taken from by user space. */
 RF_SHARED volatile __u64 jobs_doomed;
 

@@ -238,7 +238,7 @@ export function sealedSyscallName(detail: number): string {
 /** enum rf_detection_flags (a detection's header flags) */
 export const DetectionFlags = { REFUSED: 1 << 0 } as const;
 /** enum rf_agent_gone */
-export const AgentGone = { EXITED: 1 << 0, TAMPERED: 1 << 1 } as const;
+export const AgentGone = { EXITED: 1 << 0, TAMPERED: 1 << 1, STALLED: 1 << 2 } as const;
 
 /** enum rf_egress_hook */
 export const EgressHook = { CONNECT: 1, SENDMSG: 2, PACKET: 3 } as const;

@@ -11,7 +11,10 @@
 import type { Logger } from 'pino';
 import { parsePolicy, AUDIT_POLICY, PolicyError, type Policy } from '../policy/policy';
 import type { Endpoint } from '../policy/endpoint';
-import { Supervisor } from '../jobs/supervisor';
+import { Supervisor, WATCHDOG_MS } from '../jobs/supervisor';
+
+/** How often the daemon looks whether the kernel held it stalled (it cannot see the stall itself while stopped). */
+const STALL_CHECK_MS = 250;
 import type { JobSession } from '../jobs/session';
 import { TraceSession } from '../jobs/trace-session';
 import { identifyCaller, type CallerIdentity } from './caller';
@@ -45,6 +48,7 @@ export class Daemon {
   private readonly jobs = new Map<string, RunningJob>();
   private readonly startedAt = new Date();
   private stopping: Promise<void> | undefined;
+  private stallWatch: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly config: LoadedDaemonConfig,
@@ -97,6 +101,7 @@ export class Daemon {
       }
       const daemon = new Daemon(config, logger, metrics, supervisor, api, metricsServer);
       daemon.register(api);
+      daemon.watchForStall(onFatal);
       await api.listen(config.socket);
       logger.info({ socket: config.socket, metrics: metricsServer?.address, sensor: supervisor.id, policy: config.defaultPolicy?.name ?? (config.store ? 'from the store' : 'audit') }, 'ringfenced ready');
       return daemon;
@@ -109,6 +114,21 @@ export class Daemon {
   }
 
   /**
+   * After ringfenced was stopped (SIGSTOP from outside, a frozen cgroup) past
+   * the watchdog, the kernel has ended every job, and goes on ending every
+   * job process (agent_gone): say so and stop, for a fresh sensor.
+   */
+  private watchForStall(onFatal: (why: string) => void): void {
+    this.stallWatch = setInterval(() => {
+      if (!this.supervisor.sensor.agentGone().includes('stalled')) return;
+      clearInterval(this.stallWatch);
+      this.logger.fatal({ jobs: this.jobs.size }, `ringfenced was stopped or stalled for longer than its watchdog (${WATCHDOG_MS / 1000} s): the kernel ended every job; ringfenced stops`);
+      onFatal('stalled');
+    }, STALL_CHECK_MS);
+    this.stallWatch.unref();
+  }
+
+  /**
    * Stops: no new jobs; jobs still running are ended (interrupted), each
    * reported; the local API closes; the sensor is unloaded and unpinned
    * (nothing of ringfence is left in the kernel).
@@ -116,6 +136,7 @@ export class Daemon {
   stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
     this.stopping ??= (async () => {
       this.logger.info({ jobs: this.jobs.size, signal }, 'ringfenced stopping');
+      clearInterval(this.stallWatch);
       await Promise.all([...this.jobs.values()].map((job) => this.finish(job, { exitCode: null, signal: null, interrupted: signal }, `ringfenced stopped (${signal})`).catch(() => undefined)));
       await this.api.close();
       await this.metricsServer?.close().catch((error: Error) => this.logger.error({ err: error }, 'closing the metrics endpoint'));

@@ -21,6 +21,9 @@ import type { SensorEvent } from '../sensor/events';
 import { JobRegistry } from './registry';
 import { JobSession, type CommandEnd, type JobResult, type JobSpec, type SessionDeps } from './session';
 
+/** The sensor's watchdog (SensorOptions.watchdogMs): the default, for every supervisor. */
+export const WATCHDOG_MS = 3000;
+
 export interface SupervisorOptions {
   /** Where what the supervisor does for nobody's request goes (sweeps, cleanup failures). */
   log: (line: string) => void;
@@ -76,7 +79,7 @@ export class Supervisor {
     registry.register(id, undefined, pins);
     let sensor: Sensor;
     try {
-      sensor = Sensor.open({ ...options.sensor, pinDir: pins, skipPreflight: true });
+      sensor = Sensor.open({ watchdogMs: WATCHDOG_MS, ...options.sensor, pinDir: pins, skipPreflight: true });
     } catch (error) {
       registry.unregister(id);
       throw error;
@@ -157,6 +160,10 @@ export class Supervisor {
     const entry = [...this.sessions.values()].find((e) => e.session === session);
     if (!entry) throw new Error(`job ${session.id} is not running under this supervisor`);
     try {
+      // the kernel ended the job while ringfence did not beat (stopped from outside, frozen, hung): the job's report says so
+      if (this.sensor.agentGone().includes('stalled')) {
+        session.agentFailure(`ringfence was stopped or stalled for longer than its watchdog (${WATCHDOG_MS / 1000} s): the kernel ended the job`);
+      }
       return await finish();
     } finally {
       await this.forget(session.id, entry.cgroup, session);

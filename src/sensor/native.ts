@@ -27,6 +27,8 @@ export interface NativeLoadOptions {
   pinDir?: string;
   /** false: do not attach the agent-gone gate on every syscall. Only to measure what it costs (bench/). */
   syscallGate?: boolean;
+  /** The watchdog's timeout in ms (bpf/lib/maps.h watchdog_deadline); 0: none. Default 3000. */
+  watchdogMs?: number;
 }
 
 export interface NativeReaderOptions {

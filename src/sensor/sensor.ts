@@ -43,7 +43,22 @@ export interface SensorOptions {
   agentPid?: number;
   /** false leaves the fail-closed gate out: only the benchmark that measures its cost does that. */
   syscallGate?: boolean;
+  /**
+   * The watchdog: once this process's heartbeat (a thread of the addon, every
+   * 100 ms) is this many ms late, because the process is stopped, frozen or
+   * hung, the agent counts as gone (stalled) and every job process dies at its
+   * next syscall. Default 3000; 0: none.
+   */
+  watchdogMs?: number;
 }
+
+/** Why the probes hold the agent to be gone (enum rf_agent_gone). */
+export type AgentGoneReason = 'exited' | 'tampered' | 'stalled';
+const AGENT_GONE_REASONS: [AgentGoneReason, number][] = [
+  ['exited', AgentGone.EXITED],
+  ['tampered', AgentGone.TAMPERED],
+  ['stalled', AgentGone.STALLED],
+];
 
 /** The thread ids of a process other than its main thread. */
 function otherThreadsOf(pid: number): number[] {
@@ -138,6 +153,7 @@ export class Sensor extends EventEmitter<SensorEventMap> {
         agentTgid: agentPid,
         pinDir: options.pinDir,
         syscallGate: options.syscallGate,
+        watchdogMs: options.watchdogMs,
       });
     } catch (error) {
       if (error && typeof error === 'object' && 'log' in error) throw explainLoadError(error as NativeLoadError);
@@ -236,9 +252,9 @@ export class Sensor extends EventEmitter<SensorEventMap> {
    * tampered with), or an empty list. Once non-empty, every job process
    * dies at its next syscall.
    */
-  agentGone(): ('exited' | 'tampered')[] {
+  agentGone(): AgentGoneReason[] {
     const bits = this.live().agentGone();
-    return [...(bits & AgentGone.EXITED ? (['exited'] as const) : []), ...(bits & AgentGone.TAMPERED ? (['tampered'] as const) : [])];
+    return AGENT_GONE_REASONS.filter(([, bit]) => bits & bit).map(([reason]) => reason);
   }
 
   /** Kernel ids of the loaded programs and links (for leak checks). */

@@ -263,6 +263,26 @@ describe('ringfenced', () => {
     expect(await restarted.exited).toBe(0);
   }, 40_000);
 
+  it('stopped with SIGSTOP mid-job: past the watchdog nothing of the job runs on; continued, ringfenced reports it and stops (exit 70)', async () => {
+    const stopped = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
+    await until('the fourth ringfenced to be ready', () => stopped.log().includes('ringfenced ready'));
+    const ready = path.join(work, 'stopped-ready');
+    const marker = path.join(work, 'stopped-went-on');
+    const r = run(['--policy', policy('nothing'), '--', '/bin/bash', '-c', `touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; ${CONNECT()}`]);
+    await until('the job to start', () => fs.existsSync(ready));
+    stopped.child.kill('SIGSTOP');
+    await sleep(3800);
+    fs.writeFileSync(`${ready}.go`, '');
+    await sleep(500);
+    expect(fs.existsSync(marker), 'the job went on while ringfenced was stopped').toBe(false);
+    stopped.child.kill('SIGCONT');
+    expect(await stopped.exited).toBe(70);
+    expect(stopped.log()).toContain('ringfenced was stopped or stalled for longer than its watchdog (3 s): the kernel ended every job');
+    const result = await r.done;
+    expect(result.code).toBe(EXIT.AGENT_FAILURE);
+    expect(result.stderr).toContain('ringfence was stopped or stalled for longer than its watchdog (3 s): the kernel ended the job');
+  }, 40_000);
+
   it('refuses a bad config with one line naming file, line and key, and starts nothing', async () => {
     const bad = startDaemon(`socket: ${SOCKET}\nsokcet: /tmp/x\n`);
     expect(await bad.exited).toBe(2);

@@ -327,6 +327,40 @@ describe('a ringfence killed from outside its job (an operator, the OOM killer, 
   });
 });
 
+describe('a ringfence stopped from outside its job (SIGSTOP, a frozen cgroup, a debugger)', () => {
+  it('past the watchdog the job dies at its next syscall and reaches nothing; continued, ringfence reports it (exit 70)', async () => {
+    const marker = path.join(work, `marker-${++named}`);
+    const ready = path.join(work, `ready-${named}`);
+    const before = listener.connections();
+    const script = `touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; exec 3<>/dev/tcp/${host.ip4}/${PORT}`;
+    const started = startRingfence(['run', '--policy', policyFile(), '--', '/bin/bash', '-c', script]);
+    await until('the job to run', () => fs.existsSync(ready));
+    const id = jobIdOf(started.pid)!;
+    process.kill(started.pid, 'SIGSTOP');
+    // within the watchdog (3 s) the job runs on: its loop polls
+    await sleep(1000);
+    expect(jobProcesses(id).length).toBeGreaterThan(0);
+    await sleep(2800);
+    fs.writeFileSync(`${ready}.go`, '');
+    await until('the job to die', () => jobProcesses(id).length === 0 || undefined, 3000);
+    expect(fs.existsSync(marker), 'the job went on while ringfence was stopped').toBe(false);
+    expect(listener.connections()).toBe(before);
+    process.kill(started.pid, 'SIGCONT');
+    const result = await started.done;
+    expect(result.code, result.stderr).toBe(EXIT.AGENT_FAILURE);
+    expect(result.stderr).toContain('ringfence was stopped or stalled for longer than its watchdog (3 s): the kernel ended the job');
+    expect(fs.existsSync(jobCgroup(id))).toBe(false);
+  }, 20_000);
+});
+
+const jobProcesses = (id: string) => {
+  try {
+    return fs.readFileSync(path.join(jobCgroup(id), 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).filter((pid) => alive(Number(pid)));
+  } catch {
+    return [];
+  }
+};
+
 /** The job of a ringfence that was killed: nothing of it ran on, its hooks stayed, and the next ringfence ends it. */
 async function expectEndedInKernel(started: Started, marker: string, connectionsBefore: number): Promise<void> {
   await sleep(300);
