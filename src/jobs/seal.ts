@@ -10,6 +10,7 @@ import path from 'node:path';
 import { REPO_ROOT } from '../util/paths';
 import { RingfenceError } from '../util/errors';
 
+// Stryker disable next-line StringLiteral: a module-level constant, built before this runner activates a mutant; test/unit/seal.test.ts pins its value
 export const SEAL_BINARY = path.join(REPO_ROOT, 'build/Release/ringfence_seal');
 
 /** Whom a job is sealed against: the agents' pids (with all their threads), and the process groups they are in. */
@@ -20,14 +21,15 @@ export interface SealTargets {
 
 /** A process's group (field 5 of /proc/PID/stat), or undefined when it is gone. */
 export function processGroupOf(pid: number | 'self', proc = '/proc'): number | undefined {
+  let stat: string;
   try {
-    const stat = fs.readFileSync(path.join(proc, String(pid), 'stat'), 'utf8');
-    // comm (field 2) may hold spaces and parentheses: count from the last ')'
-    const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
-    return Number.isInteger(group) && group > 0 ? group : undefined;
+    stat = fs.readFileSync(path.join(proc, String(pid), 'stat'), 'utf8');
   } catch {
     return undefined;
   }
+  // comm (field 2) may hold spaces and parentheses: count from the last ')'
+  const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  return Number.isInteger(group) && group > 0 ? group : undefined;
 }
 
 /** This process and its group: what an in-process ringfence seals its job against. */

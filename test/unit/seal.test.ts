@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SEALED_SYSCALLS, SECCOMP_I386, X32_SYSCALL_BIT, sealedSyscallName } from '../../src/abi/layout';
-import { processGroupOf, sealPrefix } from '../../src/jobs/seal';
+import { processGroupOf, SEAL_BINARY, sealPrefix, selfTargets } from '../../src/jobs/seal';
 
 const ROOT = path.join(__dirname, '../..');
 const HEADERS = { x86_64: 'unistd_64.h', i386: 'unistd_32.h', x32: 'unistd_x32.h' } as const;
@@ -86,6 +86,24 @@ describe('sealPrefix', () => {
   it('refuses to run a job unsealed: no binary, or nobody to seal against', () => {
     expect(() => sealPrefix({ agents: [1], groups: [] }, path.join(os.tmpdir(), 'no-such-seal'))).toThrow(/cannot seal the job: .*no-such-seal is missing/);
     expect(() => sealPrefix({ agents: [], groups: [1] }, binary)).toThrow('cannot seal the job: no agent to seal it against');
+    for (const targets of [{ agents: [1], groups: [] }, { agents: [], groups: [1] }]) {
+      let code: string | undefined;
+      try {
+        sealPrefix(targets, targets.agents.length ? path.join(os.tmpdir(), 'no-such-seal') : binary);
+      } catch (error) {
+        code = (error as { code?: string }).code;
+      }
+      expect(code).toBe('RF_SEAL');
+    }
+  });
+
+  it('is the binary node-gyp builds (binding.gyp target ringfence_seal), by default', () => {
+    expect(SEAL_BINARY).toBe(path.join(ROOT, 'build/Release/ringfence_seal'));
+    expect(sealPrefix({ agents: [1], groups: [] })[0]).toBe(SEAL_BINARY);
+  });
+
+  it('selfTargets: this process and its group', () => {
+    expect(selfTargets()).toEqual({ agents: [process.pid], groups: [processGroupOf('self')] });
   });
 });
 
