@@ -153,7 +153,7 @@ export async function daemonBench(options: { jobs: number; rounds: number; storm
         if (refusedAt === undefined) throw new Error(`job ${job}: its connect to ${host.ip4} was not refused (EPERM)`);
         enforced.push(Number(enforcedAt - startedAt) / 1e6);
         refused.push(Number(refusedAt - startedAt) / 1e6);
-        if (job === 100 || job === options.jobs || job % 250 === 0) {
+        if (job === 100 || job === options.jobs || job % 500 === 0) {
           points.push({ jobs: job, mib: rssMiB(daemon.child.pid!) });
           log(`  ${job} jobs: RSS ${points.at(-1)!.mib.toFixed(1)} MiB, enforced p50 ${median(enforced).toFixed(1)} ms`);
         }

@@ -74,7 +74,7 @@ const SECTIONS: Section[] = [
   {
     name: 'daemon',
     async run({ quick, log }) {
-      const options = quick ? { jobs: 200, rounds: 2, stormCount: 500, idleSeconds: 5 } : { jobs: 1000, rounds: 5, stormCount: 2000, idleSeconds: 30 };
+      const options = quick ? { jobs: 200, rounds: 2, stormCount: 500, idleSeconds: 5 } : { jobs: 3000, rounds: 5, stormCount: 2000, idleSeconds: 30 };
       log(`ringfenced: ${options.rounds} CPU rounds, ${options.jobs} jobs…`);
       const d = await daemonBench(options, log);
       return `## ringfenced: one sensor for every job
