@@ -11,9 +11,9 @@ import type { Policy } from '../policy/policy';
 import type { JobIdentity } from '../jobs/identity';
 import type { JobResult, JobSpec } from '../jobs/session';
 import { Supervisor } from '../jobs/supervisor';
-import { exitStatusOf } from './exit-status';
-import { OutputFile, standardStreamFailures } from './output';
-import { resolveCommand } from './command';
+import { exitStatusOf } from '../jobs/exit-status';
+import { OutputFile, standardStreamFailures } from '../jobs/output';
+import { resolveCommand } from '../jobs/command';
 import { sealPrefix, selfTargets } from '../jobs/seal';
 
 export interface JobOptions {

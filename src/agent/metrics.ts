@@ -14,7 +14,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { isLoopback, parseIp } from '../net/address';
 import type { DetectionName, EgressVerdict, ProbeName, SensorEventType } from '../sensor/events';
 import { RingfenceError } from '../util/errors';
-import type { ExitReason } from './exit-status';
+import type { ExitReason } from '../jobs/exit-status';
 
 /** Where the metrics are served: a unix socket, or a loopback address and port. */
 export type MetricsListen = { kind: 'unix'; path: string } | { kind: 'tcp'; host: string; port: number };
@@ -58,7 +58,7 @@ export function parseMetricsListen(spec: string): MetricsListen {
 
 export type VerdictKind = 'dns' | 'network';
 export type DetectionAction = 'killed' | 'audited';
-/** How a job ended: the reason of its exit status (src/agent/exit-status.ts). */
+/** How a job ended: the reason of its exit status (src/jobs/exit-status.ts). */
 export type JobOutcome = ExitReason;
 
 const OUTCOMES: readonly JobOutcome[] = ['command', 'blocked', 'interrupted', 'agent-failure', 'lockdown'];

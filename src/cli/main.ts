@@ -1,8 +1,8 @@
 /** The `ringfence` command line: one entry point, one subcommand per task. */
 import { Command, CommanderError } from 'commander';
-import { CommandError } from '../agent/command';
-import { EXIT, EXIT_STATUS_HELP } from '../agent/exit-status';
-import { guardStandardStreams } from '../agent/output';
+import { CommandError } from '../jobs/command';
+import { EXIT, EXIT_STATUS_HELP } from '../jobs/exit-status';
+import { guardStandardStreams } from '../jobs/output';
 import { RingfenceError } from '../util/errors';
 import { REPO_ROOT } from '../util/paths';
 import fs from 'node:fs';

@@ -8,7 +8,7 @@ import { Command, CommanderError } from 'commander';
 import { Daemon } from '../agent/daemon';
 import { DEFAULT_CONFIG_PATH, DaemonConfigError, loadDaemonConfig } from '../agent/daemon-config';
 import { createLogger } from '../agent/log';
-import { guardStandardStreams } from '../agent/output';
+import { guardStandardStreams } from '../jobs/output';
 import { PolicyError } from '../policy/policy';
 import { RingfenceError } from '../util/errors';
 

@@ -5,9 +5,9 @@
  * registered, swept when its ringfence is gone, its output opened before CMD
  * starts and never fatal to write; its session is src/jobs/trace-session.ts.
  */
-import { resolveCommand } from '../agent/command';
-import { EXIT } from '../agent/exit-status';
-import { OutputFile } from '../agent/output';
+import { resolveCommand } from '../jobs/command';
+import { EXIT } from '../jobs/exit-status';
+import { OutputFile } from '../jobs/output';
 import { identityFrom } from '../jobs/identity';
 import { connectDaemon, enclosingJob, traceViaDaemon } from '../agent/daemon-client';
 import { socketPath } from '../agent/local-api';

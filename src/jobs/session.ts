@@ -20,11 +20,11 @@ import { EgressMatcher } from '../policy/matcher';
 import type { Endpoint } from '../policy/endpoint';
 import type { DetectionName, SensorEvent, ShellOnIpcEvent } from '../sensor/events';
 import type { ProcessTree } from '../sensor/process-tree';
-import type { Relay } from '../agent/relay';
-import { exitStatusOf, type ExitReason } from '../agent/exit-status';
-import type { OutputFile } from '../agent/output';
-import { detectionEvent, dnsEvent, jobCompletedEvent, jobStartedEvent, JobEventWriter, networkEvent, processEvent, processRef, relayDetectionEvent, type DetectionJobEvent, type PolicyRef } from '../agent/job-events';
-import { JobSummary, policyDisplay } from '../agent/summary';
+import type { Relay } from './relay';
+import { exitStatusOf, type ExitReason } from './exit-status';
+import type { OutputFile } from './output';
+import { detectionEvent, dnsEvent, jobCompletedEvent, jobStartedEvent, JobEventWriter, networkEvent, processEvent, processRef, relayDetectionEvent, type DetectionJobEvent, type PolicyRef } from './job-events';
+import { JobSummary, policyDisplay } from './summary';
 import type { JobIdentity } from './identity';
 
 /** The job's cgroup as a session uses it (src/cgroup/cgroup2.ts's Cgroup is one). */
@@ -54,7 +54,7 @@ export interface SessionDeps {
   tampered(): boolean;
   /** Sensor records dropped so far (ring buffer full), machine-wide. */
   droppedRecords(): number;
-  /** A relay between a held shell and a remote host, among the job's processes (src/agent/relay.ts). */
+  /** A relay between a held shell and a remote host, among the job's processes (src/jobs/relay.ts). */
   lookForRelay(event: ShellOnIpcEvent, jobPids: number[]): { relay?: Relay; holders: number };
   /** Resumes the target a killed tracer left stopped (src/enforce/resume.ts). */
   resumeAfterPtraceKill(offender: number, target: number, seized: boolean): TargetAfterKill;

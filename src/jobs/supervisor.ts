@@ -14,7 +14,7 @@ import { DnsProxy } from '../dns/proxy';
 import { JobEgress } from '../enforce/egress';
 import { configureStdinShells, JobLockdown, protectRunnerProcesses } from '../enforce/lockdown';
 import { resumeAfterPtraceKill, signalIfAlive } from '../enforce/resume';
-import { lookForRelay } from '../agent/relay';
+import { lookForRelay } from './relay';
 import { preflight } from '../sensor/kernel';
 import { Sensor, type SensorOptions } from '../sensor/sensor';
 import type { SensorEvent } from '../sensor/events';

@@ -4,8 +4,8 @@
  * nothing enforced. Like a JobSession, it runs under a supervisor that routes
  * it its cgroup's events and drains the sensor at its end.
  */
-import type { OutputFile } from '../agent/output';
-import { jobCompletedEvent, JobEventWriter, jobStartedEvent, sensorJobEvent, type PolicyRef } from '../agent/job-events';
+import type { OutputFile } from './output';
+import { jobCompletedEvent, JobEventWriter, jobStartedEvent, sensorJobEvent, type PolicyRef } from './job-events';
 import { formatEvent } from '../sensor/format';
 import type { SensorEvent } from '../sensor/events';
 import type { ProcessTree } from '../sensor/process-tree';

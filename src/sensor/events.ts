@@ -150,7 +150,7 @@ export type DetectionName = 'Reverse-Shell' | 'Runner-Worker-Memory-Read' | 'Pri
 
 /**
  * Not a detection yet: a shell reading commands from a pipe or socketpair
- * while its output goes to one. The agent decides (src/agent/relay.ts).
+ * while its output goes to one. The agent decides (src/jobs/relay.ts).
  */
 export interface ShellOnIpcEvent extends EventBase {
   type: 'shell_on_ipc';

@@ -1,4 +1,4 @@
-/** The human rendering of sensor events (`ringfence trace` without --json; --json writes job events, src/agent/job-events.ts). */
+/** The human rendering of sensor events (`ringfence trace` without --json; --json writes job events, src/jobs/job-events.ts). */
 import type { FdInfo, SensorEvent } from './events';
 
 function fd(info: FdInfo): string {

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT } from '../../src/agent/exit-status';
+import { EXIT } from '../../src/jobs/exit-status';
 import { findCgroup2Mount } from '../../src/cgroup/cgroup2';
 import { createTestHost, type TestHost } from '../helpers/netns';
 

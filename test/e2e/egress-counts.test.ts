@@ -5,7 +5,7 @@
  * kernel's flow table (JobEgress.unrecordedRepeats).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { NetworkJobEvent } from '../../src/agent/job-events';
+import type { NetworkJobEvent } from '../../src/jobs/job-events';
 import { createTestHost, type TestHost } from '../helpers/netns';
 import { runScriptJob } from '../helpers/run-job';
 

@@ -4,7 +4,7 @@
  * namespace with TCP/UDP listeners on ports 7000 and 7001.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DnsJobEvent, NetworkJobEvent } from '../../src/agent/job-events';
+import type { DnsJobEvent, NetworkJobEvent } from '../../src/jobs/job-events';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server';
 import { fixture } from '../helpers/job';
 import { createTestHost, type TestHost } from '../helpers/netns';

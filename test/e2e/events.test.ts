@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DnsJobEvent, JobEvent, JobPhaseEvent, NetworkJobEvent, Written } from '../../src/agent/job-events';
+import type { DnsJobEvent, JobEvent, JobPhaseEvent, NetworkJobEvent, Written } from '../../src/jobs/job-events';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server';
 import { fixture } from '../helpers/job';
 import { createTestHost, type TestHost } from '../helpers/netns';

@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { findCgroup2Mount } from '../../src/cgroup/cgroup2';
-import { EXIT } from '../../src/agent/exit-status';
+import { EXIT } from '../../src/jobs/exit-status';
 import { createTestHost, type TestHost } from '../helpers/netns';
 
 const RINGFENCE = path.resolve(__dirname, '../../bin/ringfence');

@@ -8,13 +8,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DetectionJobEvent } from '../../src/agent/job-events';
+import type { DetectionJobEvent } from '../../src/jobs/job-events';
 import { startDnsServer, type TestDnsServer } from '../helpers/dns-server';
 import { findCgroup2Mount } from '../../src/cgroup/cgroup2';
 import { fixture } from '../helpers/job';
 import { createTestHost, type TestHost } from '../helpers/netns';
 import { runScriptJob, type ScriptJob } from '../helpers/run-job';
-import { EXIT } from '../../src/agent/exit-status';
+import { EXIT } from '../../src/jobs/exit-status';
 
 const LOCKDOWN = `name: lockdown-test
 egress-policy: audit

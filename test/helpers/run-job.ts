@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { runJob } from '../../src/agent/job';
 import type { JobResult } from '../../src/jobs/session';
-import type { JobEvent } from '../../src/agent/job-events';
+import type { JobEvent } from '../../src/jobs/job-events';
 import type { Upstream } from '../../src/dns/proxy';
 import type { JobIdentity } from '../../src/jobs/identity';
 import { parsePolicy } from '../../src/policy/policy';

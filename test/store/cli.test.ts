@@ -5,7 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EXIT } from '../../src/agent/exit-status';
+import { EXIT } from '../../src/jobs/exit-status';
 import { RINGFENCE, startStoreServer, TEST_POSTGRES } from '../helpers/store';
 import { BACKENDS } from './backends';
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CommandError, resolveCommand } from '../../src/agent/command';
+import { CommandError, resolveCommand } from '../../src/jobs/command';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringfence-cmd-'));
 const tool = path.join(dir, 'tool');

@@ -1,7 +1,7 @@
 /** docs/events.md describes exactly what the code writes: every kind, every field. */
 import fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { JOB_EVENT_KINDS } from '../../src/agent/job-events';
+import { JOB_EVENT_KINDS } from '../../src/jobs/job-events';
 import { EVENTS_DOC, fieldPaths, parseEventsDoc, undocumented, unitBuiltJob } from './events-doc';
 
 const doc = () => parseEventsDoc(fs.readFileSync(EVENTS_DOC, 'utf8'));

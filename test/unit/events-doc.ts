@@ -18,8 +18,8 @@ import {
   relayDetectionEvent,
   sensorJobEvent,
   type Written,
-} from '../../src/agent/job-events';
-import { OutputFile } from '../../src/agent/output';
+} from '../../src/jobs/job-events';
+import { OutputFile } from '../../src/jobs/output';
 import type { JobIdentity } from '../../src/jobs/identity';
 import type { ContainerFacts, DetectionEvent, EventBase, SensorEvent } from '../../src/sensor/events';
 import { ProcessTree, type ProcessInfo } from '../../src/sensor/process-tree';

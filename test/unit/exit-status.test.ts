@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EXIT, EXIT_STATUS_HELP, exitStatusOf, type JobOutcome } from '../../src/agent/exit-status';
+import { EXIT, EXIT_STATUS_HELP, exitStatusOf, type JobOutcome } from '../../src/jobs/exit-status';
 
 const outcome = (over: Partial<JobOutcome>): JobOutcome => ({ exitCode: 0, signal: null, blocked: 0, lockedDown: false, agentFailures: [], ...over });
 

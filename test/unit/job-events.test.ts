@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { detectionEvent, dnsEvent, EventAgent, JobEventWriter, jobStartedEvent, networkEvent, processEvent, sensorJobEvent, THIS_AGENT, type JobEvent } from '../../src/agent/job-events';
-import { OutputFile } from '../../src/agent/output';
+import { detectionEvent, dnsEvent, EventAgent, JobEventWriter, jobStartedEvent, networkEvent, processEvent, sensorJobEvent, THIS_AGENT, type JobEvent } from '../../src/jobs/job-events';
+import { OutputFile } from '../../src/jobs/output';
 import type { DetectionEvent, EgressEvent, ExecEvent, SensorEvent } from '../../src/sensor/events';
 import { FULL_IDENTITY, sensorRecords, unitTree } from './events-doc';
 

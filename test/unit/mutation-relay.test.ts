@@ -1,5 +1,5 @@
 /**
- * The relay decision (src/agent/relay.ts): which job process, if any, holds
+ * The relay decision (src/jobs/relay.ts): which job process, if any, holds
  * the other end of a held shell's output and a remote TCP connection. Each
  * case is judged twice: by judgeRelay on the processes as plain data, and by
  * lookForRelay on a /proc laid out for it (fresh directory), so the table
@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { judgeRelay, lookForRelay, opensForReading, outputEnds, parseProcNetAddress, remotePeer, type ProcessFiles } from '../../src/agent/relay';
+import { judgeRelay, lookForRelay, opensForReading, outputEnds, parseProcNetAddress, remotePeer, type ProcessFiles } from '../../src/jobs/relay';
 import type { ShellOnIpcEvent } from '../../src/sensor/events';
 
 describe('parseProcNetAddress', () => {

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { OutputFile } from '../../src/agent/output';
+import { OutputFile } from '../../src/jobs/output';
 import { RingfenceError } from '../../src/util/errors';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ringfence-out-'));

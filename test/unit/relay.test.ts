@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { lookForRelay, parseProcNetAddress, procFiles } from '../../src/agent/relay';
+import { lookForRelay, parseProcNetAddress, procFiles } from '../../src/jobs/relay';
 import type { ShellOnIpcEvent } from '../../src/sensor/events';
 
 const TCP_HEADER = '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';

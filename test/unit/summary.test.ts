@@ -1,7 +1,7 @@
 /** The end-of-job summary: blocked lines first, DNS failures as their own lines, counts as the events add up. */
 import { describe, expect, it } from 'vitest';
-import type { DetectionJobEvent, DnsJobEvent, NetworkJobEvent, ProcessRef } from '../../src/agent/job-events';
-import { JobSummary, policyDisplay } from '../../src/agent/summary';
+import type { DetectionJobEvent, DnsJobEvent, NetworkJobEvent, ProcessRef } from '../../src/jobs/job-events';
+import { JobSummary, policyDisplay } from '../../src/jobs/summary';
 
 const proc = (exe: string, pid = 10): ProcessRef => ({ pid, ppid: 1, exe, argv: [exe], uid: 0, ancestry: [exe] });
 const base = { time: '2026-11-26T13:19:22.474Z', job: 'run-1', policy: 'p' as string | null };

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import type { OutputFile } from './output';
-import type { JobIdentity } from '../jobs/identity';
+import type { JobIdentity } from './identity';
 import type { DetectionEvent, EgressEvent, ExecEvent, FdInfo, SensorEvent, ShellOnIpcEvent } from '../sensor/events';
 import type { Relay } from './relay';
 import { readProcFs, type ProcessTree } from '../sensor/process-tree';
