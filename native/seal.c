@@ -25,30 +25,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
+#include <linux/bpf.h>
+#include <linux/ioprio.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <unistd.h>
 
 #define MAX_TARGETS 256
 #define LOW32 0xffffffffULL
-
-/* bpf(2) commands (uapi enum bpf_cmd) */
-enum {
-	RF_BPF_OBJ_GET = 7,
-	RF_BPF_PROG_DETACH = 9,
-	RF_BPF_PROG_GET_FD_BY_ID = 13,
-	RF_BPF_MAP_GET_FD_BY_ID = 14,
-	RF_BPF_BTF_GET_FD_BY_ID = 19,
-	RF_BPF_LINK_UPDATE = 29,
-	RF_BPF_LINK_GET_FD_BY_ID = 30,
-	RF_BPF_LINK_DETACH = 34,
-};
-
-#define RF_PRIO_PROCESS 0
-#define RF_IOPRIO_WHO_PROCESS 1
 
 static const char *me = "ringfence_seal";
 
@@ -132,8 +120,8 @@ static void seal_against(scmp_filter_ctx ctx, long pid)
 	struct scmp_arg_cmp tgid_signal[] = { PID_IS(0, pid), SCMP_A2(SCMP_CMP_NE, 0) };
 	struct scmp_arg_cmp tid_signal[] = { PID_IS(1, pid), SCMP_A2(SCMP_CMP_NE, 0) };
 	struct scmp_arg_cmp a0_new_limit[] = { PID_IS(0, pid), SCMP_A2(SCMP_CMP_NE, 0) };
-	struct scmp_arg_cmp process_who[] = { SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, RF_PRIO_PROCESS), PID_IS(1, pid) };
-	struct scmp_arg_cmp ioprio_who[] = { SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, RF_IOPRIO_WHO_PROCESS), PID_IS(1, pid) };
+	struct scmp_arg_cmp process_who[] = { SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, PRIO_PROCESS), PID_IS(1, pid) };
+	struct scmp_arg_cmp ioprio_who[] = { SCMP_A0(SCMP_CMP_MASKED_EQ, LOW32, IOPRIO_WHO_PROCESS), PID_IS(1, pid) };
 
 	add(ctx, kill, "kill", 2, a0_signal);
 	add(ctx, kill, "tkill", 2, a0_signal);
@@ -167,8 +155,8 @@ static void seal_against_group(scmp_filter_ctx ctx, long pgid)
 static void seal_bpf(scmp_filter_ctx ctx)
 {
 	static const int refused[] = {
-		RF_BPF_OBJ_GET, RF_BPF_PROG_DETACH, RF_BPF_PROG_GET_FD_BY_ID, RF_BPF_MAP_GET_FD_BY_ID,
-		RF_BPF_BTF_GET_FD_BY_ID, RF_BPF_LINK_UPDATE, RF_BPF_LINK_GET_FD_BY_ID, RF_BPF_LINK_DETACH,
+		BPF_OBJ_GET, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_MAP_GET_FD_BY_ID,
+		BPF_BTF_GET_FD_BY_ID, BPF_LINK_UPDATE, BPF_LINK_GET_FD_BY_ID, BPF_LINK_DETACH,
 	};
 
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {

@@ -15,7 +15,7 @@ import { JOB_API, JOB_NOTIFICATIONS, type PolicySource, type StartParams, type S
 import { API_CODES, LocalApiClient, LocalApiError } from './local-api';
 import { OutputFile, standardStreamFailures } from '../jobs/output';
 import { instanceName } from '../jobs/registry';
-import { processGroupOf, sealPrefix, type SealTargets } from '../jobs/seal';
+import { sealPrefix, selfTargets, type SealTargets } from '../jobs/seal';
 import type { Endpoint } from '../policy/endpoint';
 import type { Policy } from '../policy/policy';
 import type { JobIdentity } from '../jobs/identity';
@@ -214,8 +214,8 @@ export async function traceViaDaemon(client: LocalApiClient, command: string, ar
 /** A daemon's refusal as the CLI reports it (one line; a bad request is a usage error). */
 /** ringfenced and this process (whose going away ends the job), with their process groups. */
 function sealTargets(agent: { pid: number; group: number }): SealTargets {
-  const group = processGroupOf('self');
-  return { agents: [agent.pid, process.pid], groups: [agent.group, ...(group !== undefined ? [group] : [])] };
+  const self = selfTargets();
+  return { agents: [agent.pid, ...self.agents], groups: [agent.group, ...self.groups] };
 }
 
 function asRingfenceError(error: unknown, socket: string): RingfenceError {

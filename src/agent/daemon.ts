@@ -229,13 +229,11 @@ export class Daemon {
     this.metrics.jobsRunning(this.jobs.size);
     this.logger.info({ job: id, command: params.command, starter: caller.peer.pid }, 'trace started');
     this.watchStarter(job, caller.peer.pid);
-    return { id, cgroup: cgroup.path, agent: this.agentRef() };
+    return { id, cgroup: cgroup.path, agent: this.agentRef };
   }
 
-  /** Whom a job's seal refuses signals to: this process and its group. */
-  private agentRef(): { pid: number; group: number } {
-    return { pid: process.pid, group: processGroupOf('self') ?? process.pid };
-  }
+  /** Whom a job's seal refuses signals to: this process and its group (read once: neither changes). */
+  private readonly agentRef = { pid: process.pid, group: processGroupOf('self') ?? process.pid };
 
   private async startJob(params: StartParams, caller: DaemonCaller, connection: LocalApiConnection<DaemonCaller>): Promise<StartReply> {
     this.mayStart(caller, JOB_API.start);
@@ -275,7 +273,7 @@ export class Daemon {
     this.metrics.jobsRunning(this.jobs.size);
     this.logger.info({ job: id, command: params.command, policy: name, version, from, mode: policy.egressPolicy, starter: caller.peer.pid }, 'job started');
     this.watchStarter(job, caller.peer.pid);
-    return { id, cgroup: cgroup.path, policy: { name, ...(version !== undefined ? { version } : {}), mode: policy.egressPolicy, from }, agent: this.agentRef() };
+    return { id, cgroup: cgroup.path, policy: { name, ...(version !== undefined ? { version } : {}), mode: policy.egressPolicy, from }, agent: this.agentRef };
   }
 
   /** The request's policy; else the store's for the job's identity; else policy-file's; else audit. */

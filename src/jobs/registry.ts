@@ -15,6 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Cgroup, cgroup2Root } from '../cgroup/cgroup2';
 import { RingfenceError } from '../util/errors';
+import { statFieldsAfterComm } from '../util/proc-stat';
 
 /** `ringfence`, or `ringfence-NAME` with RINGFENCE_INSTANCE=NAME. Throws a usage error for a bad NAME. */
 export function instanceName(env: NodeJS.ProcessEnv = process.env): string {
@@ -47,14 +48,8 @@ export interface RegistryPaths {
 
 /** A process's start time, or undefined when it is gone. */
 export function processStartTime(pid: number, proc = '/proc'): number | undefined {
-  try {
-    const stat = fs.readFileSync(path.join(proc, String(pid), 'stat'), 'utf8');
-    // comm (field 2) may hold spaces and parentheses: count from the last ')'
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[19]);
-  } catch {
-    return undefined;
-  }
+  const fields = statFieldsAfterComm(pid, proc);
+  return fields && Number(fields[19]);
 }
 
 /** Whether the process that wrote `record` is still that process. */

@@ -9,9 +9,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from '../util/paths';
 import { RingfenceError } from '../util/errors';
+import { statFieldsAfterComm } from '../util/proc-stat';
 
-// Stryker disable next-line StringLiteral: a module-level constant, built before this runner activates a mutant; test/unit/seal.test.ts pins its value
-export const SEAL_BINARY = path.join(REPO_ROOT, 'build/Release/ringfence_seal');
+/** The seal node-gyp builds (binding.gyp); a function so that mutation testing judges it (a constant is built once, at load). */
+export function sealBinary(): string {
+  return path.join(REPO_ROOT, 'build/Release/ringfence_seal');
+}
 
 /** Whom a job is sealed against: the agents' pids (with all their threads), and the process groups they are in. */
 export interface SealTargets {
@@ -21,14 +24,8 @@ export interface SealTargets {
 
 /** A process's group (field 5 of /proc/PID/stat), or undefined when it is gone. */
 export function processGroupOf(pid: number | 'self', proc = '/proc'): number | undefined {
-  let stat: string;
-  try {
-    stat = fs.readFileSync(path.join(proc, String(pid), 'stat'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  // comm (field 2) may hold spaces and parentheses: count from the last ')'
-  const group = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+  const fields = statFieldsAfterComm(pid, proc);
+  const group = Number(fields?.[2]);
   return Number.isInteger(group) && group > 0 ? group : undefined;
 }
 
@@ -43,7 +40,7 @@ export function selfTargets(): SealTargets {
  * `targets` (Cgroup.spawn's prefix). Throws when the seal binary is missing:
  * a job never runs unsealed.
  */
-export function sealPrefix(targets: SealTargets, binary = SEAL_BINARY): string[] {
+export function sealPrefix(targets: SealTargets, binary = sealBinary()): string[] {
   if (!fs.existsSync(binary)) {
     throw new RingfenceError(`cannot seal the job: ${binary} is missing (npm run build:native builds it)`, 'RF_SEAL');
   }

@@ -11,14 +11,20 @@ import fs from 'node:fs';
 import { parseEndpoint, parseEndpointList, type Endpoint } from '../policy/endpoint';
 import { RingfenceError } from '../util/errors';
 
-export const DEFAULT_SERVICE_ENDPOINTS = [
-  'github.com:443',
-  'api.github.com:443',
-  'codeload.github.com:443',
-  '*.actions.githubusercontent.com:443',
-  'objects.githubusercontent.com:443',
-  'productionresultssa*.blob.core.windows.net:443',
-];
+/**
+ * The default list. A function rather than a module constant so that
+ * mutation testing judges each entry (a constant is built once, at load).
+ */
+export function defaultServiceEndpoints(): string[] {
+  return [
+    'github.com:443',
+    'api.github.com:443',
+    'codeload.github.com:443',
+    '*.actions.githubusercontent.com:443',
+    'objects.githubusercontent.com:443',
+    'productionresultssa*.blob.core.windows.net:443',
+  ];
+}
 
 /** Parses a service endpoint list (file text); names the file and line of a bad entry. */
 export function parseServiceEndpoints(text: string, source: string): Endpoint[] {
@@ -30,7 +36,7 @@ export function parseServiceEndpoints(text: string, source: string): Endpoint[] 
 /** `default`, `none`, or a file path. */
 export function loadServiceEndpoints(spec = 'default'): Endpoint[] {
   if (spec === 'none') return [];
-  if (spec === 'default') return DEFAULT_SERVICE_ENDPOINTS.map((entry) => parseEndpoint(entry));
+  if (spec === 'default') return defaultServiceEndpoints().map((entry) => parseEndpoint(entry));
   let text: string;
   try {
     text = fs.readFileSync(spec, 'utf8');

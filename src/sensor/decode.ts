@@ -329,7 +329,7 @@ function decodeRecord(view: DataView, bytes: Uint8Array, at: number, type: numbe
         type: 'detection' as const,
         detection: nameOf(DETECTION_NAMES, detectionId, 'detection', 'rf_detection'),
         action: nameOf(DETECTION_ACTIONS, action, 'detection action', 'rf_detection_action'),
-        refused: (view.getUint16(at + H.flags.offset, true) & DetectionFlags.REFUSED) !== 0,
+        refused: (flags & DetectionFlags.REFUSED) !== 0,
         hook: nameOf(DetectionHookNames, view.getUint8(at + DETECTION.hook.offset), 'detection hook', 'rf_detection_hook'),
         targetTgid: view.getUint32(at + DETECTION.target_tgid.offset, true),
         ptraceRequest: Number(view.getBigInt64(at + DETECTION.ptrace_request.offset, true)),

@@ -69,6 +69,25 @@ function run(args: string[], extraEnv: NodeJS.ProcessEnv = {}): Run {
   return { child, done: new Promise((resolve) => child.on('exit', (code) => resolve({ code, stderr }))) };
 }
 
+/** A daemon of its own on SOCKET (the main one stopped by then), once it is ready. */
+async function readyDaemon(what: string): Promise<Daemon> {
+  const daemon = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
+  await until(`${what} to be ready`, () => daemon.log().includes('ringfenced ready'));
+  return daemon;
+}
+
+/**
+ * A job under a block policy allowing nothing that waits, once started, until
+ * the test lets it go on (`release`); then it leaves `marker` and connects.
+ */
+async function heldJob(name: string): Promise<{ job: Run; marker: string; release: () => void }> {
+  const ready = path.join(work, `${name}-ready`);
+  const marker = path.join(work, `${name}-went-on`);
+  const job = run(['--policy', policy('nothing'), '--', '/bin/bash', '-c', `touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; ${CONNECT()}`]);
+  await until('the job to start', () => fs.existsSync(ready));
+  return { job, marker, release: () => fs.writeFileSync(`${ready}.go`, '') };
+}
+
 const events = (file: string) =>
   fs
     .readFileSync(file, 'utf8')
@@ -222,8 +241,7 @@ describe('ringfenced', () => {
   }, 30_000);
 
   it('a signal that reaches ringfenced (through a /proc descriptor) ends every job in the kernel; ringfenced stops (exit 70) and leaves nothing', async () => {
-    const tamper = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
-    await until('the second ringfenced to be ready', () => tamper.log().includes('ringfenced ready'));
+    const tamper = await readyDaemon('the second ringfenced');
     const programs = status().kernel.programs;
     const marker = path.join(work, 'after-tamper');
     const signal = `python3 -c 'import os,signal; signal.pidfd_send_signal(os.open("/proc/${tamper.child.pid}", os.O_RDONLY), signal.SIGUSR1)'`;
@@ -237,17 +255,13 @@ describe('ringfenced', () => {
   }, 30_000);
 
   it('killed with SIGKILL mid-job: nothing of the job runs on, its address stays refused, and the restarted ringfenced ends and reports it', async () => {
-    const killed = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
-    await until('the third ringfenced to be ready', () => killed.log().includes('ringfenced ready'));
-    const ready = path.join(work, 'killed-ready');
-    const marker = path.join(work, 'killed-went-on');
-    const r = run(['--policy', policy('nothing'), '--', '/bin/bash', '-c', `touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; ${CONNECT()}`]);
-    await until('the job to start', () => fs.existsSync(ready));
+    const killed = await readyDaemon('the third ringfenced');
+    const { job: r, marker, release } = await heldJob('killed');
     const jobs = path.join(findCgroup2Mount()!, ROOT, 'jobs');
     const id = await until('its cgroup', () => fs.readdirSync(jobs).find((name) => name.startsWith('run-')));
     killed.child.kill('SIGKILL');
     await killed.exited;
-    fs.writeFileSync(`${ready}.go`, '');
+    release();
     const result = await r.done;
     expect(result.code).toBe(EXIT.AGENT_FAILURE);
     expect(result.stderr).toContain(`the job's report is ringfenced's`);
@@ -255,8 +269,7 @@ describe('ringfenced', () => {
     expect(fs.existsSync(marker)).toBe(false);
     // the hooks stay attached while nobody has ended the job
     expect(execFileSync('bpftool', ['cgroup', 'show', path.join(jobs, id)], { encoding: 'utf8' })).toMatch(/connect4/);
-    const restarted = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
-    await until('ringfenced to be ready again', () => restarted.log().includes('ringfenced ready'));
+    const restarted = await readyDaemon('ringfenced, started again,');
     expect(restarted.log()).toContain(`ended job ${id} left by a ringfence that is gone`);
     expect(fs.existsSync(path.join(jobs, id))).toBe(false);
     restarted.child.kill('SIGTERM');
@@ -264,15 +277,11 @@ describe('ringfenced', () => {
   }, 40_000);
 
   it('stopped with SIGSTOP mid-job: past the watchdog nothing of the job runs on; continued, ringfenced reports it and stops (exit 70)', async () => {
-    const stopped = startDaemon(`socket: ${SOCKET}\nlog-level: info\n`);
-    await until('the fourth ringfenced to be ready', () => stopped.log().includes('ringfenced ready'));
-    const ready = path.join(work, 'stopped-ready');
-    const marker = path.join(work, 'stopped-went-on');
-    const r = run(['--policy', policy('nothing'), '--', '/bin/bash', '-c', `touch ${ready}; while [ ! -e ${ready}.go ]; do sleep 0.05; done; touch ${marker}; ${CONNECT()}`]);
-    await until('the job to start', () => fs.existsSync(ready));
+    const stopped = await readyDaemon('the fourth ringfenced');
+    const { job: r, marker, release } = await heldJob('stopped');
     stopped.child.kill('SIGSTOP');
     await sleep(3800);
-    fs.writeFileSync(`${ready}.go`, '');
+    release();
     await sleep(500);
     expect(fs.existsSync(marker), 'the job went on while ringfenced was stopped').toBe(false);
     stopped.child.kill('SIGCONT');

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SEALED_SYSCALLS, SECCOMP_I386, X32_SYSCALL_BIT, sealedSyscallName } from '../../src/abi/layout';
-import { processGroupOf, SEAL_BINARY, sealPrefix, selfTargets } from '../../src/jobs/seal';
+import { processGroupOf, sealBinary, sealPrefix, selfTargets } from '../../src/jobs/seal';
 
 const ROOT = path.join(__dirname, '../..');
 const HEADERS = { x86_64: 'unistd_64.h', i386: 'unistd_32.h', x32: 'unistd_x32.h' } as const;
@@ -98,8 +98,8 @@ describe('sealPrefix', () => {
   });
 
   it('is the binary node-gyp builds (binding.gyp target ringfence_seal), by default', () => {
-    expect(SEAL_BINARY).toBe(path.join(ROOT, 'build/Release/ringfence_seal'));
-    expect(sealPrefix({ agents: [1], groups: [] })[0]).toBe(SEAL_BINARY);
+    expect(sealBinary()).toBe(path.join(ROOT, 'build/Release/ringfence_seal'));
+    expect(sealPrefix({ agents: [1], groups: [] })[0]).toBe(sealBinary());
   });
 
   it('selfTargets: this process and its group', () => {
